@@ -1,0 +1,222 @@
+//! The wasmtime side: engine settings, the `env` imports of the metashrew ABI, and running one
+//! block or one view in a fresh instance.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use prost::bytes::Bytes;
+use prost::Message;
+use wasmtime::{bail, Caller, Config, Engine, Extern, InstancePre, Linker, Module, Store};
+
+use crate::guest_memory::{self, address};
+use crate::state_store::StateStore;
+
+/// `message KeyValueFlush { repeated bytes list = 1; }`: alternating key, value.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KeyValueFlush {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    pub list: Vec<Bytes>,
+}
+
+/// Every engine setting that affects what a guest observes, in one place.
+pub fn engine() -> Result<Engine> {
+    let mut config = Config::new();
+    // NaN bit patterns differ between CPUs; canonical NaNs make float results identical everywhere.
+    config.cranelift_nan_canonicalization(true);
+    // Stack depth decides where deep recursion traps: fixed explicitly, not left to defaults.
+    config.max_wasm_stack(1 << 20);
+    // No threads: wasmtime is built without the `threads` feature, so a block is one
+    // sequential execution.
+    // Linear memory: wasmtime's defaults (a 4 GiB reservation, pages committed when touched).
+    // This is what metashrew runs with; growth is never refused by the host.
+    Engine::new(&config).map_err(anyhow::Error::from)
+}
+
+/// What the imports see while one block or view runs.
+pub struct HostState {
+    /// `height (u32 LE) ++ input`, as `__load_input` writes it.
+    input: Vec<u8>,
+    store: StateStore,
+    /// Flushed pairs, committed by the caller only if `_start` returns.
+    pub pairs: Vec<(Bytes, Bytes)>,
+    pub flushed_bytes: u64,
+}
+
+/// A compiled guest with its imports resolved, ready for one fresh instance per block or view.
+pub struct Guest {
+    pre: InstancePre<HostState>,
+    engine: Engine,
+}
+
+/// What one call of an export left behind.
+pub struct Execution<T> {
+    pub result: Result<T>,
+    pub pairs: Vec<(Bytes, Bytes)>,
+    pub flushed_bytes: u64,
+    pub wasm_memory_bytes: u64,
+    pub instantiate_ms: f64,
+    pub execute_ms: f64,
+}
+
+impl Guest {
+    pub fn load(engine: &Engine, wasm: &Path) -> Result<Self> {
+        let module = Module::from_file(engine, wasm)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{} is not a valid wasm module", wasm.display()))?;
+        anyhow::ensure!(
+            matches!(module.get_export("memory"), Some(wasmtime::ExternType::Memory(_))),
+            "{} exports no `memory`: not a metashrew guest",
+            wasm.display()
+        );
+        let mut linker = Linker::new(engine);
+        define_imports(&mut linker)?;
+        // Like metashrew: other function imports link, and trap if they are ever called.
+        linker.define_unknown_imports_as_traps(&module)?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("linking {}", wasm.display()))?;
+        Ok(Self { pre, engine: engine.clone() })
+    }
+
+    pub fn has_export(&self, name: &str) -> bool {
+        self.pre.module().get_export(name).is_some()
+    }
+
+    /// Runs `_start` for one block in a fresh instance.
+    pub fn run_block(&self, store: &StateStore, height: u32, payload: &[u8]) -> Execution<()> {
+        self.call(store, height, payload, "_start", |_, _: ()| Ok(()))
+    }
+
+    /// Calls the view `name` (`() -> i32`) in a fresh instance and returns the buffer it points at.
+    pub fn run_view(&self, store: &StateStore, height: u32, input: &[u8], name: &str) -> Execution<Vec<u8>> {
+        self.call(store, height, input, name, |memory, ptr: i32| {
+            Ok(guest_memory::arraybuffer(memory, ptr, "view result")?.to_vec())
+        })
+    }
+
+    fn call<R: wasmtime::WasmResults, T>(
+        &self,
+        state: &StateStore,
+        height: u32,
+        input: &[u8],
+        name: &str,
+        read: impl FnOnce(&[u8], R) -> wasmtime::Result<T>,
+    ) -> Execution<T> {
+        let mut full_input = Vec::with_capacity(4 + input.len());
+        full_input.extend_from_slice(&height.to_le_bytes());
+        full_input.extend_from_slice(input);
+        let host = HostState { input: full_input, store: state.clone(), pairs: Vec::new(), flushed_bytes: 0 };
+        let mut store = Store::new(&self.engine, host);
+
+        let started = Instant::now();
+        let instance = self.pre.instantiate(&mut store);
+        let instantiate_ms = elapsed_ms(started);
+        let started = Instant::now();
+        let mut memory = None;
+        let result = instance.and_then(|instance| {
+            let guest_memory = instance.get_memory(&mut store, "memory").expect("checked at load");
+            memory = Some(guest_memory);
+            let func = instance
+                .get_typed_func::<(), R>(&mut store, name)
+                .map_err(|e| e.context(format!("export `{name}`")))?;
+            let returned = func.call(&mut store, ())?;
+            read(guest_memory.data(&store), returned)
+        });
+        let execute_ms = elapsed_ms(started);
+        let wasm_memory_bytes = memory.map_or(0, |m| m.data_size(&store) as u64);
+        let host = store.into_data();
+        Execution {
+            result: result.map_err(anyhow::Error::from),
+            pairs: host.pairs,
+            flushed_bytes: host.flushed_bytes,
+            wasm_memory_bytes,
+            instantiate_ms,
+            execute_ms,
+        }
+    }
+}
+
+pub fn elapsed_ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+fn guest_memory_of<'c>(caller: &mut Caller<'c, HostState>) -> wasmtime::Result<wasmtime::Memory> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(memory)) => Ok(memory),
+        _ => bail!("the guest exports no `memory`"),
+    }
+}
+
+/// The six metashrew imports plus AssemblyScript's `abort`. Each validates the guest's pointers
+/// and lengths before touching memory; a bad one returns an error, which traps the guest.
+fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
+    linker.func_wrap("env", "__host_len", |caller: Caller<'_, HostState>| -> wasmtime::Result<i32> {
+        i32::try_from(caller.data().input.len()).or_else(|_| bail!("__host_len: input over 2 GiB"))
+    })?;
+
+    linker.func_wrap("env", "__load_input", |mut caller: Caller<'_, HostState>, ptr: i32| {
+        let memory = guest_memory_of(&mut caller)?;
+        let (data, host) = memory.data_and_store_mut(&mut caller);
+        let len = host.input.len() as u64;
+        guest_memory::span_mut(data, address(ptr), len, "__load_input")?.copy_from_slice(&host.input);
+        Ok(())
+    })?;
+
+    linker.func_wrap("env", "__log", |mut caller: Caller<'_, HostState>, ptr: i32| {
+        let memory = guest_memory_of(&mut caller)?;
+        let bytes = guest_memory::arraybuffer(memory.data(&caller), ptr, "__log")?;
+        const MAX_LOG: usize = 16 * 1024;
+        let shown = &bytes[..bytes.len().min(MAX_LOG)];
+        match std::str::from_utf8(shown) {
+            Ok(text) if bytes.len() <= MAX_LOG => eprintln!("[guest] {text}"),
+            Ok(text) => eprintln!("[guest] {text}… ({} bytes in all)", bytes.len()),
+            Err(_) => eprintln!("[guest] <{} bytes, not UTF-8>", bytes.len()),
+        }
+        Ok(())
+    })?;
+
+    linker.func_wrap("env", "__get_len", |mut caller: Caller<'_, HostState>, key_ptr: i32| {
+        let memory = guest_memory_of(&mut caller)?;
+        let key = guest_memory::arraybuffer(memory.data(&caller), key_ptr, "__get_len key")?;
+        let value = caller.data().store.get(key).map_err(wasmtime::Error::from_anyhow)?;
+        let len = value.map_or(0, |v| v.len());
+        i32::try_from(len).or_else(|_| bail!("__get_len: value of {len} bytes does not fit an i32"))
+    })?;
+
+    linker.func_wrap("env", "__get", |mut caller: Caller<'_, HostState>, key_ptr: i32, value_ptr: i32| {
+        let memory = guest_memory_of(&mut caller)?;
+        let (data, host) = memory.data_and_store_mut(&mut caller);
+        let key = guest_memory::arraybuffer(data, key_ptr, "__get key")?;
+        let value = host.store.get(key).map_err(wasmtime::Error::from_anyhow)?.unwrap_or_default();
+        let target = guest_memory::span_mut(data, address(value_ptr), value.len() as u64, "__get value")?;
+        target.copy_from_slice(&value);
+        Ok(())
+    })?;
+
+    linker.func_wrap("env", "__flush", |mut caller: Caller<'_, HostState>, ptr: i32| {
+        let memory = guest_memory_of(&mut caller)?;
+        let (data, host) = memory.data_and_store_mut(&mut caller);
+        let encoded = guest_memory::arraybuffer(data, ptr, "__flush")?;
+        // One copy out of guest memory; the decoded keys and values are slices of it.
+        let message = KeyValueFlush::decode(Bytes::copy_from_slice(encoded))
+            .map_err(|e| wasmtime::format_err!("__flush: not a KeyValueFlush protobuf: {e}"))?;
+        host.flushed_bytes += encoded.len() as u64;
+        // `list` alternates key, value; an odd trailing key is ignored, as metashrew does.
+        let mut items = message.list.into_iter();
+        while let (Some(key), Some(value)) = (items.next(), items.next()) {
+            host.pairs.push((key, value));
+        }
+        Ok(())
+    })?;
+
+    linker.func_wrap(
+        "env",
+        "abort",
+        |_: Caller<'_, HostState>, _msg: i32, _file: i32, line: i32, column: i32| -> wasmtime::Result<()> {
+            bail!("the guest called abort() at line {line}, column {column}")
+        },
+    )?;
+    Ok(())
+}

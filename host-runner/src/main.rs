@@ -1,0 +1,157 @@
+//! host-runner: runs a metashrew-ABI WASM indexer over blocks with wasmtime, commits each block
+//! atomically to RocksDB and reports what happened as JSON (see the `schema` crate).
+//!
+//! Exit codes: 0 every block completed; 1 a block trapped (reported, nothing of it committed);
+//! 2 the runner could not do its job (bad arguments, unreadable guest, database error).
+
+mod blocks;
+mod dump;
+mod guest_memory;
+mod host;
+mod memory_report;
+mod runner;
+mod state_store;
+mod state_root;
+mod watch;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use blocks::{parse_hex, read_blocks_file, Block};
+use runner::{run, summary_line, write_atomically, RunRequest};
+use state_store::StateStore;
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index blocks: each in a fresh instance, committed in one batch only if `_start` returns.
+    Run {
+        /// The guest: a .wasm (or .wat) module speaking the metashrew ABI.
+        #[arg(long)]
+        wasm: PathBuf,
+        /// RocksDB directory (created if missing).
+        #[arg(long)]
+        db: PathBuf,
+        /// Height of the single block to run.
+        #[arg(long, conflicts_with = "blocks", required_unless_present = "blocks")]
+        height: Option<u32>,
+        /// That block's bytes as hex, without the height (the host prepends it). May be empty.
+        #[arg(long, requires = "height", default_value = "")]
+        payload: String,
+        /// A file of `HEIGHT [PAYLOAD_HEX]` lines, for several blocks.
+        #[arg(long)]
+        blocks: Option<PathBuf>,
+        /// Where to write the result JSON (atomically).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run `host-runner run ARGS…` as a child and write how it ended (exit, signal, OOM kills
+    /// counted by this cgroup, the memory limit read back at start) to REPORT as JSON.
+    Watch {
+        #[arg(long)]
+        report: PathBuf,
+        /// The arguments of the child, starting with `run`.
+        #[arg(last = true, required = true)]
+        run_args: Vec<String>,
+    },
+    /// Print the committed state: one line per key, sorted, long values as length and SHA-256.
+    Dump {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Write what a database holds (tip, state root, dump) as JSON, e.g. after a killed run.
+    State {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Call a view function (`() -> i32`) against the committed state and print what it returns.
+    View {
+        #[arg(long)]
+        wasm: PathBuf,
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// The view's input as hex (the host prepends the height).
+        #[arg(long, default_value = "")]
+        input: String,
+        /// The height given to the view; defaults to the last committed height.
+        #[arg(long)]
+        height: Option<u32>,
+    },
+}
+
+fn main() -> ExitCode {
+    match execute(Cli::parse().command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("host-runner: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run { wasm, db, height, payload, blocks, out } => {
+            let blocks = match (height, blocks) {
+                (Some(height), _) => vec![Block { height, payload: parse_hex(&payload).context("--payload")? }],
+                (None, Some(path)) => read_blocks_file(&path)?,
+                (None, None) => unreachable!("clap requires --height or --blocks"),
+            };
+            let result = run(&RunRequest { wasm, db, blocks })?;
+            if let Some(out) = out {
+                write_atomically(&out, &result.to_json())?;
+            }
+            println!("{}", summary_line(&result));
+            println!("STATE ROOT: {}", result.state_root);
+            Ok(match result.outcome {
+                schema::RunOutcome::Completed => ExitCode::SUCCESS,
+                schema::RunOutcome::Trapped { .. } => ExitCode::from(1),
+            })
+        }
+        Command::Watch { report, run_args } => watch::watch(&report, &run_args),
+        Command::Dump { db } => {
+            let store = StateStore::open_read_only(&db)?;
+            for line in dump::dump_lines(&store)? {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State { db, out } => {
+            let store = StateStore::open_read_only(&db)?;
+            let state = schema::StoredState {
+                tip: store.tip()?,
+                state_root: hex::encode(store.state_root()?),
+                dump: dump::dump_lines(&store)?,
+            };
+            write_atomically(&out, &serde_json::to_string_pretty(&state)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::View { wasm, db, name, input, height } => {
+            let store = StateStore::open_read_only(&db)?;
+            let guest = host::Guest::load(&host::engine()?, &wasm)?;
+            anyhow::ensure!(guest.has_export(&name), "{} exports no view `{name}`", wasm.display());
+            let height = height.or(store.tip()?).unwrap_or(0);
+            let execution = guest.run_view(&store, height, &parse_hex(&input).context("--input")?, &name);
+            let bytes = execution.result.map_err(|e| anyhow::anyhow!(runner::trap_message(&e)))
+                .with_context(|| format!("view `{name}` trapped"))?;
+            match std::str::from_utf8(&bytes) {
+                Ok(text) if !text.chars().any(char::is_control) => println!("{text}"),
+                _ => println!("0x{}", hex::encode(&bytes)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

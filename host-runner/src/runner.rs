@@ -1,0 +1,127 @@
+//! `run`: every block in a fresh instance, each committed whole or not at all, then the result.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use schema::{BlockInput, BlockOutcome, BlockReport, RunOutcome, RunResult, Timings};
+use sha2::{Digest, Sha256};
+
+use crate::blocks::Block;
+use crate::dump::dump_lines;
+use crate::host::{elapsed_ms, engine, Guest};
+use crate::memory_report::memory_report;
+use crate::state_store::StateStore;
+
+pub struct RunRequest {
+    pub wasm: PathBuf,
+    pub db: PathBuf,
+    pub blocks: Vec<Block>,
+}
+
+pub fn run(request: &RunRequest) -> Result<RunResult> {
+    let wasm_bytes = std::fs::read(&request.wasm)
+        .with_context(|| format!("reading guest {}", request.wasm.display()))?;
+    let guest = Guest::load(&engine()?, &request.wasm)?;
+    anyhow::ensure!(guest.has_export("_start"), "{} exports no `_start`", request.wasm.display());
+    let store = StateStore::open(&request.db)?;
+
+    let mut reports = Vec::new();
+    let mut outcome = RunOutcome::Completed;
+    let mut root = store.state_root()?;
+    let mut wasm_memory_bytes = 0;
+    for block in &request.blocks {
+        let execution = guest.run_block(&store, block.height, &block.payload);
+        wasm_memory_bytes = execution.wasm_memory_bytes;
+        let started = std::time::Instant::now();
+        let block_outcome = match execution.result {
+            Ok(()) => {
+                root = store.commit_block(block.height, &execution.pairs)?;
+                BlockOutcome::Completed
+            }
+            Err(trap) => BlockOutcome::Trapped { message: trap_message(&trap) },
+        };
+        reports.push(BlockReport {
+            height: block.height,
+            outcome: block_outcome.clone(),
+            flushed_pairs: execution.pairs.len() as u64,
+            flushed_bytes: execution.flushed_bytes,
+            state_root: hex::encode(root),
+            wasm_memory_bytes: execution.wasm_memory_bytes,
+            timings: Timings {
+                instantiate_ms: execution.instantiate_ms,
+                execute_ms: execution.execute_ms,
+                commit_ms: elapsed_ms(started),
+            },
+        });
+        if let BlockOutcome::Trapped { message } = block_outcome {
+            // The indexer cannot go past a block it failed to index.
+            outcome = RunOutcome::Trapped { height: block.height, message };
+            break;
+        }
+    }
+
+    let last_height = reports.last().map(|r| r.height);
+    let stress_result = match last_height {
+        Some(height) => store
+            .get(format!("/memory-stress-result/{height}").as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()),
+        None => None,
+    };
+    Ok(RunResult {
+        schema_version: schema::SCHEMA_VERSION,
+        runner_version: env!("CARGO_PKG_VERSION").to_string(),
+        wasm: schema::WasmInfo {
+            path: request.wasm.display().to_string(),
+            sha256: hex::encode(Sha256::digest(&wasm_bytes)),
+            size_bytes: wasm_bytes.len() as u64,
+        },
+        inputs: request
+            .blocks
+            .iter()
+            .map(|b| BlockInput { height: b.height, payload_hex: hex::encode(&b.payload) })
+            .collect(),
+        blocks: reports,
+        outcome,
+        stress_result,
+        state_root: hex::encode(root),
+        dump: dump_lines(&store)?,
+        memory: memory_report(wasm_memory_bytes),
+    })
+}
+
+/// The trap's cause chain on one line, without wasmtime's multi-line backtrace.
+pub fn trap_message(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let first_line = text.lines().next().unwrap_or("").trim().to_string();
+        if !first_line.is_empty() && !first_line.starts_with("error while executing at wasm backtrace") {
+            parts.push(first_line);
+        }
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+/// The line a person reads first, in the seed's words.
+pub fn summary_line(result: &RunResult) -> String {
+    let stored = result.stress_result.as_deref().unwrap_or("(no stress result)");
+    match &result.outcome {
+        RunOutcome::Completed => format!("RESULT: WASM completed successfully, stored: {stored}"),
+        RunOutcome::Trapped { height, message } => {
+            format!("RESULT: WASM trapped at height {height}: {message} (nothing of that block committed; stored: {stored})")
+        }
+    }
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same directory, then a rename.
+pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist(path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

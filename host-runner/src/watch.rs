@@ -1,0 +1,44 @@
+//! `watch`: runs `host-runner run …` as a child and records how it ended, from inside the same
+//! cgroup. When the OOM killer strikes, it is the child (made its preferred victim) that dies; the
+//! watcher survives to read the cgroup's own `oom_kill` counter, which is better evidence than
+//! an exit code of 137 seen from outside.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use schema::WatchReport;
+
+use crate::host::elapsed_ms;
+use crate::memory_report::{memory_report, Cgroup};
+use crate::runner::write_atomically;
+
+pub fn watch(report_path: &Path, run_args: &[String]) -> Result<ExitCode> {
+    let cgroup = Cgroup::of_this_process();
+    let memory_at_start = memory_report(0);
+    let kills_before = cgroup.as_ref().and_then(Cgroup::oom_kills);
+    let started = Instant::now();
+    let exe = std::env::current_exe().context("locating the host-runner binary")?;
+    let mut child = Command::new(exe).args(run_args).spawn().context("starting `host-runner run`")?;
+    // Raising a child's OOM score needs no privilege; lowering our own would.
+    let _ = std::fs::write(format!("/proc/{}/oom_score_adj", child.id()), "1000");
+    let status = child.wait().context("waiting for `host-runner run`")?;
+    let kills_after = cgroup.as_ref().and_then(Cgroup::oom_kills);
+    let report = WatchReport {
+        schema_version: schema::SCHEMA_VERSION,
+        memory_at_start,
+        exit_code: status.code(),
+        signal: status.signal(),
+        oom_kills: kills_after.map(|after| after - kills_before.unwrap_or(0).min(after)),
+        cgroup_peak_bytes: cgroup.as_ref().and_then(Cgroup::peak),
+        wall_ms: elapsed_ms(started),
+    };
+    write_atomically(report_path, &report.to_json())?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(code.clamp(0, 255) as u8),
+        (None, Some(signal)) => ExitCode::from((128 + signal).clamp(0, 255) as u8),
+        _ => ExitCode::from(2),
+    })
+}

@@ -1,0 +1,7 @@
+//! The real guest and hand-written WAT guests through the real host-runner binary, each against
+//! its own RocksDB in a temporary directory.
+
+mod abi_bounds;
+mod stress_guest;
+mod support;
+mod transactions;

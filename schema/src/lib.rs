@@ -1,0 +1,141 @@
+//! The result of one host-runner invocation, as JSON. `host-runner` writes it, `xtask` reads it:
+//! this file is the single definition of that schema.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a field changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything one `host-runner run` observed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub schema_version: u32,
+    pub runner_version: String,
+    pub wasm: WasmInfo,
+    /// Every block asked for, in order, with what happened to it. Blocks after a trapped one are
+    /// not run and have no entry here (see `inputs` for what was asked).
+    pub inputs: Vec<BlockInput>,
+    pub blocks: Vec<BlockReport>,
+    pub outcome: RunOutcome,
+    /// `/memory-stress-result/{height}` of the last block run, when the guest stored one.
+    pub stress_result: Option<String>,
+    /// Merkle root (SHA-256, hex) over the whole committed state after the run.
+    pub state_root: String,
+    /// The committed state, one line per key, sorted: the text the pipeline diffs.
+    pub dump: Vec<String>,
+    pub memory: MemoryReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WasmInfo {
+    pub path: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockInput {
+    pub height: u32,
+    /// The block bytes as hex, without the height (the host prepends it).
+    pub payload_hex: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockReport {
+    pub height: u32,
+    pub outcome: BlockOutcome,
+    /// Key-value pairs the guest flushed (committed only when the block completed).
+    pub flushed_pairs: u64,
+    pub flushed_bytes: u64,
+    /// State root after this block (unchanged from the previous one when it trapped).
+    pub state_root: String,
+    /// Linear memory size of the guest when `_start` ended.
+    pub wasm_memory_bytes: u64,
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum BlockOutcome {
+    /// `_start` returned; the block's writes were committed in one batch.
+    Completed,
+    /// `_start` trapped; nothing of the block was committed.
+    Trapped { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RunOutcome {
+    Completed,
+    Trapped { height: u32, message: String },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub instantiate_ms: f64,
+    pub execute_ms: f64,
+    pub commit_ms: f64,
+}
+
+/// Memory as this process saw it. `None` where the kernel does not expose the figure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    /// 1 or 2, `None` when no cgroup memory controller is mounted.
+    pub cgroup_version: Option<u8>,
+    /// The cgroup's memory limit; `None` when unlimited or unreadable.
+    pub cgroup_limit_bytes: Option<u64>,
+    /// The cgroup's peak usage (v2 `memory.peak`, v1 `memory.max_usage_in_bytes`).
+    pub cgroup_peak_bytes: Option<u64>,
+    /// This process's peak resident set (`VmHWM`).
+    pub peak_rss_bytes: Option<u64>,
+    /// The guest's linear memory when the last block ended.
+    pub wasm_memory_bytes: u64,
+}
+
+impl RunResult {
+    pub fn from_json(text: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(text)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("RunResult serializes")
+    }
+}
+
+/// Written by `host-runner watch`, the small supervisor that runs `host-runner run` as its child
+/// inside the container, so that a kill of the run is observed from inside the same cgroup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchReport {
+    pub schema_version: u32,
+    /// Memory as seen when the watcher started: the container's limit, read back from its cgroup.
+    pub memory_at_start: MemoryReport,
+    /// The run's exit code, when it exited by itself.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the run (9 for SIGKILL, as the OOM killer sends).
+    pub signal: Option<i32>,
+    /// OOM kills counted by the cgroup while the run lasted (v2 `memory.events` / v1
+    /// `memory.oom_control`: `oom_kill`); `None` when the kernel does not count them.
+    pub oom_kills: Option<u64>,
+    /// The cgroup's peak usage at the end.
+    pub cgroup_peak_bytes: Option<u64>,
+    pub wall_ms: f64,
+}
+
+impl WatchReport {
+    pub fn from_json(text: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(text)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("WatchReport serializes")
+    }
+}
+
+/// What `host-runner state --db DIR` reads back from a database, e.g. one a killed run left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredState {
+    /// The last committed height, `None` for an empty database.
+    pub tip: Option<u32>,
+    pub state_root: String,
+    pub dump: Vec<String>,
+}

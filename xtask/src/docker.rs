@@ -1,0 +1,161 @@
+//! Talking to the Docker engine: is it there, does it enforce memory limits, and one hardened
+//! `docker run` with the evidence Docker keeps about how it ended.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::config::MemoryLimit;
+
+/// Fails with the fix when the CLI is missing, the daemon does not answer, or it cannot limit memory.
+pub fn check_engine(sh: &Shell) -> Result<()> {
+    if cmd!(sh, "docker --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+        bail!("the docker CLI was not found: install Docker Engine (https://docs.docker.com/engine/install/)");
+    }
+    let format = "{{.MemoryLimit}}";
+    let memory_limit = cmd!(sh, "docker info --format {format}").quiet().ignore_stderr().read();
+    match memory_limit {
+        Err(_) => bail!(
+            "the Docker daemon does not answer: start it (`sudo systemctl start docker`, or `dockerd &`) and check `docker info`"
+        ),
+        Ok(answer) if answer.trim() != "true" => bail!(
+            "this Docker engine does not support memory limits (`docker info` MemoryLimit={}): enable the memory cgroup controller (cgroup_enable=memory on the kernel command line)",
+            answer.trim()
+        ),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The uid:gid containers run as: never root. The invoking user when not root, so the files a
+/// run leaves are theirs; `nobody` otherwise.
+pub fn container_user(sh: &Shell) -> String {
+    let uid = cmd!(sh, "id -u").quiet().read().unwrap_or_default();
+    let gid = cmd!(sh, "id -g").quiet().read().unwrap_or_default();
+    match (uid.trim(), gid.trim()) {
+        ("0", _) | ("", _) | (_, "") => "65534:65534".into(),
+        (uid, gid) => format!("{uid}:{gid}"),
+    }
+}
+
+pub struct Mount {
+    pub host: PathBuf,
+    pub container: &'static str,
+    pub read_only: bool,
+}
+
+pub struct ContainerSpec<'a> {
+    pub image: &'a str,
+    pub name: String,
+    pub user: &'a str,
+    pub memory: Option<MemoryLimit>,
+    pub mounts: Vec<Mount>,
+    pub args: Vec<String>,
+    pub timeout: Duration,
+    /// Where the container's stdout and stderr go.
+    pub log: PathBuf,
+}
+
+/// How a container ended, as Docker recorded it.
+#[derive(Debug, Clone)]
+pub struct ContainerExit {
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub timed_out: bool,
+    pub wall: Duration,
+}
+
+/// The `docker run` arguments: no network, read-only root, non-root, no capabilities, few pids,
+/// and swap equal to memory so the limit is the whole budget.
+pub fn run_args(spec: &ContainerSpec) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "--pull=never", "--network=none", "--read-only", "--cap-drop=ALL"]
+        .map(String::from)
+        .into();
+    args.extend([
+        "--security-opt=no-new-privileges".into(),
+        "--pids-limit=64".into(),
+        format!("--user={}", spec.user),
+        format!("--name={}", spec.name),
+    ]);
+    if let Some(limit) = spec.memory {
+        args.push(format!("--memory={}", limit.docker_arg()));
+        args.push(format!("--memory-swap={}", limit.docker_arg()));
+    }
+    for mount in &spec.mounts {
+        let mode = if mount.read_only { ",readonly" } else { "" };
+        args.push(format!("--mount=type=bind,source={},target={}{mode}", mount.host.display(), mount.container));
+    }
+    args.push(spec.image.into());
+    args.extend(spec.args.iter().cloned());
+    args
+}
+
+/// Runs the container to its end (or kills it at the timeout), then reads Docker's record of it
+/// and removes it.
+pub fn run_container(sh: &Shell, spec: &ContainerSpec) -> Result<ContainerExit> {
+    let name = &spec.name;
+    let _ = cmd!(sh, "docker rm -f {name}").quiet().ignore_stdout().ignore_stderr().run();
+    let log = std::fs::File::create(&spec.log).with_context(|| format!("creating {}", spec.log.display()))?;
+    let started = Instant::now();
+    let mut child = Command::new("docker")
+        .args(run_args(spec))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting docker run")?;
+    let mut timed_out = false;
+    while child.try_wait()?.is_none() {
+        if started.elapsed() > spec.timeout && !timed_out {
+            timed_out = true;
+            let _ = cmd!(sh, "docker kill {name}").quiet().ignore_stdout().ignore_stderr().run();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wall = started.elapsed();
+    let format = "{{.State.ExitCode}} {{.State.OOMKilled}}";
+    let state = cmd!(sh, "docker inspect --format {format} {name}").quiet().read();
+    let _ = cmd!(sh, "docker rm -f {name}").quiet().ignore_stdout().ignore_stderr().run();
+    let state = state.with_context(|| {
+        format!("docker did not create container {name}; see {}", spec.log.display())
+    })?;
+    let (code, oom) = state.trim().split_once(' ').context("unexpected docker inspect output")?;
+    Ok(ContainerExit { exit_code: code.parse()?, oom_killed: oom == "true", timed_out, wall })
+}
+
+/// Lets the container's non-root user write `dir`.
+pub fn make_writable_for_container(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+        .with_context(|| format!("making {} writable for the container", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_args_harden_the_container_and_pin_swap_to_memory() {
+        let spec = ContainerSpec {
+            image: "img:1",
+            name: "c".into(),
+            user: "65534:65534",
+            memory: Some("512m".parse().unwrap()),
+            mounts: vec![Mount { host: "/w/g.wasm".into(), container: "/guest/guest.wasm", read_only: true }],
+            args: vec!["--version".into()],
+            timeout: Duration::from_secs(1),
+            log: "/dev/null".into(),
+        };
+        let args = run_args(&spec).join(" ");
+        for expected in [
+            "--pull=never", "--network=none", "--read-only", "--cap-drop=ALL", "--user=65534:65534",
+            "--memory=536870912b --memory-swap=536870912b",
+            "--mount=type=bind,source=/w/g.wasm,target=/guest/guest.wasm,readonly img:1 --version",
+        ] {
+            assert!(args.contains(expected), "`{expected}` missing from `{args}`");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `cargo xtask …`: the project's automation. Each command is a module with one entry point.
+//!
+//! Exit codes: 0 success (repro: every profile committed identical state); 1 repro found a
+//! difference; 2 the harness itself failed, with one line saying why and what to do.
+
+mod artifacts;
+mod config;
+mod diff;
+mod docker;
+mod image;
+mod outcome;
+mod repro;
+mod report;
+mod test_suite;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use xshell::Shell;
+
+use config::{MemoryLimit, ReproConfig, StressPayload};
+use image::ImageBuild;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Reproduce (and measure) memory-dependent state divergence of a WASM indexer")]
+struct Flags {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the guest and the runner image, run one container per memory profile, compare.
+    Repro {
+        /// Run only this configured profile (repeatable), e.g. `--profile low`.
+        #[arg(long = "profile", value_name = "NAME")]
+        profiles: Vec<String>,
+        /// Replace the configured profiles with one per limit (repeatable), e.g. `--limit 1g`.
+        #[arg(long = "limit", value_name = "LIMIT")]
+        limits: Vec<MemoryLimit>,
+        /// Stress payload `MBxCOUNT[:digest][:release]`, e.g. `10x5`.
+        #[arg(long)]
+        payload: Option<StressPayload>,
+        /// Block height given to the stress block.
+        #[arg(long)]
+        height: Option<u32>,
+        /// Run this metashrew-ABI guest instead of building ours.
+        #[arg(long, requires = "blocks")]
+        wasm: Option<PathBuf>,
+        /// Blocks for --wasm: lines of `HEIGHT [PAYLOAD_HEX]`.
+        #[arg(long)]
+        blocks: Option<PathBuf>,
+        /// How to build the runner image (default: host on Linux, dockerfile elsewhere).
+        #[arg(long, value_enum)]
+        image_build: Option<ImageBuild>,
+        /// Seconds one container may run before it is killed.
+        #[arg(long)]
+        timeout_secs: Option<u64>,
+        /// Where run directories go (default: target/repro).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Build the guest and the runner, then run every test (Docker tests included).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    match run(flags.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<u8> {
+    let sh = Shell::new()?;
+    let (root, metadata) = artifacts::workspace()?;
+    sh.change_dir(&root);
+    match command {
+        Command::Repro { profiles, limits, payload, height, wasm, blocks, image_build, timeout_secs, out_dir } => {
+            let mut config = ReproConfig::from_workspace_metadata(&metadata)?;
+            config.select_profiles(&profiles)?;
+            config.replace_limits(&limits)?;
+            if let Some(payload) = payload {
+                config.payload = payload;
+            }
+            config.height = height.unwrap_or(config.height);
+            config.timeout_secs = timeout_secs.unwrap_or(config.timeout_secs);
+            let args = repro::ReproArgs {
+                config,
+                wasm,
+                blocks,
+                image_build: image_build.unwrap_or_else(ImageBuild::default_for_this_host),
+                out_dir,
+            };
+            let verdict = repro::repro(&sh, &root, args).context("repro")?;
+            Ok(verdict.exit_code())
+        }
+        Command::Test { cargo_test_args } => test_suite::test(&sh, &cargo_test_args).map(|()| 0),
+    }
+}

@@ -1,0 +1,266 @@
+//! `cargo xtask repro`: build the guest, build the runner image, run it once per profile under
+//! that profile's memory limit, classify each run from its own evidence, compare the committed
+//! state and say whether the profiles agree.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use xshell::Shell;
+
+use schema::{RunResult, StoredState, WatchReport};
+
+use crate::artifacts::build_guest;
+use crate::config::{Profile, ReproConfig};
+use crate::diff::{colorize, first_divergence, unified_diff};
+use crate::docker::{check_engine, container_user, make_writable_for_container, run_container, ContainerSpec, Mount};
+use crate::image::{runner_image, ImageBuild, RunnerImage};
+use crate::outcome::{classify, Evidence};
+use crate::report::{markdown, mib, outcome_details, table, verdict, verdict_line, Comparison, ProfileReport, Report, Verdict};
+
+pub struct ReproArgs {
+    pub config: ReproConfig,
+    /// Another metashrew-ABI guest instead of building ours.
+    pub wasm: Option<PathBuf>,
+    /// `HEIGHT [PAYLOAD_HEX]` lines instead of the configured stress payload.
+    pub blocks: Option<PathBuf>,
+    pub image_build: ImageBuild,
+    pub out_dir: Option<PathBuf>,
+}
+
+/// Prints one phase's start and end on stderr.
+fn phase<T>(number: usize, total: usize, what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    eprintln!("==> [{number}/{total}] {what}");
+    let started = Instant::now();
+    let value = work()?;
+    eprintln!("    done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(value)
+}
+
+pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Verdict> {
+    let config = &args.config;
+    check_engine(sh)?;
+    let blocks_text = match &args.blocks {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading blocks file {}", path.display()))?,
+        None => format!("{} {}\n", config.height, hex::encode(config.payload.to_bytes())),
+    };
+    let total = 3 + config.profiles.len();
+
+    let wasm = phase(1, total, "guest", || match &args.wasm {
+        Some(path) => {
+            anyhow::ensure!(path.is_file(), "--wasm {}: no such file", path.display());
+            Ok(path.clone())
+        }
+        None => build_guest(sh),
+    })?;
+    let wasm_bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    eprintln!("    {} ({} bytes)", wasm.display(), wasm_bytes.len());
+
+    let image = phase(2, total, "runner image (no registry needed)", || runner_image(sh, root, args.image_build))?;
+    eprintln!(
+        "    {} ({}, {})",
+        image.tag,
+        mib(image.size_bytes),
+        if image.built { "built" } else { "unchanged, reused" }
+    );
+
+    let run_dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
+    let input_dir = run_dir.join("input");
+    std::fs::create_dir_all(&input_dir)?;
+    std::fs::copy(&wasm, input_dir.join("guest.wasm"))?;
+    std::fs::write(input_dir.join("blocks.txt"), &blocks_text)?;
+    let user = container_user(sh);
+
+    let mut profiles = Vec::new();
+    for (i, profile) in config.profiles.iter().enumerate() {
+        let what = format!("profile `{}`: docker run --memory={}", profile.name, profile.memory);
+        let report = phase(3 + i, total, &what, || {
+            run_profile(sh, &image, &user, &run_dir, profile, Duration::from_secs(config.timeout_secs))
+        })?;
+        eprintln!("    {}{}", report.outcome.label(), report.stored_result.as_deref().map(|r| format!(", stored {r}")).unwrap_or_default());
+        profiles.push(report);
+    }
+
+    let report = phase(total, total, "compare", || {
+        let comparisons = compare(&run_dir, &profiles)?;
+        Ok(Report {
+            started_at: run_dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            image: image.tag.clone(),
+            image_size_bytes: image.size_bytes,
+            wasm: wasm.display().to_string(),
+            wasm_sha256: hex::encode(Sha256::digest(&wasm_bytes)),
+            blocks: blocks_text.lines().map(String::from).collect(),
+            verdict: verdict(&profiles, &comparisons),
+            profiles: profiles.clone(),
+            comparisons,
+        })
+    })?;
+    publish(&run_dir, &report)?;
+    Ok(report.verdict)
+}
+
+/// `target/repro/<UTC timestamp>/`, unique even for two runs in the same second.
+fn new_run_dir(base: PathBuf) -> Result<PathBuf> {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(['-', ':'], "");
+    for attempt in 0.. {
+        let dir = if attempt == 0 { base.join(&stamp) } else { base.join(format!("{stamp}-{attempt}")) };
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            return Ok(dir);
+        }
+    }
+    unreachable!()
+}
+
+fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, profile: &Profile, timeout: Duration) -> Result<ProfileReport> {
+    let dir = run_dir.join(&profile.name);
+    make_writable_for_container(&dir)?;
+    let mounts = || {
+        vec![
+            Mount { host: run_dir.join("input"), container: "/input", read_only: true },
+            Mount { host: dir.clone(), container: "/out", read_only: false },
+        ]
+    };
+    let args = "watch --report /out/watch.json -- run --wasm /input/guest.wasm --blocks /input/blocks.txt --db /out/db --out /out/result.json";
+    let container_name = format!("memrepro-{}-{}-{}", std::process::id(), profile.name, dir_stamp(run_dir));
+    let exit = run_container(sh, &ContainerSpec {
+        image: &image.tag,
+        name: container_name.clone(),
+        user,
+        memory: Some(profile.memory),
+        mounts: mounts(),
+        args: args.split(' ').map(String::from).collect(),
+        timeout,
+        log: dir.join("run.log"),
+    })?;
+
+    let watch = read_json(&dir.join("watch.json"), WatchReport::from_json)?;
+    let result = read_json(&dir.join("result.json"), RunResult::from_json)?;
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
+    let log_tail = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)").to_string();
+    let outcome = classify(&Evidence { limit: profile.memory, container: &exit, watch: watch.as_ref(), result: result.as_ref(), log_tail: &log_tail });
+
+    // The committed state: from the result, or read back from what a killed run left behind.
+    let (state_root, dump, stored_result) = match &result {
+        Some(result) => (Some(result.state_root.clone()), result.dump.clone(), result.stress_result.clone()),
+        None => {
+            let state = read_back_state(sh, image, user, &dir, &container_name, timeout)?;
+            let stored = stored_stress_result(&state);
+            (Some(state.state_root), state.dump, stored)
+        }
+    };
+    Ok(ProfileReport {
+        name: profile.name.clone(),
+        limit: profile.memory.to_string(),
+        limit_bytes: profile.memory.bytes(),
+        outcome,
+        stored_result,
+        state_root,
+        peak_memory_bytes: watch
+            .as_ref()
+            .and_then(|w| w.cgroup_peak_bytes)
+            .or(result.as_ref().and_then(|r| r.memory.peak_rss_bytes)),
+        wall_secs: exit.wall.as_secs_f64(),
+        dump,
+        dir: profile.name.clone(),
+    })
+}
+
+fn dir_stamp(run_dir: &Path) -> String {
+    run_dir.file_name().unwrap_or_default().to_string_lossy().to_lowercase()
+}
+
+/// Reads the database a run left (in a fresh container: the runner is the only thing that reads
+/// RocksDB). No database at all is an empty state.
+fn read_back_state(sh: &Shell, image: &RunnerImage, user: &str, dir: &Path, name: &str, timeout: Duration) -> Result<StoredState> {
+    if !dir.join("db/CURRENT").exists() {
+        return Ok(StoredState { tip: None, state_root: hex::encode([0u8; 32]), dump: Vec::new() });
+    }
+    let exit = run_container(sh, &ContainerSpec {
+        image: &image.tag,
+        name: format!("{name}-state"),
+        user,
+        memory: None,
+        mounts: vec![Mount { host: dir.to_path_buf(), container: "/out", read_only: false }],
+        args: "state --db /out/db --out /out/state.json".split(' ').map(String::from).collect(),
+        timeout,
+        log: dir.join("state.log"),
+    })?;
+    match read_json(&dir.join("state.json"), |text| serde_json::from_str::<StoredState>(text))? {
+        Some(state) if exit.exit_code == 0 => Ok(state),
+        _ => bail!("reading back the state left in {} failed; see {}", dir.join("db").display(), dir.join("state.log").display()),
+    }
+}
+
+fn stored_stress_result(state: &StoredState) -> Option<String> {
+    let prefix = format!("\"/memory-stress-result/{}\" = \"", state.tip?);
+    state.dump.iter().find_map(|line| line.strip_prefix(&prefix)?.strip_suffix('"').map(String::from))
+}
+
+fn read_json<T, E: std::error::Error + Send + Sync + 'static>(path: &Path, parse: impl Fn(&str) -> Result<T, E>) -> Result<Option<T>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text).map(Some).with_context(|| format!("{} is not valid", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Every profile against the first.
+fn compare(run_dir: &Path, profiles: &[ProfileReport]) -> Result<Vec<Comparison>> {
+    let Some((baseline, others)) = profiles.split_first() else { return Ok(Vec::new()) };
+    let blocks_of = |p: &ProfileReport| -> Result<Option<Vec<schema::BlockReport>>> {
+        Ok(read_json(&run_dir.join(&p.dir).join("result.json"), RunResult::from_json)?.map(|r| r.blocks))
+    };
+    let baseline_blocks = blocks_of(baseline)?;
+    let mut comparisons = Vec::new();
+    for profile in others {
+        let blocks = blocks_of(profile)?;
+        comparisons.push(Comparison {
+            baseline: baseline.name.clone(),
+            profile: profile.name.clone(),
+            divergence: first_divergence(baseline_blocks.as_deref(), blocks.as_deref(), &baseline.dump, &profile.dump),
+            diff: unified_diff(
+                &baseline.dump,
+                &profile.dump,
+                &format!("{} ({})", baseline.name, baseline.limit),
+                &format!("{} ({})", profile.name, profile.limit),
+            ),
+        });
+    }
+    Ok(comparisons)
+}
+
+/// Writes report.json, summary.md and the diffs, and prints the table, details and diffs.
+fn publish(run_dir: &Path, report: &Report) -> Result<()> {
+    std::fs::write(run_dir.join("report.json"), serde_json::to_string_pretty(report)?)?;
+    let summary = markdown(report);
+    std::fs::write(run_dir.join("summary.md"), &summary)?;
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).context("opening $GITHUB_STEP_SUMMARY")?;
+        writeln!(file, "{summary}")?;
+    }
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    println!();
+    print!("{}", table(report));
+    for detail in outcome_details(report) {
+        println!("  {detail}");
+    }
+    for comparison in report.comparisons.iter().filter(|c| !c.diff.is_empty()) {
+        std::fs::write(run_dir.join(format!("diff-{}-{}.diff", comparison.baseline, comparison.profile)), &comparison.diff)?;
+        println!();
+        if let Some(height) = comparison.divergence.height {
+            println!("first diverging height: {height}");
+        }
+        if let Some(key) = &comparison.divergence.key {
+            println!("first diverging key: {key}");
+        }
+        print!("{}", if color { colorize(&comparison.diff) } else { comparison.diff.clone() });
+    }
+    println!();
+    println!("{}", verdict_line(report.verdict));
+    println!("results: {}", run_dir.display());
+    Ok(())
+}
