@@ -7,7 +7,7 @@ use std::str::FromStr;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
-/// A container memory limit in bytes, written like Docker's `--memory` (`512m`, `4g`, `1536k`).
+/// A container memory limit in bytes, written like Docker's `--memory` (`512m`, `4g`, `6500k`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MemoryLimit(u64);
 
@@ -51,7 +51,7 @@ impl FromStr for MemoryLimit {
 }
 
 impl fmt::Display for MemoryLimit {
-    /// The shortest exact form: `512m`, `4g`, `1536k`.
+    /// The shortest exact form: `512m`, `4g`, `6500k`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (shift, unit) in [(40, "t"), (30, "g"), (20, "m"), (10, "k")] {
             if self.0 % (1 << shift) == 0 {
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn parses_docker_style_limits() {
-        for (text, bytes) in [("512m", 512 << 20), ("4g", 4 << 30), ("4G", 4 << 30), ("1536k", 1536 << 10), ("1gib", 1 << 30), ("7340032", 7 << 20)] {
+        for (text, bytes) in [("512m", 512 << 20), ("4g", 4 << 30), ("4G", 4 << 30), ("6500k", 6500 << 10), ("1gib", 1 << 30), ("7340032", 7 << 20)] {
             assert_eq!(text.parse::<MemoryLimit>().unwrap().bytes(), bytes, "{text}");
         }
     }
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn limits_print_in_their_shortest_exact_form() {
-        for text in ["512m", "4g", "1536k", "1t", "7340033b"] {
+        for text in ["512m", "4g", "6500k", "1t", "7340033b"] {
             assert_eq!(text.parse::<MemoryLimit>().unwrap().to_string(), text);
         }
         assert_eq!("1024m".parse::<MemoryLimit>().unwrap().to_string(), "1g");
