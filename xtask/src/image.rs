@@ -67,16 +67,15 @@ fn scratch_image(sh: &Shell, root: &Path) -> Result<(String, bool)> {
     if image_exists(sh, &tag) {
         return Ok((tag, false));
     }
-    let context = root.join("target/repro-image");
-    let _ = std::fs::remove_dir_all(&context);
+    // Per process: two repro runs may build at once.
+    let context = root.join(format!("target/repro-image-{}", std::process::id()));
     std::fs::create_dir_all(&context)?;
     std::fs::copy(&binary, context.join("host-runner")).context("copying host-runner into the image context")?;
     std::fs::copy(&dockerfile, context.join("Dockerfile"))?;
     // No `# syntax=` line and nothing to pull: the classic builder and BuildKit both build this offline.
-    cmd!(sh, "docker build --quiet -t {tag} {context}")
-        .ignore_stdout()
-        .run()
-        .context("docker build of the scratch image failed")?;
+    let built = cmd!(sh, "docker build --quiet -t {tag} {context}").ignore_stdout().run();
+    let _ = std::fs::remove_dir_all(&context);
+    built.context("docker build of the scratch image failed")?;
     Ok((tag, true))
 }
 

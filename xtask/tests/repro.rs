@@ -1,0 +1,150 @@
+//! The real pipeline: `cargo xtask repro` with real Docker on this machine. These tests need a
+//! Docker engine (CI starts one); without it they fail, they are never skipped.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn xtask(args: &[&str], out_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .arg("--out-dir")
+        .arg(out_dir)
+        .output()
+        .expect("running xtask")
+}
+
+/// The report.json of the only run directory under `out_dir`.
+fn report(out_dir: &Path) -> Value {
+    let runs: Vec<_> = std::fs::read_dir(out_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    serde_json::from_str(&std::fs::read_to_string(runs[0].join("report.json")).unwrap()).unwrap()
+}
+
+fn describe(output: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn the_seed_experiment_512m_is_oom_killed_and_never_reported_as_a_pass() {
+    let out = tempfile::tempdir().unwrap();
+    let output = xtask(&["repro"], out.path());
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report = report(out.path());
+    assert_eq!(report["verdict"], "differ");
+    let low = &report["profiles"][0];
+    assert_eq!((low["name"].as_str(), low["limit"].as_str()), (Some("low"), Some("512m")));
+    assert_eq!(low["outcome"], "oom_killed", "{low}");
+    assert!(low["evidence"].as_str().unwrap().contains("oom_kill +"), "{low}");
+    let high = &report["profiles"][1];
+    assert_eq!(high["outcome"], "completed", "{high}");
+    assert_eq!(high["stored_result"], "SUCCESS:1000MB");
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("low      512m   oom-killed"), "{stdout}");
+    assert!(stdout.contains("--- low (512m)\n+++ high (4g)\n"), "{stdout}");
+    assert!(stdout.contains("+\"/memory-stress-result/1\" = \"SUCCESS:1000MB\""), "{stdout}");
+    assert!(stdout.contains("VERDICT: DIFFERENT"), "{stdout}");
+}
+
+#[test]
+fn two_generous_limits_with_a_small_payload_are_identical() {
+    let out = tempfile::tempdir().unwrap();
+    let output = xtask(&["repro", "--limit", "1g", "--limit", "2g", "--payload", "10x5"], out.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = report(out.path());
+    assert_eq!(report["verdict"], "identical");
+    let profiles = report["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 2);
+    for profile in profiles {
+        assert_eq!(profile["outcome"], "completed", "{profile}");
+        assert_eq!(profile["stored_result"], "SUCCESS:50MB");
+        assert_eq!(profile["state_root"], profiles[0]["state_root"]);
+    }
+    assert_eq!(report["comparisons"][0]["diff"], "");
+    let run_dir = std::fs::read_dir(out.path()).unwrap().next().unwrap().unwrap().path();
+    for file in ["summary.md", "1g/result.json", "1g/watch.json", "2g/run.log", "input/guest.wasm"] {
+        assert!(run_dir.join(file).exists(), "{file} missing");
+    }
+    // The limit each container really had, read back from its own cgroup.
+    let watch: Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("2g/watch.json")).unwrap()).unwrap();
+    assert_eq!(watch["memory_at_start"]["cgroup_limit_bytes"], 2u64 << 30);
+}
+
+#[test]
+fn a_multi_block_run_with_another_guest_reports_the_first_diverging_height() {
+    // A guest whose state depends on memory: it stores memory.grow's answer for 40000 pages
+    // (2.5 GiB, touched) — the 1g container is killed at block 2, 3g completes.
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("grower.wat");
+    std::fs::write(&wasm, r#"
+(module
+  (import "env" "__flush" (func $flush (param i32)))
+  (import "env" "__load_input" (func $load_input (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\06\00\00\00\0a\01k\0a\01v")
+  (func (export "_start") (local $p i32)
+    (call $load_input (i32.const 1024))
+    ;; payload byte 0 = 1: grow 2.5 GiB and touch every page
+    (if (i32.eq (i32.load8_u (i32.const 1028)) (i32.const 1))
+      (then
+        (drop (memory.grow (i32.const 40000)))
+        (local.set $p (i32.const 65536))
+        (loop $touch
+          (i32.store8 (local.get $p) (i32.const 1))
+          (local.set $p (i32.add (local.get $p) (i32.const 4096)))
+          (br_if $touch (i32.lt_u (local.get $p) (i32.const 0x9c400000))))))
+    ;; key = "k", value = the height's low byte
+    (i32.store8 (i32.const 25) (i32.load8_u (i32.const 1024)))
+    (call $flush (i32.const 20))))
+"#).unwrap();
+    let blocks = dir.path().join("blocks.txt");
+    std::fs::write(&blocks, "1 00\n2 01\n3 00\n").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = xtask(
+        &["repro", "--wasm", wasm.to_str().unwrap(), "--blocks", blocks.to_str().unwrap(), "--limit", "3g", "--limit", "1g"],
+        out.path(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report = report(out.path());
+    assert_eq!(report["profiles"][0]["outcome"], "completed");
+    assert_eq!(report["profiles"][1]["outcome"], "oom_killed");
+    // The killed run's database holds block 1, read back in a fresh container.
+    assert_eq!(report["profiles"][1]["dump"][0], "\"k\" = \"\\x01\"");
+    assert_eq!(report["comparisons"][0]["divergence"]["key"], "\"k\"");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("first diverging key: \"k\""), "{stdout}");
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_exit_2_with_nothing_written() {
+    let out = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["repro", "--limit", "512x"], "bad memory limit `512x`"),
+        (&["repro", "--profile", "medium"], "unknown profile `medium` (configured: low, high)"),
+        (&["repro", "--payload", "50"], "bad payload `50`"),
+        (&["repro", "--wasm", "/nonexistent.wasm", "--blocks", "/nonexistent.txt"], "/nonexistent.txt"),
+    ];
+    for (args, expected) in cases {
+        let output = xtask(args, out.path());
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing written");
+}
+
+#[test]
+fn a_missing_docker_daemon_is_exit_2_with_the_fix() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["repro", "--out-dir"])
+        .arg(out.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the Docker daemon does not answer: start it"), "{stderr}");
+}
