@@ -73,9 +73,12 @@ fn scratch_image(sh: &Shell, root: &Path) -> Result<(String, bool)> {
     std::fs::copy(&binary, context.join("host-runner")).context("copying host-runner into the image context")?;
     std::fs::copy(&dockerfile, context.join("Dockerfile"))?;
     // No `# syntax=` line and nothing to pull: the classic builder and BuildKit both build this offline.
-    let built = cmd!(sh, "docker build --quiet -t {tag} {context}").ignore_stdout().run();
+    let built = cmd!(sh, "docker build --quiet -t {tag} {context}").quiet().ignore_status().output();
     let _ = std::fs::remove_dir_all(&context);
-    built.context("docker build of the scratch image failed")?;
+    let output = built.context("running docker build")?;
+    if !output.status.success() {
+        bail!("docker build of the scratch image failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
     Ok((tag, true))
 }
 

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on a Debian/Ubuntu machine, and starts Docker when it is
+# not running. Idempotent: each piece is installed only when missing. Used by .ci/run and by the
+# GitHub Actions workflow.
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+packages=()
+# RocksDB's bindings are generated with bindgen, which loads libclang.
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || packages+=(libclang-dev)
+command -v c++ >/dev/null || packages+=(g++)
+command -v docker >/dev/null || packages+=(docker.io)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "ci/install-prereqs: installing ${packages[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+if command -v rustup >/dev/null; then
+  rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  echo "ci/install-prereqs: starting the Docker daemon"
+  as_root service docker start >/dev/null 2>&1 || (as_root dockerd >/var/log/dockerd.log 2>&1 &)
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "ci/install-prereqs: Docker did not start (see /var/log/dockerd.log)" >&2; exit 1; }
+fi
