@@ -139,3 +139,47 @@ pub struct StoredState {
     pub state_root: String,
     pub dump: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_serialize_with_a_status_tag() {
+        let trapped = RunOutcome::Trapped { height: 7, message: "unreachable".into() };
+        let json = serde_json::to_value(&trapped).unwrap();
+        assert_eq!(json, serde_json::json!({ "status": "trapped", "height": 7, "message": "unreachable" }));
+        assert_eq!(serde_json::to_value(BlockOutcome::Completed).unwrap(), serde_json::json!({ "status": "completed" }));
+    }
+
+    #[test]
+    fn a_result_survives_a_json_round_trip() {
+        let result = RunResult {
+            schema_version: SCHEMA_VERSION,
+            runner_version: "0.1.0".into(),
+            wasm: WasmInfo { path: "g.wasm".into(), sha256: "ab".into(), size_bytes: 3 },
+            inputs: vec![BlockInput { height: 1, payload_hex: "00".into() }],
+            blocks: vec![BlockReport {
+                height: 1,
+                outcome: BlockOutcome::Trapped { message: "m".into() },
+                flushed_pairs: 2,
+                flushed_bytes: 9,
+                state_root: "00".into(),
+                wasm_memory_bytes: 65536,
+                timings: Timings { instantiate_ms: 1.5, execute_ms: 2.0, commit_ms: 0.0 },
+            }],
+            outcome: RunOutcome::Trapped { height: 1, message: "m".into() },
+            stress_result: None,
+            state_root: "00".into(),
+            dump: vec!["\"k\" = \"v\"".into()],
+            memory: MemoryReport {
+                cgroup_version: Some(2),
+                cgroup_limit_bytes: Some(1 << 29),
+                cgroup_peak_bytes: None,
+                peak_rss_bytes: Some(1),
+                wasm_memory_bytes: 65536,
+            },
+        };
+        assert_eq!(RunResult::from_json(&result.to_json()).unwrap(), result);
+    }
+}
