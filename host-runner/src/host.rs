@@ -10,6 +10,7 @@ use prost::Message;
 use wasmtime::{bail, Caller, Config, Engine, Extern, InstancePre, Linker, Module, Store};
 
 use crate::guest_memory::{self, address};
+use crate::policy::{MemoryLimiter, MemoryPolicy};
 use crate::state_store::StateStore;
 
 /// `message KeyValueFlush { repeated bytes list = 1; }`: alternating key, value.
@@ -19,8 +20,9 @@ pub struct KeyValueFlush {
     pub list: Vec<Bytes>,
 }
 
-/// Every engine setting that affects what a guest observes, in one place.
-pub fn engine() -> Result<Engine> {
+/// Every engine setting that affects what a guest observes, in one place. The same for every
+/// policy except the linear memory layout.
+pub fn engine(policy: MemoryPolicy) -> Result<Engine> {
     let mut config = Config::new();
     // NaN bit patterns differ between CPUs; canonical NaNs make float results identical everywhere.
     config.cranelift_nan_canonicalization(true);
@@ -28,8 +30,17 @@ pub fn engine() -> Result<Engine> {
     config.max_wasm_stack(1 << 20);
     // No threads: wasmtime is built without the `threads` feature, so a block is one
     // sequential execution.
-    // Linear memory: wasmtime's defaults (a 4 GiB reservation, pages committed when touched).
-    // This is what metashrew runs with; growth is never refused by the host.
+    match policy.budget() {
+        // wasmtime's defaults, as metashrew runs: a 4 GiB reservation (+ guard) per memory, pages
+        // committed when first touched, so growth itself never fails.
+        None => {}
+        // Reserve exactly the budget: growth inside it never moves, growth past it is refused by
+        // the limiter, and the address space needed is known before the first block.
+        Some(budget) => {
+            config.memory_reservation(budget.next_multiple_of(1 << 16));
+            config.memory_may_move(false);
+        }
+    }
     Engine::new(&config).map_err(anyhow::Error::from)
 }
 
@@ -38,6 +49,9 @@ pub struct HostState {
     /// `height (u32 LE) ++ input`, as `__load_input` writes it.
     input: Vec<u8>,
     store: StateStore,
+    limiter: MemoryLimiter,
+    /// Under the deterministic policy, the most the host holds for the guest (flushes, values).
+    host_budget: Option<u64>,
     /// Flushed pairs, committed by the caller only if `_start` returns.
     pub pairs: Vec<(Bytes, Bytes)>,
     pub flushed_bytes: u64,
@@ -47,6 +61,7 @@ pub struct HostState {
 pub struct Guest {
     pre: InstancePre<HostState>,
     engine: Engine,
+    policy: MemoryPolicy,
 }
 
 /// What one call of an export left behind.
@@ -55,12 +70,14 @@ pub struct Execution<T> {
     pub pairs: Vec<(Bytes, Bytes)>,
     pub flushed_bytes: u64,
     pub wasm_memory_bytes: u64,
+    /// `memory.grow` requests the policy refused.
+    pub refused_growths: u64,
     pub instantiate_ms: f64,
     pub execute_ms: f64,
 }
 
 impl Guest {
-    pub fn load(engine: &Engine, wasm: &Path) -> Result<Self> {
+    pub fn load(engine: &Engine, policy: MemoryPolicy, wasm: &Path) -> Result<Self> {
         let module = Module::from_file(engine, wasm)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{} is not a valid wasm module", wasm.display()))?;
@@ -77,7 +94,7 @@ impl Guest {
             .instantiate_pre(&module)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("linking {}", wasm.display()))?;
-        Ok(Self { pre, engine: engine.clone() })
+        Ok(Self { pre, engine: engine.clone(), policy })
     }
 
     pub fn has_export(&self, name: &str) -> bool {
@@ -107,8 +124,16 @@ impl Guest {
         let mut full_input = Vec::with_capacity(4 + input.len());
         full_input.extend_from_slice(&height.to_le_bytes());
         full_input.extend_from_slice(input);
-        let host = HostState { input: full_input, store: state.clone(), pairs: Vec::new(), flushed_bytes: 0 };
+        let host = HostState {
+            input: full_input,
+            store: state.clone(),
+            limiter: MemoryLimiter::new(self.policy),
+            host_budget: self.policy.budget(),
+            pairs: Vec::new(),
+            flushed_bytes: 0,
+        };
         let mut store = Store::new(&self.engine, host);
+        store.limiter(|host| &mut host.limiter);
 
         let started = Instant::now();
         let instance = self.pre.instantiate(&mut store);
@@ -132,6 +157,7 @@ impl Guest {
             pairs: host.pairs,
             flushed_bytes: host.flushed_bytes,
             wasm_memory_bytes,
+            refused_growths: host.limiter.refused_growths,
             instantiate_ms,
             execute_ms,
         }
@@ -140,6 +166,15 @@ impl Guest {
 
 pub fn elapsed_ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Under a deterministic budget, the host holds no more than the budget for the guest; going over
+/// traps the same way on every host.
+fn within_budget(budget: Option<u64>, bytes: u64, what: &str) -> wasmtime::Result<()> {
+    match budget {
+        Some(budget) if bytes > budget => bail!("{what} would hold {bytes} bytes on the host, over the {budget} byte memory budget"),
+        _ => Ok(()),
+    }
 }
 
 fn guest_memory_of<'c>(caller: &mut Caller<'c, HostState>) -> wasmtime::Result<wasmtime::Memory> {
@@ -180,8 +215,10 @@ fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap("env", "__get_len", |mut caller: Caller<'_, HostState>, key_ptr: i32| {
         let memory = guest_memory_of(&mut caller)?;
         let key = guest_memory::arraybuffer(memory.data(&caller), key_ptr, "__get_len key")?;
-        let value = caller.data().store.get(key).map_err(wasmtime::Error::from_anyhow)?;
+        let host = caller.data();
+        let value = host.store.get(key).map_err(wasmtime::Error::from_anyhow)?;
         let len = value.map_or(0, |v| v.len());
+        within_budget(host.host_budget, len as u64, "__get_len: the value")?;
         i32::try_from(len).or_else(|_| bail!("__get_len: value of {len} bytes does not fit an i32"))
     })?;
 
@@ -199,6 +236,7 @@ fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
         let memory = guest_memory_of(&mut caller)?;
         let (data, host) = memory.data_and_store_mut(&mut caller);
         let encoded = guest_memory::arraybuffer(data, ptr, "__flush")?;
+        within_budget(host.host_budget, host.flushed_bytes + encoded.len() as u64, "__flush: this block's flushes")?;
         // One copy out of guest memory; the decoded keys and values are slices of it.
         let message = KeyValueFlush::decode(Bytes::copy_from_slice(encoded))
             .map_err(|e| wasmtime::format_err!("__flush: not a KeyValueFlush protobuf: {e}"))?;

@@ -2,13 +2,15 @@
 //! atomically to RocksDB and reports what happened as JSON (see the `schema` crate).
 //!
 //! Exit codes: 0 every block completed; 1 a block trapped (reported, nothing of it committed);
-//! 2 the runner could not do its job (bad arguments, unreadable guest, database error).
+//! 2 the runner could not do its job (bad arguments, unreadable guest, database error);
+//! 3 refused: this host cannot back the deterministic policy's budget (nothing written).
 
 mod blocks;
 mod dump;
 mod guest_memory;
 mod host;
 mod memory_report;
+mod policy;
 mod runner;
 mod state_store;
 mod state_root;
@@ -53,6 +55,12 @@ enum Command {
         /// Where to write the result JSON (atomically).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// What the host does when the guest grows its memory.
+        #[arg(long, value_enum, default_value = "unbounded")]
+        policy: policy::PolicyName,
+        /// The deterministic policy's fixed budget, e.g. 192MiB.
+        #[arg(long, value_parser = policy::parse_bytes)]
+        memory_budget: Option<u64>,
     },
     /// Run `host-runner run ARGS…` as a child and write how it ended (exit, signal, OOM kills
     /// counted by this cgroup, the memory limit read back at start) to REPORT as JSON.
@@ -104,13 +112,20 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { wasm, db, height, payload, blocks, out } => {
+        Command::Run { wasm, db, height, payload, blocks, out, policy, memory_budget } => {
+            let policy = policy::MemoryPolicy::new(policy, memory_budget)?;
             let blocks = match (height, blocks) {
                 (Some(height), _) => vec![Block { height, payload: parse_hex(&payload).context("--payload")? }],
                 (None, Some(path)) => read_blocks_file(&path)?,
                 (None, None) => unreachable!("clap requires --height or --blocks"),
             };
-            let result = run(&RunRequest { wasm, db, blocks })?;
+            let result = match run(&RunRequest { wasm, db, blocks, policy }) {
+                Err(error) if error.is::<policy::Refusal>() => {
+                    eprintln!("host-runner: {error}");
+                    return Ok(ExitCode::from(3));
+                }
+                other => other?,
+            };
             if let Some(out) = out {
                 write_atomically(&out, &result.to_json())?;
             }
@@ -141,7 +156,8 @@ fn execute(command: Command) -> Result<ExitCode> {
         }
         Command::View { wasm, db, name, input, height } => {
             let store = StateStore::open_read_only(&db)?;
-            let guest = host::Guest::load(&host::engine()?, &wasm)?;
+            let policy = policy::MemoryPolicy::Unbounded;
+            let guest = host::Guest::load(&host::engine(policy)?, policy, &wasm)?;
             anyhow::ensure!(guest.has_export(&name), "{} exports no view `{name}`", wasm.display());
             let height = height.or(store.tip()?).unwrap_or(0);
             let execution = guest.run_view(&store, height, &parse_hex(&input).context("--input")?, &name);

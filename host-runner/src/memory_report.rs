@@ -74,6 +74,14 @@ impl Cgroup {
         text.lines().find_map(|line| line.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok())
     }
 
+    /// Current usage (v2 `memory.current`, v1 `memory.usage_in_bytes`).
+    pub fn usage(&self) -> Option<u64> {
+        match self.version {
+            2 => read_number(&self.dir.join("memory.current")),
+            _ => read_number(&self.dir.join("memory.usage_in_bytes")),
+        }
+    }
+
     pub fn peak(&self) -> Option<u64> {
         match self.version {
             2 => read_number(&self.dir.join("memory.peak")),
@@ -85,6 +93,13 @@ impl Cgroup {
 /// A cgroup file holding one number; "max" (v2's unlimited) reads as `None`.
 fn read_number(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+pub fn mem_available() -> Option<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemAvailable:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
 /// `VmHWM` from /proc/self/status, in bytes.

@@ -10,18 +10,23 @@ use crate::blocks::Block;
 use crate::dump::dump_lines;
 use crate::host::{elapsed_ms, engine, Guest};
 use crate::memory_report::memory_report;
+use crate::policy::{preflight, MemoryPolicy};
 use crate::state_store::StateStore;
 
 pub struct RunRequest {
     pub wasm: PathBuf,
     pub db: PathBuf,
     pub blocks: Vec<Block>,
+    pub policy: MemoryPolicy,
 }
 
+/// Runs the blocks. Fails with a [`crate::policy::Refusal`] before anything is written when this
+/// host cannot back the policy's budget.
 pub fn run(request: &RunRequest) -> Result<RunResult> {
+    preflight(request.policy)?;
     let wasm_bytes = std::fs::read(&request.wasm)
         .with_context(|| format!("reading guest {}", request.wasm.display()))?;
-    let guest = Guest::load(&engine()?, &request.wasm)?;
+    let guest = Guest::load(&engine(request.policy)?, request.policy, &request.wasm)?;
     anyhow::ensure!(guest.has_export("_start"), "{} exports no `_start`", request.wasm.display());
     let store = StateStore::open(&request.db)?;
 
@@ -33,9 +38,10 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         let execution = guest.run_block(&store, block.height, &block.payload);
         wasm_memory_bytes = execution.wasm_memory_bytes;
         let started = std::time::Instant::now();
+        let flushed_pairs = execution.pairs.len() as u64;
         let block_outcome = match execution.result {
             Ok(()) => {
-                root = store.commit_block(block.height, &execution.pairs)?;
+                root = store.commit_block(block.height, execution.pairs)?;
                 BlockOutcome::Completed
             }
             Err(trap) => BlockOutcome::Trapped { message: trap_message(&trap) },
@@ -43,10 +49,11 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         reports.push(BlockReport {
             height: block.height,
             outcome: block_outcome.clone(),
-            flushed_pairs: execution.pairs.len() as u64,
+            flushed_pairs,
             flushed_bytes: execution.flushed_bytes,
             state_root: hex::encode(root),
             wasm_memory_bytes: execution.wasm_memory_bytes,
+            refused_growths: execution.refused_growths,
             timings: Timings {
                 instantiate_ms: execution.instantiate_ms,
                 execute_ms: execution.execute_ms,
@@ -74,6 +81,11 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
             path: request.wasm.display().to_string(),
             sha256: hex::encode(Sha256::digest(&wasm_bytes)),
             size_bytes: wasm_bytes.len() as u64,
+        },
+        policy: schema::PolicyReport {
+            name: request.policy.name().into(),
+            memory_budget_bytes: request.policy.budget(),
+            required_bytes: request.policy.required_bytes(),
         },
         inputs: request
             .blocks

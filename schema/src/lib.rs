@@ -12,6 +12,7 @@ pub struct RunResult {
     pub schema_version: u32,
     pub runner_version: String,
     pub wasm: WasmInfo,
+    pub policy: PolicyReport,
     /// Every block asked for, in order, with what happened to it. Blocks after a trapped one are
     /// not run and have no entry here (see `inputs` for what was asked).
     pub inputs: Vec<BlockInput>,
@@ -33,6 +34,17 @@ pub struct WasmInfo {
     pub size_bytes: u64,
 }
 
+/// The memory policy the run used (see host-runner's `policy.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyReport {
+    /// `unbounded`, `headroom` or `deterministic`.
+    pub name: String,
+    /// The deterministic policy's fixed budget for linear memory (and for the host's buffers).
+    pub memory_budget_bytes: Option<u64>,
+    /// What the preflight required this host to back.
+    pub required_bytes: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockInput {
     pub height: u32,
@@ -51,6 +63,8 @@ pub struct BlockReport {
     pub state_root: String,
     /// Linear memory size of the guest when `_start` ended.
     pub wasm_memory_bytes: u64,
+    /// `memory.grow` requests the policy refused during this block.
+    pub refused_growths: u64,
     pub timings: Timings,
 }
 
@@ -158,6 +172,7 @@ mod tests {
             schema_version: SCHEMA_VERSION,
             runner_version: "0.1.0".into(),
             wasm: WasmInfo { path: "g.wasm".into(), sha256: "ab".into(), size_bytes: 3 },
+            policy: PolicyReport { name: "deterministic".into(), memory_budget_bytes: Some(1), required_bytes: Some(2) },
             inputs: vec![BlockInput { height: 1, payload_hex: "00".into() }],
             blocks: vec![BlockReport {
                 height: 1,
@@ -166,6 +181,7 @@ mod tests {
                 flushed_bytes: 9,
                 state_root: "00".into(),
                 wasm_memory_bytes: 65536,
+                refused_growths: 1,
                 timings: Timings { instantiate_ms: 1.5, execute_ms: 2.0, commit_ms: 0.0 },
             }],
             outcome: RunOutcome::Trapped { height: 1, message: "m".into() },

@@ -137,6 +137,25 @@ impl<'de> Deserialize<'de> for StressPayload {
     }
 }
 
+/// The runner's memory policy (see host-runner/src/policy.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    Unbounded,
+    Headroom,
+    Deterministic,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unbounded => "unbounded",
+            Self::Headroom => "headroom",
+            Self::Deterministic => "deterministic",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
@@ -150,11 +169,23 @@ pub struct Profile {
 pub struct ReproConfig {
     pub payload: StressPayload,
     pub height: u32,
+    pub policy: Policy,
+    /// The deterministic policy's fixed budget (written like a limit: `192m`).
+    pub memory_budget: MemoryLimit,
     pub timeout_secs: u64,
     pub profiles: Vec<Profile>,
 }
 
 impl ReproConfig {
+    /// The runner's policy flags.
+    pub fn policy_args(&self) -> Vec<String> {
+        let mut args = vec!["--policy".to_string(), self.policy.name().to_string()];
+        if self.policy == Policy::Deterministic {
+            args.extend(["--memory-budget".to_string(), self.memory_budget.bytes().to_string()]);
+        }
+        args
+    }
+
     /// Reads and checks the workspace's configuration.
     pub fn from_workspace_metadata(metadata: &serde_json::Value) -> Result<Self> {
         let section = metadata
@@ -265,29 +296,46 @@ mod tests {
     #[test]
     fn reads_the_workspace_configuration_and_rejects_duplicates() {
         let ok = config(serde_json::json!({
-            "payload": "50x20", "height": 1, "timeout_secs": 60,
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
             "profiles": [{ "name": "low", "memory": "512m" }, { "name": "high", "memory": "4g" }]
         }))
         .unwrap();
         assert_eq!(ok.profiles[1], Profile { name: "high".into(), memory: "4g".parse().unwrap() });
 
         let dup = config(serde_json::json!({
-            "payload": "50x20", "height": 1, "timeout_secs": 60,
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
             "profiles": [{ "name": "low", "memory": "512m" }, { "name": "low", "memory": "4g" }]
         }));
         assert!(format!("{:#}", dup.unwrap_err()).contains("profile `low` is defined twice"));
 
         let bad_limit = config(serde_json::json!({
-            "payload": "50x20", "height": 1, "timeout_secs": 60,
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
             "profiles": [{ "name": "low", "memory": "512x" }]
         }));
         assert!(format!("{:#}", bad_limit.unwrap_err()).contains("bad memory limit `512x`"));
     }
 
     #[test]
+    fn policy_flags_carry_the_budget_only_for_the_deterministic_policy() {
+        let mut config = config(serde_json::json!({
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "deterministic", "memory_budget": "192m",
+            "profiles": [{ "name": "low", "memory": "512m" }]
+        }))
+        .unwrap();
+        assert_eq!(config.policy_args(), ["--policy", "deterministic", "--memory-budget", "201326592"]);
+        config.policy = Policy::Headroom;
+        assert_eq!(config.policy_args(), ["--policy", "headroom"]);
+        let bad = super::tests::config(serde_json::json!({
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "lenient", "memory_budget": "192m",
+            "profiles": [{ "name": "low", "memory": "512m" }]
+        }));
+        assert!(format!("{:#}", bad.unwrap_err()).contains("unknown variant `lenient`"));
+    }
+
+    #[test]
     fn selects_profiles_by_name_and_replaces_limits() {
         let mut config = config(serde_json::json!({
-            "payload": "50x20", "height": 1, "timeout_secs": 60,
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
             "profiles": [{ "name": "low", "memory": "512m" }, { "name": "high", "memory": "4g" }]
         }))
         .unwrap();

@@ -135,6 +135,7 @@ mod tests {
             flushed_bytes: 0,
             state_root: root.into(),
             wasm_memory_bytes: 0,
+            refused_growths: 0,
             timings: Default::default(),
         }
     }

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use xshell::Shell;
 
-use config::{MemoryLimit, ReproConfig, StressPayload};
+use config::{MemoryLimit, Policy, ReproConfig, StressPayload};
 use image::ImageBuild;
 
 #[derive(Parser)]
@@ -43,6 +43,12 @@ enum Command {
         /// Stress payload `MBxCOUNT[:digest][:release]`, e.g. `10x5`.
         #[arg(long)]
         payload: Option<StressPayload>,
+        /// The runner's memory policy for every profile of this run.
+        #[arg(long, value_enum)]
+        policy: Option<Policy>,
+        /// The deterministic policy's budget, e.g. `192m`.
+        #[arg(long)]
+        memory_budget: Option<MemoryLimit>,
         /// Block height given to the stress block.
         #[arg(long)]
         height: Option<u32>,
@@ -86,7 +92,19 @@ fn run(command: Command) -> Result<u8> {
     let (root, metadata) = artifacts::workspace()?;
     sh.change_dir(&root);
     match command {
-        Command::Repro { profiles, limits, payload, height, wasm, blocks, image_build, timeout_secs, out_dir } => {
+        Command::Repro {
+            profiles,
+            limits,
+            payload,
+            policy,
+            memory_budget,
+            height,
+            wasm,
+            blocks,
+            image_build,
+            timeout_secs,
+            out_dir,
+        } => {
             let mut config = ReproConfig::from_workspace_metadata(&metadata)?;
             config.select_profiles(&profiles)?;
             config.replace_limits(&limits)?;
@@ -94,6 +112,8 @@ fn run(command: Command) -> Result<u8> {
                 config.payload = payload;
             }
             config.height = height.unwrap_or(config.height);
+            config.policy = policy.unwrap_or(config.policy);
+            config.memory_budget = memory_budget.unwrap_or(config.memory_budget);
             config.timeout_secs = timeout_secs.unwrap_or(config.timeout_secs);
             let args = repro::ReproArgs {
                 config,

@@ -17,6 +17,9 @@ pub enum Outcome {
     Trapped { height: u32, message: String },
     /// The kernel's OOM killer ended the run mid-block.
     OomKilled { evidence: String },
+    /// The runner refused to start: the host cannot back the deterministic budget. Nothing ran,
+    /// nothing was committed — by design, not a divergence.
+    Refused { reason: String },
     /// Something else ended the run: a signal, a crash, the timeout.
     Killed { reason: String },
     /// The harness could not produce a trustworthy run (limit not enforced, runner error, …).
@@ -30,6 +33,7 @@ impl Outcome {
             Self::Completed => "completed",
             Self::Trapped { .. } => "trapped",
             Self::OomKilled { .. } => "oom-killed",
+            Self::Refused { .. } => "refused",
             Self::Killed { .. } => "killed",
             Self::HarnessError { .. } => "harness-error",
         }
@@ -47,6 +51,8 @@ pub struct Evidence<'a> {
 }
 
 const SIGKILL: i32 = 9;
+/// host-runner's exit code for a preflight refusal.
+const REFUSED: i32 = 3;
 
 pub fn classify(evidence: &Evidence) -> Outcome {
     let container = evidence.container;
@@ -82,6 +88,7 @@ pub fn classify(evidence: &Evidence) -> Outcome {
         (None, _) => {}
     }
     match (watch.exit_code, evidence.result) {
+        (Some(REFUSED), None) => Outcome::Refused { reason: evidence.log_tail.trim_start_matches("host-runner: ").to_string() },
         (Some(0 | 1), Some(result)) => match &result.outcome {
             RunOutcome::Completed => Outcome::Completed,
             RunOutcome::Trapped { height, message } => Outcome::Trapped { height: *height, message: message.clone() },
@@ -171,6 +178,12 @@ mod tests {
         let mut exit = container(137, false);
         exit.timed_out = true;
         assert!(matches!(classify_with(&exit, None), Outcome::Killed { reason } if reason.contains("timed out")));
+    }
+
+    #[test]
+    fn exit_3_without_a_result_is_a_refusal() {
+        let outcome = classify_with(&container(3, false), Some(&watch(Some(LIMIT), Some(3), None, Some(0))));
+        assert_eq!(outcome, Outcome::Refused { reason: "tail".into() });
     }
 
     #[test]

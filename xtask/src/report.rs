@@ -28,7 +28,8 @@ pub struct ProfileReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Every profile completed and committed byte-identical state.
+    /// Every profile that ran completed and committed byte-identical state (profiles refused by
+    /// the deterministic preflight committed nothing and are listed as such).
     Identical,
     /// The profiles' committed state differs, or one of them did not complete.
     Differ,
@@ -60,6 +61,8 @@ pub struct Report {
     pub started_at: String,
     pub image: String,
     pub image_size_bytes: u64,
+    pub policy: String,
+    pub memory_budget_bytes: Option<u64>,
     pub wasm: String,
     pub wasm_sha256: String,
     /// The blocks given to every profile, as `HEIGHT PAYLOAD_HEX` lines.
@@ -69,10 +72,16 @@ pub struct Report {
     pub verdict: Verdict,
 }
 
+/// Whether the profile ran at all (a refusal is not a run).
+pub fn ran(profile: &ProfileReport) -> bool {
+    !matches!(profile.outcome, Outcome::Refused { .. })
+}
+
 pub fn verdict(profiles: &[ProfileReport], comparisons: &[Comparison]) -> Verdict {
-    if profiles.iter().any(|p| matches!(p.outcome, Outcome::HarnessError { .. })) {
+    let mut ran = profiles.iter().filter(|p| ran(p)).peekable();
+    if ran.peek().is_none() || profiles.iter().any(|p| matches!(p.outcome, Outcome::HarnessError { .. })) {
         Verdict::HarnessError
-    } else if profiles.iter().all(|p| p.outcome == Outcome::Completed) && comparisons.iter().all(|c| c.diff.is_empty()) {
+    } else if ran.all(|p| p.outcome == Outcome::Completed) && comparisons.iter().all(|c| c.diff.is_empty()) {
         Verdict::Identical
     } else {
         Verdict::Differ
@@ -131,6 +140,7 @@ pub fn outcome_details(report: &Report) -> Vec<String> {
                 Outcome::Completed => return None,
                 Outcome::Trapped { height, message } => format!("trapped at height {height}: {message}"),
                 Outcome::OomKilled { evidence } => evidence.clone(),
+                Outcome::Refused { reason } => reason.clone(),
                 Outcome::Killed { reason } => reason.clone(),
                 Outcome::HarnessError { reason } => reason.clone(),
             };
@@ -141,16 +151,20 @@ pub fn outcome_details(report: &Report) -> Vec<String> {
 
 pub fn verdict_line(verdict: Verdict) -> &'static str {
     match verdict {
-        Verdict::Identical => "VERDICT: identical — every profile committed byte-identical state",
+        Verdict::Identical => "VERDICT: identical — every profile that ran committed byte-identical state",
         Verdict::Differ => "VERDICT: DIFFERENT — the profiles did not commit the same state",
-        Verdict::HarnessError => "VERDICT: no verdict — the harness could not trust a run (see above)",
+        Verdict::HarnessError => "VERDICT: no verdict — the harness could not trust a run, or no profile ran (see above)",
     }
 }
 
 /// The Markdown summary: the table, the details and each diff in a fenced block.
 pub fn markdown(report: &Report) -> String {
     let mut text = String::from("## cargo xtask repro\n\n");
-    text += &format!("**{}**\n\n", verdict_line(report.verdict));
+    text += &format!("**{}**\n\nPolicy: `{}`", verdict_line(report.verdict), report.policy);
+    if let Some(budget) = report.memory_budget_bytes {
+        text += &format!(", memory budget {}", mib(budget));
+    }
+    text += "\n\n";
     text += &format!("| {} |\n|{}\n", HEADERS.join(" | "), "---|".repeat(HEADERS.len()));
     for row in rows(report) {
         let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
@@ -206,6 +220,8 @@ mod tests {
             started_at: "t".into(),
             image: "i".into(),
             image_size_bytes: 1,
+            policy: "unbounded".into(),
+            memory_budget_bytes: None,
             wasm: "w".into(),
             wasm_sha256: "s".into(),
             blocks: vec![],
@@ -228,6 +244,15 @@ mod tests {
         let killed = Outcome::OomKilled { evidence: "SIGKILL".into() };
         let r = report(vec![profile("a", killed, "r", &[]), profile("b", Outcome::Completed, "r", &[])], &[""]);
         assert_eq!(r.verdict, Verdict::Differ);
+    }
+
+    #[test]
+    fn a_refused_profile_is_not_a_divergence_but_all_refused_is_no_verdict() {
+        let refused = || Outcome::Refused { reason: "needs 448 MiB".into() };
+        let r = report(vec![profile("a", refused(), "0", &[]), profile("b", Outcome::Completed, "r", &[]), profile("c", Outcome::Completed, "r", &[])], &[""]);
+        assert_eq!(r.verdict, Verdict::Identical);
+        let none = report(vec![profile("a", refused(), "0", &[]), profile("b", refused(), "0", &[])], &[]);
+        assert_eq!(none.verdict, Verdict::HarnessError);
     }
 
     #[test]

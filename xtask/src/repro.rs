@@ -13,12 +13,12 @@ use xshell::Shell;
 use schema::{RunResult, StoredState, WatchReport};
 
 use crate::artifacts::build_guest;
-use crate::config::{Profile, ReproConfig};
+use crate::config::{Policy, Profile, ReproConfig};
 use crate::diff::{colorize, first_divergence, unified_diff};
 use crate::docker::{check_engine, container_user, make_writable_for_container, run_container, ContainerSpec, Mount};
 use crate::image::{runner_image, ImageBuild, RunnerImage};
 use crate::outcome::{classify, Evidence};
-use crate::report::{markdown, mib, outcome_details, table, verdict, verdict_line, Comparison, ProfileReport, Report, Verdict};
+use crate::report::{markdown, mib, outcome_details, ran, table, verdict, verdict_line, Comparison, ProfileReport, Report, Verdict};
 
 pub struct ReproArgs {
     pub config: ReproConfig,
@@ -75,9 +75,9 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Verdict> {
 
     let mut profiles = Vec::new();
     for (i, profile) in config.profiles.iter().enumerate() {
-        let what = format!("profile `{}`: docker run --memory={}", profile.name, profile.memory);
+        let what = format!("profile `{}`: docker run --memory={} (policy {})", profile.name, profile.memory, config.policy.name());
         let report = phase(3 + i, total, &what, || {
-            run_profile(sh, &image, &user, &run_dir, profile, Duration::from_secs(config.timeout_secs))
+            run_profile(sh, &image, &user, &run_dir, profile, config)
         })?;
         eprintln!("    {}{}", report.outcome.label(), report.stored_result.as_deref().map(|r| format!(", stored {r}")).unwrap_or_default());
         profiles.push(report);
@@ -89,6 +89,8 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Verdict> {
             started_at: run_dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
             image: image.tag.clone(),
             image_size_bytes: image.size_bytes,
+            policy: config.policy.name().into(),
+            memory_budget_bytes: (config.policy == Policy::Deterministic).then(|| config.memory_budget.bytes()),
             wasm: wasm.display().to_string(),
             wasm_sha256: hex::encode(Sha256::digest(&wasm_bytes)),
             blocks: blocks_text.lines().map(String::from).collect(),
@@ -114,7 +116,8 @@ fn new_run_dir(base: PathBuf) -> Result<PathBuf> {
     unreachable!()
 }
 
-fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, profile: &Profile, timeout: Duration) -> Result<ProfileReport> {
+fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, profile: &Profile, config: &ReproConfig) -> Result<ProfileReport> {
+    let timeout = Duration::from_secs(config.timeout_secs);
     let dir = run_dir.join(&profile.name);
     make_writable_for_container(&dir)?;
     let mounts = || {
@@ -123,7 +126,11 @@ fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, prof
             Mount { host: dir.clone(), container: "/out", read_only: false },
         ]
     };
-    let args = "watch --report /out/watch.json -- run --wasm /input/guest.wasm --blocks /input/blocks.txt --db /out/db --out /out/result.json";
+    let mut args: Vec<String> = "watch --report /out/watch.json -- run --wasm /input/guest.wasm --blocks /input/blocks.txt --db /out/db --out /out/result.json"
+        .split(' ')
+        .map(String::from)
+        .collect();
+    args.extend(config.policy_args());
     let container_name = format!("memrepro-{}-{}-{}", std::process::id(), profile.name, dir_stamp(run_dir));
     let exit = run_container(sh, &ContainerSpec {
         image: &image.tag,
@@ -131,7 +138,7 @@ fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, prof
         user,
         memory: Some(profile.memory),
         mounts: mounts(),
-        args: args.split(' ').map(String::from).collect(),
+        args,
         timeout,
         log: dir.join("run.log"),
     })?;
@@ -145,6 +152,7 @@ fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, prof
     // The committed state: from the result, or read back from what a killed run left behind.
     let (state_root, dump, stored_result) = match &result {
         Some(result) => (Some(result.state_root.clone()), result.dump.clone(), result.stress_result.clone()),
+        None if matches!(outcome, crate::outcome::Outcome::Refused { .. }) => (None, Vec::new(), None),
         None => {
             let state = read_back_state(sh, image, user, &dir, &container_name, timeout)?;
             let stored = stored_stress_result(&state);
@@ -207,15 +215,16 @@ fn read_json<T, E: std::error::Error + Send + Sync + 'static>(path: &Path, parse
     }
 }
 
-/// Every profile against the first.
+/// Every profile that ran against the first one that did.
 fn compare(run_dir: &Path, profiles: &[ProfileReport]) -> Result<Vec<Comparison>> {
-    let Some((baseline, others)) = profiles.split_first() else { return Ok(Vec::new()) };
+    let ran: Vec<&ProfileReport> = profiles.iter().filter(|p| ran(p)).collect();
+    let Some((baseline, others)) = ran.split_first() else { return Ok(Vec::new()) };
     let blocks_of = |p: &ProfileReport| -> Result<Option<Vec<schema::BlockReport>>> {
         Ok(read_json(&run_dir.join(&p.dir).join("result.json"), RunResult::from_json)?.map(|r| r.blocks))
     };
     let baseline_blocks = blocks_of(baseline)?;
     let mut comparisons = Vec::new();
-    for profile in others {
+    for &profile in others {
         let blocks = blocks_of(profile)?;
         comparisons.push(Comparison {
             baseline: baseline.name.clone(),

@@ -1,0 +1,246 @@
+//! Memory policies: what the host does when the guest asks for more linear memory.
+//!
+//! - `unbounded`: wasmtime's defaults, as metashrew runs today. Growth only reserves address
+//!   space, so it never fails; under a tight cgroup the process is OOM-killed instead.
+//! - `headroom`: what a runtime does to avoid OOM kills: refuse `memory.grow` when the cgroup has
+//!   less free memory than the growth asks. Runs complete, but where growth fails depends on the
+//!   host: the committed state differs between hosts.
+//! - `deterministic`: a fixed budget enforced identically everywhere, host-side buffers bounded by
+//!   the same budget, and a preflight that refuses to start on a host that cannot back it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, Result};
+use wasmtime::ResourceLimiter;
+
+use crate::memory_report::{mem_available, Cgroup};
+
+/// What the runner itself needs beside the budget: code, compiled guest, RocksDB's memtable and
+/// caches. Measured peak RSS of a run with a tiny guest is about 40 MiB.
+pub const RUNNER_OVERHEAD: u64 = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryPolicy {
+    Unbounded,
+    Headroom,
+    Deterministic { budget: u64 },
+}
+
+impl MemoryPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unbounded => "unbounded",
+            Self::Headroom => "headroom",
+            Self::Deterministic { .. } => "deterministic",
+        }
+    }
+
+    pub fn budget(self) -> Option<u64> {
+        match self {
+            Self::Deterministic { budget } => Some(budget),
+            _ => None,
+        }
+    }
+
+    /// Memory the host must be able to back under this policy: the guest's linear memory and the
+    /// host's copies of what it flushes are each bounded by the budget, plus the runner itself.
+    pub fn required_bytes(self) -> Option<u64> {
+        self.budget().map(|budget| 2 * budget + RUNNER_OVERHEAD)
+    }
+}
+
+/// A byte count written like `256MiB`, `256m`, `1g` or plain bytes.
+pub fn parse_bytes(text: &str) -> Result<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(split);
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => bail!("`{text}` is not a size (e.g. 256MiB, 1g)"),
+    };
+    let number: u64 = number.parse().map_err(|_| anyhow::anyhow!("`{text}` is not a size (e.g. 256MiB, 1g)"))?;
+    number.checked_mul(1 << shift).ok_or_else(|| anyhow::anyhow!("`{text}` is too large"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyName {
+    Unbounded,
+    Headroom,
+    Deterministic,
+}
+
+impl FromStr for PolicyName {
+    type Err = anyhow::Error;
+    fn from_str(text: &str) -> Result<Self> {
+        <Self as clap::ValueEnum>::from_str(text, false).map_err(|_| anyhow::anyhow!("unknown policy `{text}`"))
+    }
+}
+
+impl MemoryPolicy {
+    pub fn new(name: PolicyName, budget: Option<u64>) -> Result<Self> {
+        Ok(match (name, budget) {
+            (PolicyName::Unbounded, None) => Self::Unbounded,
+            (PolicyName::Headroom, None) => Self::Headroom,
+            (PolicyName::Deterministic, Some(budget)) if budget >= 64 << 10 => Self::Deterministic { budget },
+            (PolicyName::Deterministic, Some(_)) => bail!("--memory-budget must be at least one wasm page (64KiB)"),
+            (PolicyName::Deterministic, None) => bail!("the deterministic policy needs --memory-budget (e.g. 192MiB)"),
+            (_, Some(_)) => bail!("--memory-budget only applies to --policy deterministic"),
+        })
+    }
+}
+
+/// The runner refused to start: this host cannot back the deterministic budget.
+#[derive(Debug)]
+pub struct Refusal {
+    pub needed: u64,
+    pub available: u64,
+    pub source: &'static str,
+    pub budget: u64,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |bytes: u64| format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64);
+        write!(
+            f,
+            "refused: the deterministic policy needs {} (2 x the {} budget + {} runner overhead) but this host can back {} ({})",
+            mib(self.needed),
+            mib(self.budget),
+            mib(RUNNER_OVERHEAD),
+            mib(self.available),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Refuses, before anything is written, to run a budget this host cannot back. Reads the
+/// cgroup's limit, else the machine's available memory.
+pub fn preflight(policy: MemoryPolicy) -> Result<(), Refusal> {
+    let (Some(needed), Some(budget)) = (policy.required_bytes(), policy.budget()) else { return Ok(()) };
+    let (available, source) = match Cgroup::of_this_process().and_then(|c| c.limit()) {
+        Some(limit) => (limit, "the cgroup memory limit"),
+        None => (mem_available().unwrap_or(0), "MemAvailable, no cgroup limit"),
+    };
+    if needed > available {
+        return Err(Refusal { needed, available, source, budget });
+    }
+    Ok(())
+}
+
+/// The wasmtime limiter behind each policy. It also counts refusals for the report.
+pub struct MemoryLimiter {
+    policy: MemoryPolicy,
+    cgroup: Option<Cgroup>,
+    pub refused_growths: u64,
+}
+
+impl MemoryLimiter {
+    pub fn new(policy: MemoryPolicy) -> Self {
+        let cgroup = match policy {
+            MemoryPolicy::Headroom => Cgroup::of_this_process(),
+            _ => None,
+        };
+        Self { policy, cgroup, refused_growths: 0 }
+    }
+
+    /// Whether growing linear memory from `current` to `desired` bytes is allowed.
+    pub fn allows(&self, current: usize, desired: usize) -> bool {
+        let growth = desired.saturating_sub(current) as u64;
+        match self.policy {
+            MemoryPolicy::Unbounded => true,
+            MemoryPolicy::Deterministic { budget } => desired as u64 <= budget,
+            MemoryPolicy::Headroom => match self.free_memory() {
+                Some(free) => growth <= free,
+                None => true,
+            },
+        }
+    }
+
+    /// Free memory right now: cgroup limit minus usage, else the machine's available memory.
+    fn free_memory(&self) -> Option<u64> {
+        let cgroup = self.cgroup.as_ref();
+        match (cgroup.and_then(Cgroup::limit), cgroup.and_then(Cgroup::usage)) {
+            (Some(limit), Some(usage)) => Some(limit.saturating_sub(usage)),
+            _ => mem_available(),
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.allows(current, desired);
+        if !allowed {
+            self.refused_growths += 1;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn the_deterministic_budget_allows_exactly_up_to_the_budget() {
+        let limiter = MemoryLimiter::new(MemoryPolicy::Deterministic { budget: 192 << 20 });
+        assert!(limiter.allows(0, 192 * MIB));
+        assert!(!limiter.allows(0, 192 * MIB + 65536));
+        assert!(!limiter.allows(190 * MIB, 250 * MIB));
+    }
+
+    /// The stress guest's arithmetic: 1.06 MiB of initial memory, then 50 MB allocations of
+    /// 50 MiB + one 64 KiB page each. Under a 192 MiB budget the 4th (index 3) is the first refused.
+    #[test]
+    fn the_failing_allocation_is_the_same_on_every_host() {
+        let limiter = MemoryLimiter::new(MemoryPolicy::Deterministic { budget: 192 << 20 });
+        let mut size = 17 * 65536;
+        let mut granted = 0;
+        while limiter.allows(size, size + 50 * MIB + 65536) {
+            size += 50 * MIB + 65536;
+            granted += 1;
+        }
+        assert_eq!(granted, 3);
+    }
+
+    #[test]
+    fn unbounded_never_refuses() {
+        assert!(MemoryLimiter::new(MemoryPolicy::Unbounded).allows(0, 4 << 30));
+    }
+
+    #[test]
+    fn policies_and_budgets_must_match() {
+        assert_eq!(MemoryPolicy::new(PolicyName::Unbounded, None).unwrap(), MemoryPolicy::Unbounded);
+        assert!(MemoryPolicy::new(PolicyName::Deterministic, None).unwrap_err().to_string().contains("needs --memory-budget"));
+        assert!(MemoryPolicy::new(PolicyName::Headroom, Some(1 << 20)).is_err());
+        assert_eq!(MemoryPolicy::Deterministic { budget: 100 << 20 }.required_bytes(), Some((200 << 20) + RUNNER_OVERHEAD));
+    }
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_bytes("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert!(parse_bytes("12x").is_err());
+        assert!(parse_bytes("99999999999999g").is_err());
+    }
+
+    #[test]
+    fn preflight_refuses_a_budget_larger_than_this_machine() {
+        let refusal = preflight(MemoryPolicy::Deterministic { budget: 1 << 50 }).unwrap_err();
+        assert_eq!(refusal.needed, (2 << 50) + RUNNER_OVERHEAD);
+        assert!(refusal.to_string().starts_with("refused: the deterministic policy needs"));
+        assert!(preflight(MemoryPolicy::Deterministic { budget: 1 << 20 }).is_ok());
+    }
+}
