@@ -148,3 +148,49 @@ fn a_missing_docker_daemon_is_exit_2_with_the_fix() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("the Docker daemon does not answer: start it"), "{stderr}");
 }
+
+#[test]
+fn headroom_reproduces_the_silent_divergence_both_complete_with_different_state() {
+    let out = tempfile::tempdir().unwrap();
+    let output = xtask(&["repro", "--policy", "headroom"], out.path());
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report = report(out.path());
+    let (low, high) = (&report["profiles"][0], &report["profiles"][1]);
+    assert_eq!((&low["outcome"], &high["outcome"]), (&Value::from("completed"), &Value::from("completed")));
+    let stored = low["stored_result"].as_str().unwrap();
+    assert!(stored.starts_with("ERROR:Failed at allocation ") && stored.ends_with(" of 20: Failed to reserve 50MB"), "{stored}");
+    assert_eq!(high["stored_result"], "SUCCESS:1000MB");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(&format!("-\"/memory-stress-result/1\" = \"{stored}\"")), "{stdout}");
+}
+
+#[test]
+fn the_deterministic_policy_commits_identical_state_under_512m_and_4g() {
+    let out = tempfile::tempdir().unwrap();
+    let output = xtask(&["repro", "--policy", "deterministic"], out.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = report(out.path());
+    assert_eq!(report["verdict"], "identical");
+    assert_eq!(report["memory_budget_bytes"], 192u64 << 20);
+    for profile in report["profiles"].as_array().unwrap() {
+        assert_eq!(profile["outcome"], "completed", "{profile}");
+        assert_eq!(profile["stored_result"], "ERROR:Failed at allocation 3 of 20: Failed to reserve 50MB");
+    }
+    assert_eq!(report["profiles"][0]["state_root"], report["profiles"][1]["state_root"]);
+}
+
+#[test]
+fn a_profile_below_the_deterministic_requirement_is_refused_not_diverged() {
+    let out = tempfile::tempdir().unwrap();
+    let output = xtask(&["repro", "--policy", "deterministic", "--limit", "256m", "--limit", "512m", "--payload", "10x5"], out.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = report(out.path());
+    let refused = &report["profiles"][0];
+    assert_eq!(refused["outcome"], "refused", "{refused}");
+    assert!(refused["reason"].as_str().unwrap().contains("needs 448 MiB (2 x the 192 MiB budget + 64 MiB runner overhead) but this host can back 256 MiB (the cgroup memory limit)"), "{refused}");
+    assert_eq!(refused["dump"], Value::Array(vec![]));
+    assert_eq!(report["profiles"][1]["stored_result"], "SUCCESS:50MB");
+    assert_eq!(report["comparisons"], Value::Array(vec![]), "a refused profile is not compared");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("256m     256m   refused"), "{stdout}");
+}
