@@ -10,7 +10,7 @@ use prost::Message;
 use wasmtime::{bail, Caller, Config, Engine, Extern, InstancePre, Linker, Module, Store};
 
 use crate::guest_memory::{self, address};
-use crate::policy::{MemoryLimiter, MemoryPolicy};
+use crate::policy::{MemoryLayout, MemoryLimiter, MemoryPolicy};
 use crate::state_store::StateStore;
 
 /// `message KeyValueFlush { repeated bytes list = 1; }`: alternating key, value.
@@ -22,7 +22,7 @@ pub struct KeyValueFlush {
 
 /// Every engine setting that affects what a guest observes, in one place. The same for every
 /// policy except the linear memory layout.
-pub fn engine(policy: MemoryPolicy) -> Result<Engine> {
+pub fn engine(layout: MemoryLayout) -> Result<Engine> {
     let mut config = Config::new();
     // NaN bit patterns differ between CPUs; canonical NaNs make float results identical everywhere.
     config.cranelift_nan_canonicalization(true);
@@ -30,15 +30,22 @@ pub fn engine(policy: MemoryPolicy) -> Result<Engine> {
     config.max_wasm_stack(1 << 20);
     // No threads: wasmtime is built without the `threads` feature, so a block is one
     // sequential execution.
-    match policy.budget() {
+    match layout {
         // wasmtime's defaults, as metashrew runs: a 4 GiB reservation (+ guard) per memory, pages
         // committed when first touched, so growth itself never fails.
-        None => {}
+        MemoryLayout::Reserved => {}
         // Reserve exactly the budget: growth inside it never moves, growth past it is refused by
         // the limiter, and the address space needed is known before the first block.
-        Some(budget) => {
+        MemoryLayout::Budget(budget) => {
             config.memory_reservation(budget.next_multiple_of(1 << 16));
             config.memory_may_move(false);
+        }
+        // Map only what is used; growth remaps (and may fail: memory.grow returns -1).
+        MemoryLayout::Small => {
+            config.memory_reservation(0);
+            config.memory_reservation_for_growth(0);
+            config.memory_guard_size(0);
+            config.memory_may_move(true);
         }
     }
     Engine::new(&config).map_err(anyhow::Error::from)

@@ -61,6 +61,12 @@ enum Command {
         /// The deterministic policy's fixed budget, e.g. 192MiB.
         #[arg(long, value_parser = policy::parse_bytes)]
         memory_budget: Option<u64>,
+        /// Limit the runner's own address space (RLIMIT_AS), e.g. 3g.
+        #[arg(long, value_parser = policy::parse_bytes)]
+        address_space_limit: Option<u64>,
+        /// Reserve no address space ahead for linear memory (growth moves it and may fail).
+        #[arg(long)]
+        small_memories: bool,
     },
     /// Run `host-runner run ARGS…` as a child and write how it ended (exit, signal, OOM kills
     /// counted by this cgroup, the memory limit read back at start) to REPORT as JSON.
@@ -112,14 +118,16 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { wasm, db, height, payload, blocks, out, policy, memory_budget } => {
+        Command::Run { wasm, db, height, payload, blocks, out, policy, memory_budget, address_space_limit, small_memories } => {
             let policy = policy::MemoryPolicy::new(policy, memory_budget)?;
+            let layout = policy::MemoryLayout::for_policy(policy, small_memories);
             let blocks = match (height, blocks) {
                 (Some(height), _) => vec![Block { height, payload: parse_hex(&payload).context("--payload")? }],
                 (None, Some(path)) => read_blocks_file(&path)?,
                 (None, None) => unreachable!("clap requires --height or --blocks"),
             };
-            let result = match run(&RunRequest { wasm, db, blocks, policy }) {
+            let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit };
+            let result = match run(&request) {
                 Err(error) if error.is::<policy::Refusal>() => {
                     eprintln!("host-runner: {error}");
                     return Ok(ExitCode::from(3));
@@ -157,7 +165,7 @@ fn execute(command: Command) -> Result<ExitCode> {
         Command::View { wasm, db, name, input, height } => {
             let store = StateStore::open_read_only(&db)?;
             let policy = policy::MemoryPolicy::Unbounded;
-            let guest = host::Guest::load(&host::engine(policy)?, policy, &wasm)?;
+            let guest = host::Guest::load(&host::engine(policy::MemoryLayout::Reserved)?, policy, &wasm)?;
             anyhow::ensure!(guest.has_export(&name), "{} exports no view `{name}`", wasm.display());
             let height = height.or(store.tip()?).unwrap_or(0);
             let execution = guest.run_view(&store, height, &parse_hex(&input).context("--input")?, &name);

@@ -133,6 +133,47 @@ pub fn preflight(policy: MemoryPolicy) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// How linear memory is laid out in the process's address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryLayout {
+    /// wasmtime's default: a 4 GiB reservation plus a guard region per memory.
+    Reserved,
+    /// Exactly the deterministic budget reserved up front; growth never moves.
+    Budget(u64),
+    /// Nothing reserved beyond the current size; growth moves the memory (new mapping + copy),
+    /// so an address-space limit makes `memory.grow` return -1 instead of failing instantiation.
+    Small,
+}
+
+impl MemoryLayout {
+    pub fn for_policy(policy: MemoryPolicy, small: bool) -> Self {
+        match (small, policy.budget()) {
+            (true, _) => Self::Small,
+            (false, Some(budget)) => Self::Budget(budget),
+            (false, None) => Self::Reserved,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved-4gib",
+            Self::Budget(_) => "budget",
+            Self::Small => "small-movable",
+        }
+    }
+}
+
+/// Limits this process's address space (RLIMIT_AS), for hosts where the container engine cannot
+/// (Docker has no `--ulimit as`).
+pub fn limit_address_space(bytes: u64) -> Result<()> {
+    let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
+    // SAFETY: setrlimit reads the struct we pass and has no other effect on our memory.
+    if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
+        bail!("setrlimit(RLIMIT_AS, {bytes}) failed: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The wasmtime limiter behind each policy. It also counts refusals for the report.
 pub struct MemoryLimiter {
     policy: MemoryPolicy,

@@ -10,7 +10,7 @@ use crate::blocks::Block;
 use crate::dump::dump_lines;
 use crate::host::{elapsed_ms, engine, Guest};
 use crate::memory_report::memory_report;
-use crate::policy::{preflight, MemoryPolicy};
+use crate::policy::{limit_address_space, preflight, MemoryLayout, MemoryPolicy};
 use crate::state_store::StateStore;
 
 pub struct RunRequest {
@@ -18,15 +18,21 @@ pub struct RunRequest {
     pub db: PathBuf,
     pub blocks: Vec<Block>,
     pub policy: MemoryPolicy,
+    pub layout: MemoryLayout,
+    /// RLIMIT_AS the runner applies to itself before loading the guest.
+    pub address_space_limit: Option<u64>,
 }
 
 /// Runs the blocks. Fails with a [`crate::policy::Refusal`] before anything is written when this
 /// host cannot back the policy's budget.
 pub fn run(request: &RunRequest) -> Result<RunResult> {
     preflight(request.policy)?;
+    if let Some(limit) = request.address_space_limit {
+        limit_address_space(limit)?;
+    }
     let wasm_bytes = std::fs::read(&request.wasm)
         .with_context(|| format!("reading guest {}", request.wasm.display()))?;
-    let guest = Guest::load(&engine(request.policy)?, request.policy, &request.wasm)?;
+    let guest = Guest::load(&engine(request.layout)?, request.policy, &request.wasm)?;
     anyhow::ensure!(guest.has_export("_start"), "{} exports no `_start`", request.wasm.display());
     let store = StateStore::open(&request.db)?;
 
@@ -86,6 +92,8 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
             name: request.policy.name().into(),
             memory_budget_bytes: request.policy.budget(),
             required_bytes: request.policy.required_bytes(),
+            memory_layout: request.layout.name().into(),
+            address_space_limit_bytes: request.address_space_limit,
         },
         inputs: request
             .blocks

@@ -43,6 +43,10 @@ pub struct PolicyReport {
     pub memory_budget_bytes: Option<u64>,
     /// What the preflight required this host to back.
     pub required_bytes: Option<u64>,
+    /// `reserved-4gib` (wasmtime's default), `budget` or `small-movable`.
+    pub memory_layout: String,
+    /// RLIMIT_AS the runner applied to itself.
+    pub address_space_limit_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,7 +176,13 @@ mod tests {
             schema_version: SCHEMA_VERSION,
             runner_version: "0.1.0".into(),
             wasm: WasmInfo { path: "g.wasm".into(), sha256: "ab".into(), size_bytes: 3 },
-            policy: PolicyReport { name: "deterministic".into(), memory_budget_bytes: Some(1), required_bytes: Some(2) },
+            policy: PolicyReport {
+                name: "deterministic".into(),
+                memory_budget_bytes: Some(1),
+                required_bytes: Some(2),
+                memory_layout: "budget".into(),
+                address_space_limit_bytes: None,
+            },
             inputs: vec![BlockInput { height: 1, payload_hex: "00".into() }],
             blocks: vec![BlockReport {
                 height: 1,

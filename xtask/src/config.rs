@@ -161,6 +161,42 @@ impl Policy {
 pub struct Profile {
     pub name: String,
     pub memory: MemoryLimit,
+    /// RLIMIT_AS the runner applies to itself (Docker has no `--ulimit as`).
+    #[serde(default)]
+    pub address_space: Option<MemoryLimit>,
+    /// Reserve no address space ahead for linear memory (growth moves it and may fail).
+    #[serde(default)]
+    pub small_memories: bool,
+}
+
+impl Profile {
+    pub fn with_limit(memory: MemoryLimit) -> Self {
+        Self { name: memory.to_string(), memory, address_space: None, small_memories: false }
+    }
+
+    /// The limits as the table shows them: `4g`, `4g as=2g small`.
+    pub fn limits(&self) -> String {
+        let mut text = self.memory.to_string();
+        if let Some(address_space) = self.address_space {
+            text += &format!(" as={address_space}");
+        }
+        if self.small_memories {
+            text += " small";
+        }
+        text
+    }
+
+    /// The runner flags this profile adds.
+    pub fn runner_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(address_space) = self.address_space {
+            args.extend(["--address-space-limit".to_string(), address_space.bytes().to_string()]);
+        }
+        if self.small_memories {
+            args.push("--small-memories".into());
+        }
+        args
+    }
 }
 
 /// `[workspace.metadata.repro]`.
@@ -174,6 +210,8 @@ pub struct ReproConfig {
     pub memory_budget: MemoryLimit,
     pub timeout_secs: u64,
     pub profiles: Vec<Profile>,
+    /// The profiles `cargo xtask matrix` runs under every policy.
+    pub matrix_profiles: Vec<Profile>,
 }
 
 impl ReproConfig {
@@ -198,19 +236,8 @@ impl ReproConfig {
     }
 
     fn check(&self) -> Result<()> {
-        ensure!(!self.profiles.is_empty(), "[workspace.metadata.repro] lists no profiles");
-        for (i, profile) in self.profiles.iter().enumerate() {
-            ensure!(
-                !profile.name.is_empty() && profile.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
-                "profile name `{}` must be letters, digits, - or _",
-                profile.name
-            );
-            ensure!(
-                !self.profiles[..i].iter().any(|p| p.name == profile.name),
-                "profile `{}` is defined twice in [workspace.metadata.repro]",
-                profile.name
-            );
-        }
+        check_profiles(&self.profiles, "profiles")?;
+        check_profiles(&self.matrix_profiles, "matrix_profiles")?;
         ensure!(self.timeout_secs > 0, "timeout_secs must be positive");
         Ok(())
     }
@@ -237,9 +264,27 @@ impl ReproConfig {
         if limits.is_empty() {
             return Ok(());
         }
-        self.profiles = limits.iter().map(|limit| Profile { name: limit.to_string(), memory: *limit }).collect();
+        self.profiles = limits.iter().map(|limit| Profile::with_limit(*limit)).collect();
         self.check()
     }
+}
+
+
+fn check_profiles(profiles: &[Profile], key: &str) -> Result<()> {
+    ensure!(!profiles.is_empty(), "[workspace.metadata.repro] {key} lists no profiles");
+    for (i, profile) in profiles.iter().enumerate() {
+        ensure!(
+            !profile.name.is_empty() && profile.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "profile name `{}` must be letters, digits, - or _",
+            profile.name
+        );
+        ensure!(
+            !profiles[..i].iter().any(|p| p.name == profile.name),
+            "profile `{}` is defined twice in [workspace.metadata.repro] {key}",
+            profile.name
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -297,20 +342,23 @@ mod tests {
     fn reads_the_workspace_configuration_and_rejects_duplicates() {
         let ok = config(serde_json::json!({
             "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
-            "profiles": [{ "name": "low", "memory": "512m" }, { "name": "high", "memory": "4g" }]
+            "profiles": [{ "name": "low", "memory": "512m" }, { "name": "high", "memory": "4g" }], "matrix_profiles": [{ "name": "as", "memory": "4g", "address_space": "2g", "small_memories": true }]
         }))
         .unwrap();
-        assert_eq!(ok.profiles[1], Profile { name: "high".into(), memory: "4g".parse().unwrap() });
+        assert_eq!(ok.profiles[1], Profile { name: "high".into(), ..Profile::with_limit("4g".parse().unwrap()) });
+        let as_profile = &ok.matrix_profiles[0];
+        assert_eq!(as_profile.limits(), "4g as=2g small");
+        assert_eq!(as_profile.runner_args(), ["--address-space-limit", "2147483648", "--small-memories"]);
 
         let dup = config(serde_json::json!({
             "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
-            "profiles": [{ "name": "low", "memory": "512m" }, { "name": "low", "memory": "4g" }]
+            "profiles": [{ "name": "low", "memory": "512m" }, { "name": "low", "memory": "4g" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
         }));
         assert!(format!("{:#}", dup.unwrap_err()).contains("profile `low` is defined twice"));
 
         let bad_limit = config(serde_json::json!({
             "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
-            "profiles": [{ "name": "low", "memory": "512x" }]
+            "profiles": [{ "name": "low", "memory": "512x" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
         }));
         assert!(format!("{:#}", bad_limit.unwrap_err()).contains("bad memory limit `512x`"));
     }
@@ -319,7 +367,7 @@ mod tests {
     fn policy_flags_carry_the_budget_only_for_the_deterministic_policy() {
         let mut config = config(serde_json::json!({
             "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "deterministic", "memory_budget": "192m",
-            "profiles": [{ "name": "low", "memory": "512m" }]
+            "profiles": [{ "name": "low", "memory": "512m" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
         }))
         .unwrap();
         assert_eq!(config.policy_args(), ["--policy", "deterministic", "--memory-budget", "201326592"]);
@@ -327,7 +375,7 @@ mod tests {
         assert_eq!(config.policy_args(), ["--policy", "headroom"]);
         let bad = super::tests::config(serde_json::json!({
             "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "lenient", "memory_budget": "192m",
-            "profiles": [{ "name": "low", "memory": "512m" }]
+            "profiles": [{ "name": "low", "memory": "512m" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
         }));
         assert!(format!("{:#}", bad.unwrap_err()).contains("unknown variant `lenient`"));
     }
@@ -336,7 +384,7 @@ mod tests {
     fn selects_profiles_by_name_and_replaces_limits() {
         let mut config = config(serde_json::json!({
             "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
-            "profiles": [{ "name": "low", "memory": "512m" }, { "name": "high", "memory": "4g" }]
+            "profiles": [{ "name": "low", "memory": "512m" }, { "name": "high", "memory": "4g" }], "matrix_profiles": [{ "name": "as", "memory": "4g", "address_space": "2g", "small_memories": true }]
         }))
         .unwrap();
         let err = config.clone().select_profiles(&["medium".into()]).unwrap_err();

@@ -8,6 +8,7 @@ mod config;
 mod diff;
 mod docker;
 mod image;
+mod matrix;
 mod outcome;
 mod repro;
 mod report;
@@ -68,6 +69,18 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Run `repro` under every policy over the `matrix_profiles` and print policy x profile.
+    Matrix {
+        /// Only these policies (repeatable; default: all three).
+        #[arg(long = "policy", value_enum)]
+        policies: Vec<Policy>,
+        /// Stress payload `MBxCOUNT[:digest][:release]`.
+        #[arg(long)]
+        payload: Option<StressPayload>,
+        /// Where run directories go (default: target/repro).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
     /// Build the guest and the runner, then run every test (Docker tests included).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -122,8 +135,22 @@ fn run(command: Command) -> Result<u8> {
                 image_build: image_build.unwrap_or_else(ImageBuild::default_for_this_host),
                 out_dir,
             };
-            let verdict = repro::repro(&sh, &root, args).context("repro")?;
-            Ok(verdict.exit_code())
+            let report = repro::repro(&sh, &root, args).context("repro")?;
+            Ok(report.verdict.exit_code())
+        }
+        Command::Matrix { policies, payload, out_dir } => {
+            let mut config = ReproConfig::from_workspace_metadata(&metadata)?;
+            config.payload = payload.unwrap_or(config.payload);
+            let args = repro::ReproArgs {
+                config,
+                wasm: None,
+                blocks: None,
+                image_build: ImageBuild::default_for_this_host(),
+                out_dir,
+            };
+            let policies = if policies.is_empty() { vec![Policy::Unbounded, Policy::Headroom, Policy::Deterministic] } else { policies };
+            matrix::matrix(&sh, &root, args, &policies).context("matrix")?;
+            Ok(0)
         }
         Command::Test { cargo_test_args } => test_suite::test(&sh, &cargo_test_args).map(|()| 0),
     }

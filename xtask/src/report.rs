@@ -188,10 +188,10 @@ pub fn markdown(report: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn profile(name: &str, outcome: Outcome, root: &str, dump: &[&str]) -> ProfileReport {
+    pub(crate) fn profile(name: &str, outcome: Outcome, root: &str, dump: &[&str]) -> ProfileReport {
         ProfileReport {
             name: name.into(),
             limit: "4g".into(),
@@ -206,7 +206,7 @@ mod tests {
         }
     }
 
-    fn report(profiles: Vec<ProfileReport>, diffs: &[&str]) -> Report {
+    pub(crate) fn report(profiles: Vec<ProfileReport>, diffs: &[&str]) -> Report {
         let comparisons: Vec<_> = diffs
             .iter()
             .map(|d| Comparison {

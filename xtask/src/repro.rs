@@ -18,8 +18,9 @@ use crate::diff::{colorize, first_divergence, unified_diff};
 use crate::docker::{check_engine, container_user, make_writable_for_container, run_container, ContainerSpec, Mount};
 use crate::image::{runner_image, ImageBuild, RunnerImage};
 use crate::outcome::{classify, Evidence};
-use crate::report::{markdown, mib, outcome_details, ran, table, verdict, verdict_line, Comparison, ProfileReport, Report, Verdict};
+use crate::report::{markdown, mib, outcome_details, ran, table, verdict, verdict_line, Comparison, ProfileReport, Report};
 
+#[derive(Clone)]
 pub struct ReproArgs {
     pub config: ReproConfig,
     /// Another metashrew-ABI guest instead of building ours.
@@ -39,7 +40,7 @@ fn phase<T>(number: usize, total: usize, what: &str, work: impl FnOnce() -> Resu
     Ok(value)
 }
 
-pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Verdict> {
+pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     let config = &args.config;
     check_engine(sh)?;
     let blocks_text = match &args.blocks {
@@ -75,7 +76,7 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Verdict> {
 
     let mut profiles = Vec::new();
     for (i, profile) in config.profiles.iter().enumerate() {
-        let what = format!("profile `{}`: docker run --memory={} (policy {})", profile.name, profile.memory, config.policy.name());
+        let what = format!("profile `{}`: {} (policy {})", profile.name, profile.limits(), config.policy.name());
         let report = phase(3 + i, total, &what, || {
             run_profile(sh, &image, &user, &run_dir, profile, config)
         })?;
@@ -100,11 +101,11 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Verdict> {
         })
     })?;
     publish(&run_dir, &report)?;
-    Ok(report.verdict)
+    Ok(report)
 }
 
 /// `target/repro/<UTC timestamp>/`, unique even for two runs in the same second.
-fn new_run_dir(base: PathBuf) -> Result<PathBuf> {
+pub fn new_run_dir(base: PathBuf) -> Result<PathBuf> {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(['-', ':'], "");
     for attempt in 0.. {
         let dir = if attempt == 0 { base.join(&stamp) } else { base.join(format!("{stamp}-{attempt}")) };
@@ -131,6 +132,7 @@ fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, prof
         .map(String::from)
         .collect();
     args.extend(config.policy_args());
+    args.extend(profile.runner_args());
     let container_name = format!("memrepro-{}-{}-{}", std::process::id(), profile.name, dir_stamp(run_dir));
     let exit = run_container(sh, &ContainerSpec {
         image: &image.tag,
@@ -161,7 +163,7 @@ fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, prof
     };
     Ok(ProfileReport {
         name: profile.name.clone(),
-        limit: profile.memory.to_string(),
+        limit: profile.limits(),
         limit_bytes: profile.memory.bytes(),
         outcome,
         stored_result,
