@@ -26,7 +26,9 @@ pub struct RunRequest {
 /// Runs the blocks. Fails with a [`crate::policy::Refusal`] before anything is written when this
 /// host cannot back the policy's budget.
 pub fn run(request: &RunRequest) -> Result<RunResult> {
+    let started = std::time::Instant::now();
     preflight(request.policy)?;
+    let preflight_ms = elapsed_ms(started);
     if let Some(limit) = request.address_space_limit {
         limit_address_space(limit)?;
     }
@@ -94,6 +96,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
             required_bytes: request.policy.required_bytes(),
             memory_layout: request.layout.name().into(),
             address_space_limit_bytes: request.address_space_limit,
+            preflight_ms,
         },
         inputs: request
             .blocks

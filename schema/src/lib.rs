@@ -35,7 +35,7 @@ pub struct WasmInfo {
 }
 
 /// The memory policy the run used (see host-runner's `policy.rs`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyReport {
     /// `unbounded`, `headroom` or `deterministic`.
     pub name: String,
@@ -47,6 +47,8 @@ pub struct PolicyReport {
     pub memory_layout: String,
     /// RLIMIT_AS the runner applied to itself.
     pub address_space_limit_bytes: Option<u64>,
+    /// Time the preflight took (reading the cgroup limit).
+    pub preflight_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +184,7 @@ mod tests {
                 required_bytes: Some(2),
                 memory_layout: "budget".into(),
                 address_space_limit_bytes: None,
+                preflight_ms: 0.5,
             },
             inputs: vec![BlockInput { height: 1, payload_hex: "00".into() }],
             blocks: vec![BlockReport {

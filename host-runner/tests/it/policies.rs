@@ -94,3 +94,25 @@ fn policy_flags_are_checked() {
         assert!(run.stderr().contains(expected), "{args:?}: {}", run.stderr());
     }
 }
+
+#[test]
+fn an_address_space_limit_fails_instantiation_with_default_reservations_and_growth_with_small_memories() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let payload = stress_payload(50, 20, &[]);
+    // wasmtime's default reservation (4 GiB + guard) does not fit 3 GiB of address space.
+    let reserved = run_with(&["--address-space-limit", "3g"], &payload, &dir.path().join("a"));
+    assert_eq!(reserved.code(), Some(1), "{}", reserved.stderr());
+    assert!(reserved.trap().contains("mmap failed to reserve"), "{}", reserved.trap());
+    assert!(reserved.result().dump.is_empty());
+    // Small movable memories: growth past 2 GiB of address space returns -1, the guest stores an ERROR.
+    let small = run_with(&["--address-space-limit", "2g", "--small-memories"], &payload, &dir.path().join("b"));
+    assert_eq!(small.code(), Some(0), "{}", small.stderr());
+    assert!(small.result().stress_result.as_deref().unwrap().starts_with("ERROR:Failed at allocation "));
+    assert_eq!(small.result().policy.memory_layout, "small-movable");
+    // The deterministic budget is reached first: the same result as without the limit.
+    let budget = run_with(&["--address-space-limit", "3g", "--policy", "deterministic", "--memory-budget", "192MiB"], &payload, &dir.path().join("c"));
+    assert_eq!(budget.code(), Some(0), "{}", budget.stderr());
+    assert_eq!(budget.result().stress_result.as_deref(), Some("ERROR:Failed at allocation 3 of 20: Failed to reserve 50MB"));
+    assert_eq!(budget.result().policy.address_space_limit_bytes, Some(3 << 30));
+    Ok(())
+}
