@@ -40,47 +40,75 @@ fn phase<T>(number: usize, total: usize, what: &str, work: impl FnOnce() -> Resu
     Ok(value)
 }
 
+/// What every run needs: the engine checked, the guest and the runner image built.
+pub struct Harness<'a> {
+    sh: &'a Shell,
+    pub image: RunnerImage,
+    user: String,
+    pub wasm: PathBuf,
+    pub wasm_bytes: Vec<u8>,
+}
+
+impl<'a> Harness<'a> {
+    /// Phases 1 and 2 of `total`: the guest (ours, or `wasm`) and the runner image.
+    pub fn prepare(sh: &'a Shell, root: &Path, wasm: Option<&Path>, image_build: ImageBuild, total: usize) -> Result<Self> {
+        check_engine(sh)?;
+        let wasm = phase(1, total, "guest", || match wasm {
+            Some(path) => {
+                anyhow::ensure!(path.is_file(), "--wasm {}: no such file", path.display());
+                Ok(path.to_path_buf())
+            }
+            None => build_guest(sh),
+        })?;
+        let wasm_bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+        eprintln!("    {} ({} bytes)", wasm.display(), wasm_bytes.len());
+        let image = phase(2, total, "runner image (no registry needed)", || runner_image(sh, root, image_build))?;
+        eprintln!(
+            "    {} ({}, {})",
+            image.tag,
+            mib(image.size_bytes),
+            if image.built { "built" } else { "unchanged, reused" }
+        );
+        Ok(Self { sh, image, user: container_user(sh), wasm, wasm_bytes })
+    }
+
+    /// `dir/input/`: the guest and the blocks every profile of a run is given.
+    pub fn write_input(&self, dir: &Path, blocks_text: &str) -> Result<PathBuf> {
+        let input_dir = dir.join("input");
+        std::fs::create_dir_all(&input_dir)?;
+        std::fs::copy(&self.wasm, input_dir.join("guest.wasm"))?;
+        std::fs::write(input_dir.join("blocks.txt"), blocks_text)?;
+        Ok(input_dir)
+    }
+
+    /// One profile in one container, classified, with the state it committed.
+    pub fn run_profile(&self, input_dir: &Path, profile: &Profile, config: &ReproConfig) -> Result<ProfileReport> {
+        let dir = input_dir.parent().expect("input has a parent").join(&profile.name);
+        run_profile(self.sh, &self.image, &self.user, input_dir, &dir, profile, config)
+    }
+}
+
+/// The blocks a run is given: the file, or one stress block from the configuration.
+pub fn blocks_text(blocks: Option<&Path>, config: &ReproConfig) -> Result<String> {
+    match blocks {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading blocks file {}", path.display())),
+        None => Ok(format!("{} {}\n", config.height, hex::encode(config.payload.to_bytes()))),
+    }
+}
+
 pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     let config = &args.config;
-    check_engine(sh)?;
-    let blocks_text = match &args.blocks {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading blocks file {}", path.display()))?,
-        None => format!("{} {}\n", config.height, hex::encode(config.payload.to_bytes())),
-    };
+    let blocks_text = blocks_text(args.blocks.as_deref(), config)?;
     let total = 3 + config.profiles.len();
-
-    let wasm = phase(1, total, "guest", || match &args.wasm {
-        Some(path) => {
-            anyhow::ensure!(path.is_file(), "--wasm {}: no such file", path.display());
-            Ok(path.clone())
-        }
-        None => build_guest(sh),
-    })?;
-    let wasm_bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
-    eprintln!("    {} ({} bytes)", wasm.display(), wasm_bytes.len());
-
-    let image = phase(2, total, "runner image (no registry needed)", || runner_image(sh, root, args.image_build))?;
-    eprintln!(
-        "    {} ({}, {})",
-        image.tag,
-        mib(image.size_bytes),
-        if image.built { "built" } else { "unchanged, reused" }
-    );
+    let harness = Harness::prepare(sh, root, args.wasm.as_deref(), args.image_build, total)?;
 
     let run_dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
-    let input_dir = run_dir.join("input");
-    std::fs::create_dir_all(&input_dir)?;
-    std::fs::copy(&wasm, input_dir.join("guest.wasm"))?;
-    std::fs::write(input_dir.join("blocks.txt"), &blocks_text)?;
-    let user = container_user(sh);
-
+    let input_dir = harness.write_input(&run_dir, &blocks_text)?;
     let mut profiles = Vec::new();
     for (i, profile) in config.profiles.iter().enumerate() {
         let what = format!("profile `{}`: {} (policy {})", profile.name, profile.limits(), config.policy.name());
-        let report = phase(3 + i, total, &what, || {
-            run_profile(sh, &image, &user, &run_dir, profile, config)
-        })?;
-        eprintln!("    {}{}", report.outcome.label(), report.stored_result.as_deref().map(|r| format!(", stored {r}")).unwrap_or_default());
+        let report = phase(3 + i, total, &what, || harness.run_profile(&input_dir, profile, config))?;
+        eprintln!("    {}", outcome_summary(&report));
         profiles.push(report);
     }
 
@@ -88,12 +116,12 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
         let comparisons = compare(&run_dir, &profiles)?;
         Ok(Report {
             started_at: run_dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
-            image: image.tag.clone(),
-            image_size_bytes: image.size_bytes,
+            image: harness.image.tag.clone(),
+            image_size_bytes: harness.image.size_bytes,
             policy: config.policy.name().into(),
             memory_budget_bytes: (config.policy == Policy::Deterministic).then(|| config.memory_budget.bytes()),
-            wasm: wasm.display().to_string(),
-            wasm_sha256: hex::encode(Sha256::digest(&wasm_bytes)),
+            wasm: harness.wasm.display().to_string(),
+            wasm_sha256: hex::encode(Sha256::digest(&harness.wasm_bytes)),
             blocks: blocks_text.lines().map(String::from).collect(),
             verdict: verdict(&profiles, &comparisons),
             profiles: profiles.clone(),
@@ -102,6 +130,14 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     })?;
     publish(&run_dir, &report)?;
     Ok(report)
+}
+
+/// `oom-killed` or `completed, stored SUCCESS:1000MB`.
+pub fn outcome_summary(report: &ProfileReport) -> String {
+    match &report.stored_result {
+        Some(stored) => format!("{}, stored {stored}", report.outcome.label()),
+        None => report.outcome.label().to_string(),
+    }
 }
 
 /// `target/repro/<UTC timestamp>/`, unique even for two runs in the same second.
@@ -117,13 +153,21 @@ pub fn new_run_dir(base: PathBuf) -> Result<PathBuf> {
     unreachable!()
 }
 
-fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, profile: &Profile, config: &ReproConfig) -> Result<ProfileReport> {
+fn run_profile(
+    sh: &Shell,
+    image: &RunnerImage,
+    user: &str,
+    input_dir: &Path,
+    dir: &Path,
+    profile: &Profile,
+    config: &ReproConfig,
+) -> Result<ProfileReport> {
     let timeout = Duration::from_secs(config.timeout_secs);
-    let dir = run_dir.join(&profile.name);
+    let dir = dir.to_path_buf();
     make_writable_for_container(&dir)?;
     let mounts = || {
         vec![
-            Mount { host: run_dir.join("input"), container: "/input", read_only: true },
+            Mount { host: input_dir.to_path_buf(), container: "/input", read_only: true },
             Mount { host: dir.clone(), container: "/out", read_only: false },
         ]
     };
@@ -133,7 +177,7 @@ fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, prof
         .collect();
     args.extend(config.policy_args());
     args.extend(profile.runner_args());
-    let container_name = format!("memrepro-{}-{}-{}", std::process::id(), profile.name, dir_stamp(run_dir));
+    let container_name = unique_container_name(&profile.name);
     let exit = run_container(sh, &ContainerSpec {
         image: &image.tag,
         name: container_name.clone(),
@@ -178,8 +222,11 @@ fn run_profile(sh: &Shell, image: &RunnerImage, user: &str, run_dir: &Path, prof
     })
 }
 
-fn dir_stamp(run_dir: &Path) -> String {
-    run_dir.file_name().unwrap_or_default().to_string_lossy().to_lowercase()
+/// `memrepro-<pid>-<n>-<profile>`: unique among this process's containers and other processes'.
+fn unique_container_name(profile: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("memrepro-{}-{n}-{profile}", std::process::id())
 }
 
 /// Reads the database a run left (in a fresh container: the runner is the only thing that reads
