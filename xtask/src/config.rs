@@ -19,6 +19,11 @@ impl MemoryLimit {
         self.0
     }
 
+    /// A limit computed by the harness (bisection midpoints), not parsed from a user.
+    pub fn from_bytes(bytes: u64) -> Self {
+        Self(bytes)
+    }
+
     /// The form given to `docker run --memory`.
     pub fn docker_arg(self) -> String {
         format!("{}b", self.0)
@@ -81,6 +86,11 @@ pub struct StressPayload {
 }
 
 impl StressPayload {
+    /// What the guest allocates in all, in MB.
+    pub fn total_mb(self) -> u64 {
+        u64::from(self.allocation_mb) * u64::from(self.count)
+    }
+
     /// The bytes the guest reads after the height (see guest/src/lib.rs).
     pub fn to_bytes(self) -> Vec<u8> {
         let mut bytes = self.allocation_mb.to_le_bytes().to_vec();
@@ -212,6 +222,9 @@ pub struct ReproConfig {
     pub profiles: Vec<Profile>,
     /// The profiles `cargo xtask matrix` runs under every policy.
     pub matrix_profiles: Vec<Profile>,
+    /// `cargo xtask sweep`: the limit and the growing payloads.
+    pub sweep_limit: MemoryLimit,
+    pub sweep_steps: Vec<StressPayload>,
 }
 
 impl ReproConfig {
@@ -341,7 +354,7 @@ mod tests {
     #[test]
     fn reads_the_workspace_configuration_and_rejects_duplicates() {
         let ok = config(serde_json::json!({
-            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m", "sweep_limit": "1g", "sweep_steps": ["10x10"],
             "profiles": [{ "name": "low", "memory": "512m" }, { "name": "high", "memory": "4g" }], "matrix_profiles": [{ "name": "as", "memory": "4g", "address_space": "2g", "small_memories": true }]
         }))
         .unwrap();
@@ -351,13 +364,13 @@ mod tests {
         assert_eq!(as_profile.runner_args(), ["--address-space-limit", "2147483648", "--small-memories"]);
 
         let dup = config(serde_json::json!({
-            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m", "sweep_limit": "1g", "sweep_steps": ["10x10"],
             "profiles": [{ "name": "low", "memory": "512m" }, { "name": "low", "memory": "4g" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
         }));
         assert!(format!("{:#}", dup.unwrap_err()).contains("profile `low` is defined twice"));
 
         let bad_limit = config(serde_json::json!({
-            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m", "sweep_limit": "1g", "sweep_steps": ["10x10"],
             "profiles": [{ "name": "low", "memory": "512x" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
         }));
         assert!(format!("{:#}", bad_limit.unwrap_err()).contains("bad memory limit `512x`"));
@@ -366,7 +379,7 @@ mod tests {
     #[test]
     fn policy_flags_carry_the_budget_only_for_the_deterministic_policy() {
         let mut config = config(serde_json::json!({
-            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "deterministic", "memory_budget": "192m",
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "deterministic", "memory_budget": "192m", "sweep_limit": "1g", "sweep_steps": ["10x10"],
             "profiles": [{ "name": "low", "memory": "512m" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
         }))
         .unwrap();
@@ -374,7 +387,7 @@ mod tests {
         config.policy = Policy::Headroom;
         assert_eq!(config.policy_args(), ["--policy", "headroom"]);
         let bad = super::tests::config(serde_json::json!({
-            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "lenient", "memory_budget": "192m",
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "lenient", "memory_budget": "192m", "sweep_limit": "1g", "sweep_steps": ["10x10"],
             "profiles": [{ "name": "low", "memory": "512m" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
         }));
         assert!(format!("{:#}", bad.unwrap_err()).contains("unknown variant `lenient`"));
@@ -383,7 +396,7 @@ mod tests {
     #[test]
     fn selects_profiles_by_name_and_replaces_limits() {
         let mut config = config(serde_json::json!({
-            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m",
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m", "sweep_limit": "1g", "sweep_steps": ["10x10"],
             "profiles": [{ "name": "low", "memory": "512m" }, { "name": "high", "memory": "4g" }], "matrix_profiles": [{ "name": "as", "memory": "4g", "address_space": "2g", "small_memories": true }]
         }))
         .unwrap();

@@ -4,14 +4,17 @@
 //! difference; 2 the harness itself failed, with one line saying why and what to do.
 
 mod artifacts;
+mod bisect;
 mod config;
 mod diff;
 mod docker;
 mod image;
 mod matrix;
 mod outcome;
+mod plot;
 mod repro;
 mod report;
+mod sweep;
 mod test_suite;
 
 use std::path::PathBuf;
@@ -78,6 +81,38 @@ enum Command {
         #[arg(long)]
         payload: Option<StressPayload>,
         /// Where run directories go (default: target/repro).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// The seed's gradual-increase test: growing payloads under one limit until one fails.
+    Sweep {
+        /// The container limit (default: `sweep_limit` from the configuration).
+        #[arg(long)]
+        limit: Option<MemoryLimit>,
+        /// The steps, in order (repeatable; default: `sweep_steps`), e.g. `--step 10x10`.
+        #[arg(long = "step", value_name = "PAYLOAD")]
+        steps: Vec<StressPayload>,
+        #[arg(long, value_enum)]
+        policy: Option<Policy>,
+        #[arg(long)]
+        memory_budget: Option<MemoryLimit>,
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Binary search over the container limit for where the outcome starts matching the upper bound.
+    Bisect {
+        /// Lower and upper bound, e.g. `--between 256m 4g`.
+        #[arg(long, num_args = 2, value_names = ["LOWER", "UPPER"], required = true)]
+        between: Vec<MemoryLimit>,
+        /// Stop when the bounds are this close.
+        #[arg(long, default_value = "16m")]
+        resolution: MemoryLimit,
+        #[arg(long)]
+        payload: Option<StressPayload>,
+        #[arg(long, value_enum)]
+        policy: Option<Policy>,
+        #[arg(long)]
+        memory_budget: Option<MemoryLimit>,
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
@@ -151,6 +186,36 @@ fn run(command: Command) -> Result<u8> {
             let policies = if policies.is_empty() { vec![Policy::Unbounded, Policy::Headroom, Policy::Deterministic] } else { policies };
             matrix::matrix(&sh, &root, args, &policies).context("matrix")?;
             Ok(0)
+        }
+        Command::Sweep { limit, steps, policy, memory_budget, out_dir } => {
+            let mut config = ReproConfig::from_workspace_metadata(&metadata)?;
+            config.policy = policy.unwrap_or(config.policy);
+            config.memory_budget = memory_budget.unwrap_or(config.memory_budget);
+            let args = sweep::SweepArgs {
+                limit: limit.unwrap_or(config.sweep_limit),
+                steps: if steps.is_empty() { config.sweep_steps.clone() } else { steps },
+                config,
+                image_build: ImageBuild::default_for_this_host(),
+                out_dir,
+            };
+            sweep::sweep(&sh, &root, args).context("sweep")?;
+            Ok(0)
+        }
+        Command::Bisect { between, resolution, payload, policy, memory_budget, out_dir } => {
+            let mut config = ReproConfig::from_workspace_metadata(&metadata)?;
+            config.payload = payload.unwrap_or(config.payload);
+            config.policy = policy.unwrap_or(config.policy);
+            config.memory_budget = memory_budget.unwrap_or(config.memory_budget);
+            let args = bisect::BisectArgs {
+                config,
+                lower: between[0],
+                upper: between[1],
+                resolution,
+                image_build: ImageBuild::default_for_this_host(),
+                out_dir,
+            };
+            let report = bisect::bisect(&sh, &root, args).context("bisect")?;
+            Ok(if report.threshold.is_some() { 0 } else { 1 })
         }
         Command::Test { cargo_test_args } => test_suite::test(&sh, &cargo_test_args).map(|()| 0),
     }

@@ -32,7 +32,7 @@ pub struct ReproArgs {
 }
 
 /// Prints one phase's start and end on stderr.
-fn phase<T>(number: usize, total: usize, what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+pub fn phase<T>(number: usize, total: usize, what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
     eprintln!("==> [{number}/{total}] {what}");
     let started = Instant::now();
     let value = work()?;

@@ -1,30 +1,8 @@
-//! The real pipeline: `cargo xtask repro` with real Docker on this machine. These tests need a
-//! Docker engine (CI starts one); without it they fail, they are never skipped.
+//! `cargo xtask repro` end to end.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use serde_json::Value;
-
-fn xtask(args: &[&str], out_dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .arg("--out-dir")
-        .arg(out_dir)
-        .output()
-        .expect("running xtask")
-}
-
-/// The report.json of the only run directory under `out_dir`.
-fn report(out_dir: &Path) -> Value {
-    let runs: Vec<_> = std::fs::read_dir(out_dir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    serde_json::from_str(&std::fs::read_to_string(runs[0].join("report.json")).unwrap()).unwrap()
-}
-
-fn describe(output: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
+use crate::support::*;
 
 #[test]
 fn the_seed_experiment_512m_is_oom_killed_and_never_reported_as_a_pass() {

@@ -1,0 +1,201 @@
+//! `cargo xtask bisect`: binary search over the container memory limit for the smallest limit
+//! whose outcome (outcome class and committed state root) equals the outcome at the upper bound.
+//! Probes that contradict each other (non-monotonic behaviour) are reported instead of a
+//! threshold.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use xshell::Shell;
+
+use crate::config::{MemoryLimit, Profile, ReproConfig};
+use crate::image::ImageBuild;
+use crate::plot::{write_svg, Limit, Plot, Point};
+use crate::repro::{blocks_text, new_run_dir, outcome_summary, Harness};
+use crate::report::{mib, ProfileReport};
+
+const MIB: u64 = 1 << 20;
+
+pub struct BisectArgs {
+    pub config: ReproConfig,
+    pub lower: MemoryLimit,
+    pub upper: MemoryLimit,
+    pub resolution: MemoryLimit,
+    pub image_build: ImageBuild,
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub limit: String,
+    pub limit_bytes: u64,
+    /// Same outcome class and state root as the upper bound.
+    pub matches_upper: bool,
+    pub run: ProfileReport,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BisectReport {
+    pub lower: String,
+    pub upper: String,
+    pub resolution_bytes: u64,
+    pub policy: String,
+    pub probes: Vec<Probe>,
+    /// The smallest probed limit known to behave like the upper bound; the true threshold lies
+    /// within one resolution below it. `None` when behaviour was not monotonic.
+    pub threshold: Option<String>,
+    pub threshold_bytes: Option<u64>,
+    /// Pairs of probes that contradict a single threshold (a smaller limit matching while a
+    /// larger one does not).
+    pub contradictions: Vec<String>,
+}
+
+/// What must match the upper bound: the outcome class and the committed state.
+fn behaviour(run: &ProfileReport) -> (&'static str, Option<&str>) {
+    (run.outcome.label(), run.state_root.as_deref())
+}
+
+/// Every pair (a < b in limit) where a matches the upper bound and b does not.
+pub fn contradictions(probes: &[Probe]) -> Vec<String> {
+    let mut found = Vec::new();
+    for a in probes.iter().filter(|p| p.matches_upper) {
+        for b in probes.iter().filter(|p| !p.matches_upper && p.limit_bytes >= a.limit_bytes) {
+            found.push(format!(
+                "{} behaves like the upper bound ({}) but {} does not ({})",
+                a.limit,
+                outcome_summary(&a.run),
+                b.limit,
+                outcome_summary(&b.run)
+            ));
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport> {
+    let (lower, upper, resolution) = (args.lower.bytes(), args.upper.bytes(), args.resolution.bytes().max(MIB));
+    if lower >= upper {
+        bail!("--between {} {}: the lower bound must be below the upper bound", args.lower, args.upper);
+    }
+    let harness = Harness::prepare(sh, root, None, args.image_build, 2)?;
+    let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
+    let input = harness.write_input(&dir, &blocks_text(None, &args.config)?)?;
+    let mut probes: Vec<Probe> = Vec::new();
+    let mut upper_behaviour = None;
+    let mut probe = |limit_bytes: u64, probes: &mut Vec<Probe>| -> Result<bool> {
+        let limit = MemoryLimit::from_bytes(limit_bytes);
+        let profile = Profile { name: format!("probe-{}-{limit}", probes.len() + 1), ..Profile::with_limit(limit) };
+        let run = harness.run_profile(&input, &profile, &args.config)?;
+        let reference = upper_behaviour.get_or_insert_with(|| {
+            let (label, root) = behaviour(&run);
+            (label, root.map(String::from))
+        });
+        let matches_upper = behaviour(&run) == (reference.0, reference.1.as_deref());
+        eprintln!(
+            "==> probe {:>2}: {:>6}  {:<60} {}",
+            probes.len() + 1,
+            limit.to_string(),
+            outcome_summary(&run),
+            if matches_upper { "= upper bound" } else { "differs" }
+        );
+        probes.push(Probe { limit: limit.to_string(), limit_bytes, matches_upper, run });
+        Ok(matches_upper)
+    };
+
+    probe(upper, &mut probes)?;
+    let (mut lo, mut hi) = (lower, upper);
+    if probe(lower, &mut probes)? {
+        hi = lower;
+    } else {
+        while hi - lo > resolution {
+            let mid = ((lo + hi) / 2).div_ceil(MIB) * MIB;
+            if probe(mid, &mut probes)? {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        // Confirm: repeat both sides of the threshold and probe halfway to the upper bound. A
+        // single threshold predicts all three; any surprise means the behaviour is not monotonic.
+        probe(hi, &mut probes)?;
+        probe(lo, &mut probes)?;
+        let above = (hi + (upper - hi) / 2).div_ceil(MIB) * MIB;
+        if above > hi && above < upper {
+            probe(above, &mut probes)?;
+        }
+    }
+    let contradictions = contradictions(&probes);
+    let threshold = contradictions.is_empty().then_some(hi);
+    let report = BisectReport {
+        lower: args.lower.to_string(),
+        upper: args.upper.to_string(),
+        resolution_bytes: resolution,
+        policy: args.config.policy.name().into(),
+        threshold: threshold.map(|t| MemoryLimit::from_bytes(t).to_string()),
+        threshold_bytes: threshold,
+        probes,
+        contradictions,
+    };
+    std::fs::write(dir.join("bisect.json"), serde_json::to_string_pretty(&report)?)?;
+    let points: Vec<Point> = report
+        .probes
+        .iter()
+        .map(|p| Point {
+            x_mib: p.limit_bytes as f64 / MIB as f64,
+            peak_mib: p.run.peak_memory_bytes.unwrap_or(0) as f64 / MIB as f64,
+            good: p.matches_upper,
+            label: format!("{} {}", p.limit, p.run.outcome.label()),
+        })
+        .collect();
+    let title = format!("bisect {}..{} ({} policy)", report.lower, report.upper, report.policy);
+    write_svg(&dir.join("bisect.svg"), &Plot { title: &title, x_label: "container memory limit (MiB)", limit: Limit::Diagonal, good: "behaves like the upper bound", bad: "differs", points: &points })?;
+    println!();
+    println!("{}", conclusion(&report));
+    println!("results: {} (bisect.json, bisect.svg)", dir.display());
+    Ok(report)
+}
+
+pub fn conclusion(report: &BisectReport) -> String {
+    match (&report.threshold, report.threshold_bytes) {
+        (Some(threshold), Some(bytes)) => format!(
+            "THRESHOLD: {threshold} ({}) is the smallest probed limit that behaves like {} ({}), to within {}",
+            mib(bytes),
+            report.upper,
+            report.probes.first().map_or(String::new(), |p| outcome_summary(&p.run)),
+            mib(report.resolution_bytes)
+        ),
+        _ => format!(
+            "NON-MONOTONIC: no single threshold explains the probes, so none is reported:\n  {}",
+            report.contradictions.join("\n  ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Outcome;
+    use crate::report::tests::profile;
+
+    fn probe(limit: &str, matches_upper: bool) -> Probe {
+        let limit: MemoryLimit = limit.parse().unwrap();
+        let outcome = if matches_upper { Outcome::Completed } else { Outcome::OomKilled { evidence: "e".into() } };
+        Probe { limit: limit.to_string(), limit_bytes: limit.bytes(), matches_upper, run: profile("p", outcome, "r", &[]) }
+    }
+
+    #[test]
+    fn consistent_probes_have_no_contradiction() {
+        let probes = [probe("4g", true), probe("256m", false), probe("2g", true), probe("1g", false)];
+        assert!(contradictions(&probes).is_empty());
+    }
+
+    #[test]
+    fn a_smaller_matching_limit_under_a_larger_failing_one_is_reported() {
+        let probes = [probe("4g", true), probe("256m", false), probe("2g", true), probe("1g", false), probe("2g", false)];
+        let found = contradictions(&probes);
+        assert_eq!(found, ["2g behaves like the upper bound (completed, stored SUCCESS:1000MB) but 2g does not (oom-killed, stored SUCCESS:1000MB)"]);
+    }
+}

@@ -1,0 +1,158 @@
+//! `cargo xtask sweep`: the seed's gradual-increase test. One limit, growing stress payloads, stop
+//! at the first step that does not succeed, and say where it broke.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+use xshell::Shell;
+
+use crate::config::{MemoryLimit, Profile, ReproConfig, StressPayload};
+use crate::image::ImageBuild;
+use crate::outcome::Outcome;
+use crate::plot::{write_svg, Limit, Plot, Point};
+use crate::repro::{new_run_dir, outcome_summary, phase, Harness};
+use crate::report::{mib, ProfileReport};
+
+pub struct SweepArgs {
+    pub config: ReproConfig,
+    pub limit: MemoryLimit,
+    pub steps: Vec<StressPayload>,
+    pub image_build: ImageBuild,
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub payload: String,
+    pub total_mb: u64,
+    pub run: ProfileReport,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepReport {
+    pub limit: String,
+    pub policy: String,
+    pub steps: Vec<Step>,
+    /// The first step that did not succeed, `None` when every step did.
+    pub breaking_point: Option<String>,
+}
+
+/// A step succeeds when the block completed and the guest stored SUCCESS.
+pub fn succeeded(run: &ProfileReport) -> bool {
+    run.outcome == Outcome::Completed && run.stored_result.as_deref().is_some_and(|r| r.starts_with("SUCCESS:"))
+}
+
+pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
+    let total = 2 + args.steps.len();
+    let harness = Harness::prepare(sh, root, None, args.image_build, total)?;
+    let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
+    let profile = Profile { name: "run".into(), ..Profile::with_limit(args.limit) };
+    let mut steps = Vec::new();
+    let mut breaking_point = None;
+    for (i, payload) in args.steps.iter().enumerate() {
+        let step_dir = dir.join(format!("step-{}-{}", i + 1, payload.to_string().replace(':', "-")));
+        let blocks = format!("{} {}\n", args.config.height, hex::encode(payload.to_bytes()));
+        let input = harness.write_input(&step_dir, &blocks)?;
+        let what = format!("{payload} ({} MB) under {} (policy {})", payload.total_mb(), args.limit, args.config.policy.name());
+        let run = phase(3 + i, total, &what, || harness.run_profile(&input, &profile, &args.config))?;
+        eprintln!("    {}", outcome_summary(&run));
+        let ok = succeeded(&run);
+        steps.push(Step { payload: payload.to_string(), total_mb: payload.total_mb(), run });
+        if !ok {
+            breaking_point = Some(payload.to_string());
+            break;
+        }
+    }
+    let report = SweepReport {
+        limit: args.limit.to_string(),
+        policy: args.config.policy.name().into(),
+        steps,
+        breaking_point,
+    };
+    std::fs::write(dir.join("sweep.json"), serde_json::to_string_pretty(&report)?)?;
+    let points: Vec<Point> = report
+        .steps
+        .iter()
+        .map(|s| Point {
+            x_mib: s.total_mb as f64,
+            peak_mib: s.run.peak_memory_bytes.unwrap_or(0) as f64 / (1 << 20) as f64,
+            good: succeeded(&s.run),
+            label: format!("{} {}", s.payload, s.run.outcome.label()),
+        })
+        .collect();
+    let title = format!("sweep under {} ({} policy)", report.limit, report.policy);
+    write_svg(&dir.join("sweep.svg"), &Plot { title: &title, x_label: "stress total (MB)", limit: Limit::At(args.limit.bytes() as f64 / (1 << 20) as f64), good: "succeeded", bad: "did not succeed", points: &points })?;
+    println!("\n{}", sweep_table(&report));
+    println!("{}", conclusion(&report));
+    println!("results: {} (sweep.json, sweep.svg)", dir.display());
+    Ok(report)
+}
+
+pub fn sweep_table(report: &SweepReport) -> String {
+    let mut text = format!("{:<22} {:>9}  {:<13} {:<60} {:>11} {:>8}\n", "payload", "total", "outcome", "stored result", "peak memory", "time");
+    for step in &report.steps {
+        text += &format!(
+            "{:<22} {:>6} MB  {:<13} {:<60} {:>11} {:>6.1} s\n",
+            step.payload,
+            step.total_mb,
+            step.run.outcome.label(),
+            step.run.stored_result.as_deref().unwrap_or("-"),
+            step.run.peak_memory_bytes.map_or("-".into(), mib),
+            step.run.wall_secs
+        );
+    }
+    text
+}
+
+pub fn conclusion(report: &SweepReport) -> String {
+    let last_ok = report.steps.iter().rev().find(|s| succeeded(&s.run));
+    match (&report.breaking_point, report.steps.last()) {
+        (Some(point), Some(step)) => format!(
+            "BREAKING POINT under {}: {point} ({} MB) {}; the last success was {}",
+            report.limit,
+            step.total_mb,
+            outcome_summary(&step.run),
+            last_ok.map_or("none".into(), |s| format!("{} ({} MB)", s.payload, s.total_mb)),
+        ),
+        _ => format!("no breaking point under {}: every step succeeded", report.limit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::profile;
+
+    fn step(payload: &str, outcome: Outcome, stored: &str) -> Step {
+        let mut run = profile("run", outcome, "r", &[]);
+        run.stored_result = (!stored.is_empty()).then(|| stored.to_string());
+        let payload: StressPayload = payload.parse().unwrap();
+        Step { payload: payload.to_string(), total_mb: payload.total_mb(), run }
+    }
+
+    #[test]
+    fn the_conclusion_names_the_breaking_step_and_the_last_success() {
+        let report = SweepReport {
+            limit: "1g".into(),
+            policy: "unbounded".into(),
+            steps: vec![
+                step("10x10", Outcome::Completed, "SUCCESS:100MB"),
+                step("10x50", Outcome::Completed, "SUCCESS:500MB"),
+                step("10x100", Outcome::OomKilled { evidence: "e".into() }, ""),
+            ],
+            breaking_point: Some("10x100".into()),
+        };
+        assert_eq!(
+            conclusion(&report),
+            "BREAKING POINT under 1g: 10x100 (1000 MB) oom-killed; the last success was 10x50 (500 MB)"
+        );
+        assert!(sweep_table(&report).lines().nth(3).unwrap().starts_with("10x100                   1000 MB  oom-killed"));
+    }
+
+    #[test]
+    fn a_stored_error_is_not_a_success() {
+        assert!(!succeeded(&step("10x19", Outcome::Completed, "ERROR:Failed at allocation 18 of 19: Failed to reserve 10MB").run));
+        assert!(succeeded(&step("10x18", Outcome::Completed, "SUCCESS:180MB").run));
+    }
+}

@@ -1,0 +1,6 @@
+//! The real pipeline: `cargo xtask …` with real Docker on this machine. These tests need a Docker
+//! engine (CI starts one); without it they fail, they are never skipped.
+
+mod breaking_point;
+mod repro;
+mod support;

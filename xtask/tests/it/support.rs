@@ -1,0 +1,36 @@
+//! Runs the xtask binary and reads what it wrote.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub use serde_json::Value;
+
+pub fn xtask(args: &[&str], out_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .arg("--out-dir")
+        .arg(out_dir)
+        .output()
+        .expect("running xtask")
+}
+
+/// The report.json of the only run directory under `out_dir`.
+pub fn report(out_dir: &Path) -> Value {
+    read_json(&run_dir(out_dir).join("report.json"))
+}
+
+pub fn describe(output: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+
+/// The one run directory under `out_dir`.
+pub fn run_dir(out_dir: &Path) -> std::path::PathBuf {
+    let runs: Vec<_> = std::fs::read_dir(out_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
