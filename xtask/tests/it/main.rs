@@ -4,3 +4,4 @@
 mod breaking_point;
 mod repro;
 mod support;
+mod tidy;

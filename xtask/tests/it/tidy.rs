@@ -1,0 +1,43 @@
+//! The repository itself: the CI workflow is valid and installed as shipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn check_workflow(path: &Path) -> std::process::Output {
+    Command::new("python3")
+        .args(["-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows"])
+        .arg(path)
+        .output()
+        .expect("check-jsonschema is not installed: run ci/install-prereqs.sh (pip install check-jsonschema)")
+}
+
+#[test]
+fn the_installed_workflow_is_the_one_in_ci() {
+    let shipped = std::fs::read(root().join("ci/repro.yml")).unwrap();
+    let installed = std::fs::read(root().join(".github/workflows/repro.yml")).unwrap();
+    assert!(shipped == installed, ".github/workflows/repro.yml differs from ci/repro.yml: copy it over");
+}
+
+#[test]
+fn the_workflow_passes_the_github_workflow_schema_and_a_broken_one_does_not() {
+    let output = check_workflow(&root().join("ci/repro.yml"));
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+
+    // The linter must be able to fail: `runs-on` missing and a step that is a bare string.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(&broken, "name: x\non: push\njobs:\n  a:\n    steps: run tests\n").unwrap();
+    assert!(!check_workflow(&broken).status.success());
+}
+
+#[test]
+fn the_workflow_runs_the_readme_commands_and_uploads_the_results() {
+    let workflow = std::fs::read_to_string(root().join("ci/repro.yml")).unwrap();
+    for expected in ["targets: wasm32-unknown-unknown", "run: ci/install-prereqs.sh", "run: cargo xtask test", "run: cargo xtask repro", "actions/upload-artifact", "target/repro/**/report.json"] {
+        assert!(workflow.contains(expected), "the workflow lacks `{expected}`");
+    }
+}
