@@ -18,7 +18,9 @@ if [ ${#packages[@]} -gt 0 ]; then
 fi
 
 # The workflow's schema check in the test suite (works offline: the schema ships with it).
-python3 -c 'import check_jsonschema' 2>/dev/null || python3 -m pip install -q check-jsonschema
+# (Debian/Ubuntu system Pythons refuse plain pip installs: PEP 668.)
+python3 -c 'import check_jsonschema' 2>/dev/null || python3 -m pip install -q check-jsonschema 2>/dev/null \
+  || python3 -m pip install -q --break-system-packages check-jsonschema
 
 if command -v rustup >/dev/null; then
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
