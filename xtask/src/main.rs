@@ -8,6 +8,7 @@ mod bisect;
 mod config;
 mod diff;
 mod docker;
+mod doctor;
 mod image;
 mod matrix;
 mod outcome;
@@ -116,6 +117,8 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Check this machine: Docker, memory limits, cgroups, libclang, the wasm32 target, disk.
+    Doctor,
     /// Build the guest and the runner, then run every test (Docker tests included).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -217,6 +220,7 @@ fn run(command: Command) -> Result<u8> {
             let report = bisect::bisect(&sh, &root, args).context("bisect")?;
             Ok(if report.threshold.is_some() { 0 } else { 1 })
         }
+        Command::Doctor => Ok(if doctor::doctor(&sh, &root) { 0 } else { 1 }),
         Command::Test { cargo_test_args } => test_suite::test(&sh, &cargo_test_args).map(|()| 0),
     }
 }

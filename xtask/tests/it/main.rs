@@ -2,6 +2,7 @@
 //! engine (CI starts one); without it they fail, they are never skipped.
 
 mod breaking_point;
+mod doctor;
 mod repro;
 mod support;
 mod tidy;
