@@ -73,6 +73,9 @@ enum Command {
     Watch {
         #[arg(long)]
         report: PathBuf,
+        /// RLIMIT_AS for the watcher and the run it starts, e.g. 512m.
+        #[arg(long, value_parser = policy::parse_bytes)]
+        address_space_limit: Option<u64>,
         /// The arguments of the child, starting with `run`.
         #[arg(last = true, required = true)]
         run_args: Vec<String>,
@@ -144,7 +147,7 @@ fn execute(command: Command) -> Result<ExitCode> {
                 schema::RunOutcome::Trapped { .. } => ExitCode::from(1),
             })
         }
-        Command::Watch { report, run_args } => watch::watch(&report, &run_args),
+        Command::Watch { report, address_space_limit, run_args } => watch::watch(&report, address_space_limit, &run_args),
         Command::Dump { db } => {
             let store = StateStore::open_read_only(&db)?;
             for line in dump::dump_lines(&store)? {

@@ -17,6 +17,7 @@ pub fn memory_report(wasm_memory_bytes: u64) -> MemoryReport {
         cgroup_limit_bytes: cgroup.as_ref().and_then(Cgroup::limit),
         cgroup_peak_bytes: cgroup.as_ref().and_then(Cgroup::peak),
         peak_rss_bytes: peak_rss(),
+        address_space_limit_bytes: address_space_limit(),
         wasm_memory_bytes,
     }
 }
@@ -93,6 +94,13 @@ impl Cgroup {
 /// A cgroup file holding one number; "max" (v2's unlimited) reads as `None`.
 fn read_number(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The soft RLIMIT_AS from /proc/self/limits; `None` when unlimited.
+pub fn address_space_limit() -> Option<u64> {
+    let limits = fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max address space"))?;
+    line.trim_start_matches("Max address space").split_whitespace().next()?.parse().ok()
 }
 
 /// `MemAvailable` from /proc/meminfo, in bytes.

@@ -15,7 +15,12 @@ use crate::host::elapsed_ms;
 use crate::memory_report::{memory_report, Cgroup};
 use crate::runner::write_atomically;
 
-pub fn watch(report_path: &Path, run_args: &[String]) -> Result<ExitCode> {
+/// `address_space_limit`: RLIMIT_AS for the watcher and, inherited, the run (the local backend's
+/// limit where it cannot create a cgroup).
+pub fn watch(report_path: &Path, address_space_limit: Option<u64>, run_args: &[String]) -> Result<ExitCode> {
+    if let Some(limit) = address_space_limit {
+        crate::policy::limit_address_space(limit)?;
+    }
     let cgroup = Cgroup::of_this_process();
     let memory_at_start = memory_report(0);
     let kills_before = cgroup.as_ref().and_then(Cgroup::oom_kills);

@@ -108,6 +108,9 @@ pub struct MemoryReport {
     pub cgroup_peak_bytes: Option<u64>,
     /// This process's peak resident set (`VmHWM`).
     pub peak_rss_bytes: Option<u64>,
+    /// This process's RLIMIT_AS (`Max address space` in /proc/self/limits); `None` when unlimited.
+    #[serde(default)]
+    pub address_space_limit_bytes: Option<u64>,
     /// The guest's linear memory when the last block ended.
     pub wasm_memory_bytes: u64,
 }
@@ -206,6 +209,7 @@ mod tests {
                 cgroup_limit_bytes: Some(1 << 29),
                 cgroup_peak_bytes: None,
                 peak_rss_bytes: Some(1),
+                address_space_limit_bytes: None,
                 wasm_memory_bytes: 65536,
             },
         };

@@ -12,7 +12,7 @@ use xshell::Shell;
 use crate::config::{MemoryLimit, Profile, ReproConfig};
 use crate::image::ImageBuild;
 use crate::plot::{write_svg, Limit, Plot, Point};
-use crate::repro::{blocks_text, new_run_dir, outcome_summary, Harness};
+use crate::repro::{BackendChoice, blocks_text, new_run_dir, outcome_summary, Harness};
 use crate::report::{mib, ProfileReport};
 
 const MIB: u64 = 1 << 20;
@@ -23,6 +23,7 @@ pub struct BisectArgs {
     pub upper: MemoryLimit,
     pub resolution: MemoryLimit,
     pub image_build: ImageBuild,
+    pub backend: BackendChoice,
     pub out_dir: Option<std::path::PathBuf>,
 }
 
@@ -80,7 +81,7 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
     if lower >= upper {
         bail!("--between {} {}: the lower bound must be below the upper bound", args.lower, args.upper);
     }
-    let harness = Harness::prepare(sh, root, None, args.image_build, 2)?;
+    let harness = Harness::prepare(sh, root, None, args.image_build, args.backend, 2)?;
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
     let input = harness.write_input(&dir, &blocks_text(None, &args.config)?)?;
     let mut probes: Vec<Probe> = Vec::new();

@@ -10,6 +10,11 @@ use xshell::{cmd, Shell};
 
 use crate::config::MemoryLimit;
 
+/// Whether a Docker daemon answers at all.
+pub fn docker_answers(sh: &Shell) -> bool {
+    cmd!(sh, "docker info").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+}
+
 /// Fails with the fix when the CLI is missing, the daemon does not answer, or it cannot limit memory.
 pub fn check_engine(sh: &Shell) -> Result<()> {
     if cmd!(sh, "docker --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
@@ -58,7 +63,7 @@ pub struct ContainerSpec<'a> {
     pub log: PathBuf,
 }
 
-/// How a container ended, as Docker recorded it.
+/// How a run ended: as Docker recorded it, or (local backend) as the process exited.
 #[derive(Debug, Clone)]
 pub struct ContainerExit {
     pub exit_code: i64,

@@ -10,6 +10,7 @@ mod diff;
 mod docker;
 mod doctor;
 mod image;
+mod local;
 mod matrix;
 mod outcome;
 mod plot;
@@ -33,6 +34,12 @@ use image::ImageBuild;
 struct Flags {
     #[command(subcommand)]
     command: Command,
+    /// Where runs happen: Docker when a daemon answers, else a local process.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    backend: repro::BackendChoice,
+    /// How to build the runner image (default: host on Linux, dockerfile elsewhere).
+    #[arg(long, global = true, value_enum)]
+    image_build: Option<ImageBuild>,
 }
 
 #[derive(Subcommand)]
@@ -63,9 +70,6 @@ enum Command {
         /// Blocks for --wasm: lines of `HEIGHT [PAYLOAD_HEX]`.
         #[arg(long)]
         blocks: Option<PathBuf>,
-        /// How to build the runner image (default: host on Linux, dockerfile elsewhere).
-        #[arg(long, value_enum)]
-        image_build: Option<ImageBuild>,
         /// Seconds one container may run before it is killed.
         #[arg(long)]
         timeout_secs: Option<u64>,
@@ -129,7 +133,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    match run(flags.command) {
+    let image_build = flags.image_build.unwrap_or_else(ImageBuild::default_for_this_host);
+    match run(flags.command, flags.backend, image_build) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -138,7 +143,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<u8> {
+fn run(command: Command, backend: repro::BackendChoice, image_build: ImageBuild) -> Result<u8> {
     let sh = Shell::new()?;
     let (root, metadata) = artifacts::workspace()?;
     sh.change_dir(&root);
@@ -152,7 +157,6 @@ fn run(command: Command) -> Result<u8> {
             height,
             wasm,
             blocks,
-            image_build,
             timeout_secs,
             out_dir,
         } => {
@@ -170,7 +174,8 @@ fn run(command: Command) -> Result<u8> {
                 config,
                 wasm,
                 blocks,
-                image_build: image_build.unwrap_or_else(ImageBuild::default_for_this_host),
+                image_build,
+                backend,
                 out_dir,
             };
             let report = repro::repro(&sh, &root, args).context("repro")?;
@@ -183,7 +188,8 @@ fn run(command: Command) -> Result<u8> {
                 config,
                 wasm: None,
                 blocks: None,
-                image_build: ImageBuild::default_for_this_host(),
+                image_build,
+                backend,
                 out_dir,
             };
             let policies = if policies.is_empty() { vec![Policy::Unbounded, Policy::Headroom, Policy::Deterministic] } else { policies };
@@ -198,7 +204,8 @@ fn run(command: Command) -> Result<u8> {
                 limit: limit.unwrap_or(config.sweep_limit),
                 steps: if steps.is_empty() { config.sweep_steps.clone() } else { steps },
                 config,
-                image_build: ImageBuild::default_for_this_host(),
+                image_build,
+                backend,
                 out_dir,
             };
             sweep::sweep(&sh, &root, args).context("sweep")?;
@@ -214,7 +221,8 @@ fn run(command: Command) -> Result<u8> {
                 lower: between[0],
                 upper: between[1],
                 resolution,
-                image_build: ImageBuild::default_for_this_host(),
+                image_build,
+                backend,
                 out_dir,
             };
             let report = bisect::bisect(&sh, &root, args).context("bisect")?;

@@ -40,9 +40,19 @@ impl Outcome {
     }
 }
 
-/// Everything one profile's container left behind.
+/// What enforced the run's memory limit, so what the watcher must have seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    /// A memory cgroup (Docker, or the local backend's own).
+    Cgroup,
+    /// RLIMIT_AS (the local backend without a writable cgroup).
+    AddressSpace,
+}
+
+/// Everything one profile's run left behind.
 pub struct Evidence<'a> {
     pub limit: MemoryLimit,
+    pub enforced_by: Enforcement,
     pub container: &'a ContainerExit,
     pub watch: Option<&'a WatchReport>,
     pub result: Option<&'a RunResult>,
@@ -74,12 +84,12 @@ pub fn classify(evidence: &Evidence) -> Outcome {
             }
         };
     };
-    if let Some(problem) = limit_problem(evidence.limit, watch) {
+    if let Some(problem) = limit_problem(evidence.limit, evidence.enforced_by, watch) {
         return Outcome::HarnessError { reason: problem };
     }
     match (watch.signal, watch.oom_kills) {
         (Some(SIGKILL), Some(kills)) if kills > 0 => {
-            return Outcome::OomKilled { evidence: format!("SIGKILL with oom_kill +{kills} in the container's memory cgroup") }
+            return Outcome::OomKilled { evidence: format!("SIGKILL with oom_kill +{kills} in the run's memory cgroup") }
         }
         (Some(SIGKILL), None) if container.oom_killed => {
             return Outcome::OomKilled { evidence: "SIGKILL and Docker State.OOMKilled=true (this kernel does not count oom_kill)".into() }
@@ -99,9 +109,15 @@ pub fn classify(evidence: &Evidence) -> Outcome {
     }
 }
 
-/// `None` when the container saw the limit it was given; else why the run cannot be trusted.
-pub fn limit_problem(limit: MemoryLimit, watch: &WatchReport) -> Option<String> {
+/// `None` when the run saw the limit it was given; else why the run cannot be trusted.
+pub fn limit_problem(limit: MemoryLimit, enforced_by: Enforcement, watch: &WatchReport) -> Option<String> {
     let asked = limit.bytes();
+    if enforced_by == Enforcement::AddressSpace {
+        return match watch.memory_at_start.address_space_limit_bytes {
+            Some(seen) if seen == asked => None,
+            seen => Some(format!("the runner was given RLIMIT_AS={limit} but saw {seen:?}")),
+        };
+    }
     match watch.memory_at_start.cgroup_limit_bytes {
         // The kernel rounds limits down to whole pages.
         Some(seen) if seen == asked || seen == asked & !4095 => None,
@@ -130,6 +146,7 @@ mod tests {
                 cgroup_limit_bytes: limit,
                 cgroup_peak_bytes: None,
                 peak_rss_bytes: None,
+                address_space_limit_bytes: None,
                 wasm_memory_bytes: 0,
             },
             exit_code,
@@ -141,7 +158,7 @@ mod tests {
     }
 
     fn classify_with(container: &ContainerExit, watch: Option<&WatchReport>) -> Outcome {
-        classify(&Evidence { limit: "512m".parse().unwrap(), container, watch, result: None, log_tail: "tail" })
+        classify(&Evidence { limit: "512m".parse().unwrap(), enforced_by: Enforcement::Cgroup, container, watch, result: None, log_tail: "tail" })
     }
 
     const LIMIT: u64 = 512 << 20;
@@ -171,6 +188,15 @@ mod tests {
     fn without_a_watch_report_only_docker_evidence_of_oom_counts() {
         assert_eq!(classify_with(&container(137, true), None).label(), "oom-killed");
         assert_eq!(classify_with(&container(2, false), None).label(), "harness-error");
+    }
+
+    #[test]
+    fn under_rlimit_as_the_address_space_limit_is_what_must_be_seen() {
+        let mut seen = watch(None, Some(0), None, None);
+        seen.memory_at_start.address_space_limit_bytes = Some(LIMIT);
+        assert_eq!(limit_problem("512m".parse().unwrap(), Enforcement::AddressSpace, &seen), None);
+        seen.memory_at_start.address_space_limit_bytes = None;
+        assert!(limit_problem("512m".parse().unwrap(), Enforcement::AddressSpace, &seen).is_some());
     }
 
     #[test]

@@ -59,8 +59,8 @@ pub struct Comparison {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub started_at: String,
-    pub image: String,
-    pub image_size_bytes: u64,
+    /// What ran the runner: the image (and its size) or the local backend and its limit.
+    pub backend: String,
     pub policy: String,
     pub memory_budget_bytes: Option<u64>,
     pub wasm: String,
@@ -218,8 +218,7 @@ pub(crate) mod tests {
             .collect();
         Report {
             started_at: "t".into(),
-            image: "i".into(),
-            image_size_bytes: 1,
+            backend: "docker image i".into(),
             policy: "unbounded".into(),
             memory_budget_bytes: None,
             wasm: "w".into(),

@@ -13,11 +13,13 @@ use xshell::Shell;
 use schema::{RunResult, StoredState, WatchReport};
 
 use crate::artifacts::build_guest;
-use crate::config::{Policy, Profile, ReproConfig};
+use crate::config::{MemoryLimit, Policy, Profile, ReproConfig};
 use crate::diff::{colorize, first_divergence, unified_diff};
-use crate::docker::{check_engine, container_user, make_writable_for_container, run_container, ContainerSpec, Mount};
+use crate::artifacts::{build_runner, host_triple};
+use crate::docker::{check_engine, container_user, docker_answers, make_writable_for_container, run_container, ContainerExit, ContainerSpec, Mount};
 use crate::image::{runner_image, ImageBuild, RunnerImage};
-use crate::outcome::{classify, Evidence};
+use crate::local::{run_local, LocalLimit};
+use crate::outcome::{classify, Enforcement, Evidence};
 use crate::report::{markdown, mib, outcome_details, ran, table, verdict, verdict_line, Comparison, ProfileReport, Report};
 
 #[derive(Clone)]
@@ -28,7 +30,24 @@ pub struct ReproArgs {
     /// `HEIGHT [PAYLOAD_HEX]` lines instead of the configured stress payload.
     pub blocks: Option<PathBuf>,
     pub image_build: ImageBuild,
+    pub backend: BackendChoice,
     pub out_dir: Option<PathBuf>,
+}
+
+/// Where the runner runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// Docker when a daemon answers, else local (with a note saying so).
+    Auto,
+    /// One hardened container per run.
+    Docker,
+    /// A child process under a cgroup (or RLIMIT_AS) this tool sets up.
+    Local,
+}
+
+enum Backend {
+    Docker { image: RunnerImage, user: String },
+    Local { runner: PathBuf, limit: LocalLimit },
 }
 
 /// Prints one phase's start and end on stderr.
@@ -43,16 +62,34 @@ pub fn phase<T>(number: usize, total: usize, what: &str, work: impl FnOnce() -> 
 /// What every run needs: the engine checked, the guest and the runner image built.
 pub struct Harness<'a> {
     sh: &'a Shell,
-    pub image: RunnerImage,
-    user: String,
+    backend: Backend,
     pub wasm: PathBuf,
     pub wasm_bytes: Vec<u8>,
 }
 
 impl<'a> Harness<'a> {
-    /// Phases 1 and 2 of `total`: the guest (ours, or `wasm`) and the runner image.
-    pub fn prepare(sh: &'a Shell, root: &Path, wasm: Option<&Path>, image_build: ImageBuild, total: usize) -> Result<Self> {
-        check_engine(sh)?;
+    /// Phases 1 and 2 of `total`: the guest (ours, or `wasm`) and the runner (an image, or a
+    /// binary for the local backend).
+    pub fn prepare(
+        sh: &'a Shell,
+        root: &Path,
+        wasm: Option<&Path>,
+        image_build: ImageBuild,
+        backend: BackendChoice,
+        total: usize,
+    ) -> Result<Self> {
+        let docker = match backend {
+            BackendChoice::Docker => true,
+            BackendChoice::Local => false,
+            BackendChoice::Auto if docker_answers(sh) => true,
+            BackendChoice::Auto => {
+                eprintln!("note: no Docker daemon answers, so the runner runs locally (--backend local): no container isolation; the memory limit is still real");
+                false
+            }
+        };
+        if docker {
+            check_engine(sh)?;
+        }
         let wasm = phase(1, total, "guest", || match wasm {
             Some(path) => {
                 anyhow::ensure!(path.is_file(), "--wasm {}: no such file", path.display());
@@ -62,14 +99,75 @@ impl<'a> Harness<'a> {
         })?;
         let wasm_bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
         eprintln!("    {} ({} bytes)", wasm.display(), wasm_bytes.len());
-        let image = phase(2, total, "runner image (no registry needed)", || runner_image(sh, root, image_build))?;
-        eprintln!(
-            "    {} ({}, {})",
-            image.tag,
-            mib(image.size_bytes),
-            if image.built { "built" } else { "unchanged, reused" }
-        );
-        Ok(Self { sh, image, user: container_user(sh), wasm, wasm_bytes })
+        let backend = if docker {
+            let image = phase(2, total, "runner image (no registry needed)", || runner_image(sh, root, image_build))?;
+            eprintln!(
+                "    {} ({}, {})",
+                image.tag,
+                mib(image.size_bytes),
+                if image.built { "built" } else { "unchanged, reused" }
+            );
+            Backend::Docker { image, user: container_user(sh) }
+        } else {
+            let runner = phase(2, total, "runner binary (local backend)", || build_runner(sh, &host_triple(sh)?))?;
+            let limit = LocalLimit::probe();
+            eprintln!("    {}; limits enforced by {}", runner.display(), limit.describe());
+            Backend::Local { runner, limit }
+        };
+        Ok(Self { sh, backend, wasm, wasm_bytes })
+    }
+
+    /// What runs the runner, for the report.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Docker { image, .. } => format!("docker image {} ({})", image.tag, mib(image.size_bytes)),
+            Backend::Local { limit, .. } => format!("local process under {}", limit.describe()),
+        }
+    }
+
+    /// Runs `host-runner` with the arguments `args(input, out)` builds from the paths it sees.
+    fn run_runner(
+        &self,
+        name: &str,
+        memory: Option<MemoryLimit>,
+        input_dir: Option<&Path>,
+        dir: &Path,
+        args: impl Fn(&str, &str) -> Vec<String>,
+        timeout: Duration,
+        log: &Path,
+    ) -> Result<ContainerExit> {
+        match &self.backend {
+            Backend::Docker { image, user } => {
+                make_writable_for_container(dir)?;
+                let mut mounts = vec![Mount { host: dir.to_path_buf(), container: "/out", read_only: false }];
+                if let Some(input) = input_dir {
+                    mounts.push(Mount { host: input.to_path_buf(), container: "/input", read_only: true });
+                }
+                let spec = ContainerSpec {
+                    image: &image.tag,
+                    name: name.into(),
+                    user,
+                    memory,
+                    mounts,
+                    args: args("/input", "/out"),
+                    timeout,
+                    log: log.to_path_buf(),
+                };
+                run_container(self.sh, &spec)
+            }
+            Backend::Local { runner, limit } => {
+                std::fs::create_dir_all(dir)?;
+                let input = input_dir.map_or(String::new(), |p| p.display().to_string());
+                run_local(runner, name, memory, *limit, args(&input, &dir.display().to_string()), timeout, log)
+            }
+        }
+    }
+
+    fn enforcement(&self) -> Enforcement {
+        match &self.backend {
+            Backend::Local { limit: LocalLimit::AddressSpace, .. } => Enforcement::AddressSpace,
+            _ => Enforcement::Cgroup,
+        }
     }
 
     /// `dir/input/`: the guest and the blocks every profile of a run is given.
@@ -81,10 +179,10 @@ impl<'a> Harness<'a> {
         Ok(input_dir)
     }
 
-    /// One profile in one container, classified, with the state it committed.
+    /// One profile in one container (or local process), classified, with the state it committed.
     pub fn run_profile(&self, input_dir: &Path, profile: &Profile, config: &ReproConfig) -> Result<ProfileReport> {
         let dir = input_dir.parent().expect("input has a parent").join(&profile.name);
-        run_profile(self.sh, &self.image, &self.user, input_dir, &dir, profile, config)
+        run_profile(self, input_dir, &dir, profile, config)
     }
 }
 
@@ -100,7 +198,7 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     let config = &args.config;
     let blocks_text = blocks_text(args.blocks.as_deref(), config)?;
     let total = 3 + config.profiles.len();
-    let harness = Harness::prepare(sh, root, args.wasm.as_deref(), args.image_build, total)?;
+    let harness = Harness::prepare(sh, root, args.wasm.as_deref(), args.image_build, args.backend, total)?;
 
     let run_dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
     let input_dir = harness.write_input(&run_dir, &blocks_text)?;
@@ -116,8 +214,7 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
         let comparisons = compare(&run_dir, &profiles)?;
         Ok(Report {
             started_at: run_dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
-            image: harness.image.tag.clone(),
-            image_size_bytes: harness.image.size_bytes,
+            backend: harness.describe(),
             policy: config.policy.name().into(),
             memory_budget_bytes: (config.policy == Policy::Deterministic).then(|| config.memory_budget.bytes()),
             wasm: harness.wasm.display().to_string(),
@@ -153,54 +250,40 @@ pub fn new_run_dir(base: PathBuf) -> Result<PathBuf> {
     unreachable!()
 }
 
-fn run_profile(
-    sh: &Shell,
-    image: &RunnerImage,
-    user: &str,
-    input_dir: &Path,
-    dir: &Path,
-    profile: &Profile,
-    config: &ReproConfig,
-) -> Result<ProfileReport> {
+fn run_profile(harness: &Harness, input_dir: &Path, dir: &Path, profile: &Profile, config: &ReproConfig) -> Result<ProfileReport> {
     let timeout = Duration::from_secs(config.timeout_secs);
-    let dir = dir.to_path_buf();
-    make_writable_for_container(&dir)?;
-    let mounts = || {
-        vec![
-            Mount { host: input_dir.to_path_buf(), container: "/input", read_only: true },
-            Mount { host: dir.clone(), container: "/out", read_only: false },
-        ]
+    let run_args = |input: &str, out: &str| {
+        let mut args: Vec<String> = vec![
+            "watch".into(), "--report".into(), format!("{out}/watch.json"), "--".into(),
+            "run".into(), "--wasm".into(), format!("{input}/guest.wasm"), "--blocks".into(), format!("{input}/blocks.txt"),
+            "--db".into(), format!("{out}/db"), "--out".into(), format!("{out}/result.json"),
+        ];
+        args.extend(config.policy_args());
+        args.extend(profile.runner_args());
+        args
     };
-    let mut args: Vec<String> = "watch --report /out/watch.json -- run --wasm /input/guest.wasm --blocks /input/blocks.txt --db /out/db --out /out/result.json"
-        .split(' ')
-        .map(String::from)
-        .collect();
-    args.extend(config.policy_args());
-    args.extend(profile.runner_args());
-    let container_name = unique_container_name(&profile.name);
-    let exit = run_container(sh, &ContainerSpec {
-        image: &image.tag,
-        name: container_name.clone(),
-        user,
-        memory: Some(profile.memory),
-        mounts: mounts(),
-        args,
-        timeout,
-        log: dir.join("run.log"),
-    })?;
+    let name = unique_container_name(&profile.name);
+    let exit = harness.run_runner(&name, Some(profile.memory), Some(input_dir), dir, run_args, timeout, &dir.join("run.log"))?;
 
     let watch = read_json(&dir.join("watch.json"), WatchReport::from_json)?;
     let result = read_json(&dir.join("result.json"), RunResult::from_json)?;
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
     let log_tail = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)").to_string();
-    let outcome = classify(&Evidence { limit: profile.memory, container: &exit, watch: watch.as_ref(), result: result.as_ref(), log_tail: &log_tail });
+    let outcome = classify(&Evidence {
+        limit: profile.memory,
+        enforced_by: harness.enforcement(),
+        container: &exit,
+        watch: watch.as_ref(),
+        result: result.as_ref(),
+        log_tail: &log_tail,
+    });
 
     // The committed state: from the result, or read back from what a killed run left behind.
     let (state_root, dump, stored_result) = match &result {
         Some(result) => (Some(result.state_root.clone()), result.dump.clone(), result.stress_result.clone()),
         None if matches!(outcome, crate::outcome::Outcome::Refused { .. }) => (None, Vec::new(), None),
         None => {
-            let state = read_back_state(sh, image, user, &dir, &container_name, timeout)?;
+            let state = read_back_state(harness, dir, &name, timeout)?;
             let stored = stored_stress_result(&state);
             (Some(state.state_root), state.dump, stored)
         }
@@ -229,22 +312,16 @@ fn unique_container_name(profile: &str) -> String {
     format!("memrepro-{}-{n}-{profile}", std::process::id())
 }
 
-/// Reads the database a run left (in a fresh container: the runner is the only thing that reads
+/// Reads the database a run left, with a fresh runner (the runner is the only thing that reads
 /// RocksDB). No database at all is an empty state.
-fn read_back_state(sh: &Shell, image: &RunnerImage, user: &str, dir: &Path, name: &str, timeout: Duration) -> Result<StoredState> {
+fn read_back_state(harness: &Harness, dir: &Path, name: &str, timeout: Duration) -> Result<StoredState> {
     if !dir.join("db/CURRENT").exists() {
         return Ok(StoredState { tip: None, state_root: hex::encode([0u8; 32]), dump: Vec::new() });
     }
-    let exit = run_container(sh, &ContainerSpec {
-        image: &image.tag,
-        name: format!("{name}-state"),
-        user,
-        memory: None,
-        mounts: vec![Mount { host: dir.to_path_buf(), container: "/out", read_only: false }],
-        args: "state --db /out/db --out /out/state.json".split(' ').map(String::from).collect(),
-        timeout,
-        log: dir.join("state.log"),
-    })?;
+    let args = |_: &str, out: &str| -> Vec<String> {
+        vec!["state".into(), "--db".into(), format!("{out}/db"), "--out".into(), format!("{out}/state.json")]
+    };
+    let exit = harness.run_runner(&format!("{name}-state"), None, None, dir, args, timeout, &dir.join("state.log"))?;
     match read_json(&dir.join("state.json"), |text| serde_json::from_str::<StoredState>(text))? {
         Some(state) if exit.exit_code == 0 => Ok(state),
         _ => bail!("reading back the state left in {} failed; see {}", dir.join("db").display(), dir.join("state.log").display()),

@@ -11,7 +11,7 @@ use crate::config::{MemoryLimit, Profile, ReproConfig, StressPayload};
 use crate::image::ImageBuild;
 use crate::outcome::Outcome;
 use crate::plot::{write_svg, Limit, Plot, Point};
-use crate::repro::{new_run_dir, outcome_summary, phase, Harness};
+use crate::repro::{BackendChoice, new_run_dir, outcome_summary, phase, Harness};
 use crate::report::{mib, ProfileReport};
 
 pub struct SweepArgs {
@@ -19,6 +19,7 @@ pub struct SweepArgs {
     pub limit: MemoryLimit,
     pub steps: Vec<StressPayload>,
     pub image_build: ImageBuild,
+    pub backend: BackendChoice,
     pub out_dir: Option<std::path::PathBuf>,
 }
 
@@ -45,7 +46,7 @@ pub fn succeeded(run: &ProfileReport) -> bool {
 
 pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
     let total = 2 + args.steps.len();
-    let harness = Harness::prepare(sh, root, None, args.image_build, total)?;
+    let harness = Harness::prepare(sh, root, None, args.image_build, args.backend, total)?;
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
     let profile = Profile { name: "run".into(), ..Profile::with_limit(args.limit) };
     let mut steps = Vec::new();

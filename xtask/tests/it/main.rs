@@ -3,6 +3,7 @@
 
 mod breaking_point;
 mod doctor;
+mod local_backend;
 mod repro;
 mod support;
 mod tidy;

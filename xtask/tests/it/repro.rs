@@ -117,7 +117,7 @@ fn bad_input_is_one_clear_line_and_exit_2_with_nothing_written() {
 fn a_missing_docker_daemon_is_exit_2_with_the_fix() {
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["repro", "--out-dir"])
+        .args(["--backend", "docker", "repro", "--out-dir"])
         .arg(out.path())
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .output()

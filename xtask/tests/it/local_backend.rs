@@ -1,0 +1,51 @@
+//! The local backend: the runner as a child process under a cgroup this tool creates (or RLIMIT_AS).
+
+use std::process::Command;
+
+use crate::support::*;
+
+#[test]
+fn the_local_backend_oom_kills_512m_in_its_own_cgroup() {
+    let out = tempfile::tempdir().unwrap();
+    let output = xtask(&["--backend", "local", "repro"], out.path());
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report = report(out.path());
+    assert!(report["backend"].as_str().unwrap().starts_with("local process under a memory cgroup"), "{}", report["backend"]);
+    assert_eq!(report["profiles"][0]["outcome"], "oom_killed");
+    assert!(report["profiles"][0]["evidence"].as_str().unwrap().contains("oom_kill +1 in the run's memory cgroup"));
+    assert_eq!(report["profiles"][1]["stored_result"], "SUCCESS:1000MB");
+}
+
+#[test]
+fn without_a_docker_daemon_the_local_backend_is_chosen_with_a_note() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["repro", "--limit", "1g", "--limit", "2g", "--payload", "10x5", "--out-dir"])
+        .arg(out.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("note: no Docker daemon answers, so the runner runs locally (--backend local)"));
+    let report = report(out.path());
+    assert_eq!(report["verdict"], "identical");
+    assert_eq!(report["profiles"][1]["stored_result"], "SUCCESS:50MB");
+}
+
+#[test]
+fn under_rlimit_as_default_reservations_fail_instantiation() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["--backend", "local", "repro", "--limit", "1g", "--limit", "16g", "--payload", "10x2", "--out-dir"])
+        .arg(out.path())
+        .env("MEMREPRO_LOCAL_LIMIT", "address-space")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report = report(out.path());
+    assert!(report["backend"].as_str().unwrap().contains("RLIMIT_AS"), "{}", report["backend"]);
+    let tight = &report["profiles"][0];
+    assert_eq!(tight["outcome"], "trapped", "{tight}");
+    assert!(tight["message"].as_str().unwrap().contains("mmap failed to reserve"), "{tight}");
+    assert_eq!(report["profiles"][1]["outcome"], "completed");
+}
