@@ -50,13 +50,29 @@ enum Backend {
     Local { runner: PathBuf, limit: LocalLimit },
 }
 
-/// Prints one phase's start and end on stderr.
+/// Prints one phase's start and end on stderr. Builds show cargo's own progress.
 pub fn phase<T>(number: usize, total: usize, what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
     eprintln!("==> [{number}/{total}] {what}");
     let started = Instant::now();
     let value = work()?;
     eprintln!("    done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(value)
+}
+
+/// A phase that prints nothing of its own while it works (a run): on a terminal a spinner with
+/// the elapsed time, elsewhere (CI logs) the same plain lines as [`phase`].
+pub fn quiet_phase<T>(number: usize, total: usize, what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    if !std::io::stderr().is_terminal() {
+        return phase(number, total, what, work);
+    }
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(format!("[{number}/{total}] {what}"));
+    spinner.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let started = Instant::now();
+    let value = work();
+    spinner.finish_and_clear();
+    eprintln!("==> [{number}/{total}] {what}\n    done in {:.1} s", started.elapsed().as_secs_f64());
+    value
 }
 
 /// What every run needs: the engine checked, the guest and the runner image built.
@@ -205,7 +221,7 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     let mut profiles = Vec::new();
     for (i, profile) in config.profiles.iter().enumerate() {
         let what = format!("profile `{}`: {} (policy {})", profile.name, profile.limits(), config.policy.name());
-        let report = phase(3 + i, total, &what, || harness.run_profile(&input_dir, profile, config))?;
+        let report = quiet_phase(3 + i, total, &what, || harness.run_profile(&input_dir, profile, config))?;
         eprintln!("    {}", outcome_summary(&report));
         profiles.push(report);
     }

@@ -11,7 +11,7 @@ use crate::config::{MemoryLimit, Profile, ReproConfig, StressPayload};
 use crate::image::ImageBuild;
 use crate::outcome::Outcome;
 use crate::plot::{write_svg, Limit, Plot, Point};
-use crate::repro::{BackendChoice, new_run_dir, outcome_summary, phase, Harness};
+use crate::repro::{new_run_dir, outcome_summary, quiet_phase, BackendChoice, Harness};
 use crate::report::{mib, ProfileReport};
 
 pub struct SweepArgs {
@@ -56,7 +56,7 @@ pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
         let blocks = format!("{} {}\n", args.config.height, hex::encode(payload.to_bytes()));
         let input = harness.write_input(&step_dir, &blocks)?;
         let what = format!("{payload} ({} MB) under {} (policy {})", payload.total_mb(), args.limit, args.config.policy.name());
-        let run = phase(3 + i, total, &what, || harness.run_profile(&input, &profile, &args.config))?;
+        let run = quiet_phase(3 + i, total, &what, || harness.run_profile(&input, &profile, &args.config))?;
         eprintln!("    {}", outcome_summary(&run));
         let ok = succeeded(&run);
         steps.push(Step { payload: payload.to_string(), total_mb: payload.total_mb(), run });
