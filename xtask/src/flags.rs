@@ -1,0 +1,112 @@
+//! Every flag of `cargo xtask`, declared once; the help text comes from these comments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{MemoryLimit, Policy, ReproConfig, StressPayload};
+use crate::image::ImageBuild;
+use crate::repro::BackendChoice;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Reproduce (and measure) memory-dependent state divergence of a WASM indexer")]
+pub struct Flags {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Where runs happen: Docker when a daemon answers, else a local process.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// How to build the runner image (default: host on Linux, dockerfile elsewhere).
+    #[arg(long, global = true, value_enum)]
+    pub image_build: Option<ImageBuild>,
+}
+
+/// What every run takes on top of `[workspace.metadata.repro]`.
+#[derive(Args)]
+pub struct RunFlags {
+    /// Stress payload `MBxCOUNT[:digest][:release]`, e.g. `10x5`.
+    #[arg(long)]
+    pub payload: Option<StressPayload>,
+    /// The runner's memory policy for every run.
+    #[arg(long, value_enum)]
+    pub policy: Option<Policy>,
+    /// The deterministic policy's budget, e.g. `192m`.
+    #[arg(long)]
+    pub memory_budget: Option<MemoryLimit>,
+    /// Where run directories go (default: target/repro).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
+impl RunFlags {
+    /// The configuration with these flags applied.
+    pub fn apply(&self, mut config: ReproConfig) -> ReproConfig {
+        config.payload = self.payload.unwrap_or(config.payload);
+        config.policy = self.policy.unwrap_or(config.policy);
+        config.memory_budget = self.memory_budget.unwrap_or(config.memory_budget);
+        config
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Build the guest and the runner image, run one container per memory profile, compare.
+    Repro {
+        /// Run only this configured profile (repeatable), e.g. `--profile low`.
+        #[arg(long = "profile", value_name = "NAME")]
+        profiles: Vec<String>,
+        /// Replace the configured profiles with one per limit (repeatable), e.g. `--limit 1g`.
+        #[arg(long = "limit", value_name = "LIMIT")]
+        limits: Vec<MemoryLimit>,
+        /// Block height given to the stress block.
+        #[arg(long)]
+        height: Option<u32>,
+        /// Run this metashrew-ABI guest instead of building ours.
+        #[arg(long, requires = "blocks")]
+        wasm: Option<PathBuf>,
+        /// Blocks for --wasm: lines of `HEIGHT [PAYLOAD_HEX]`.
+        #[arg(long)]
+        blocks: Option<PathBuf>,
+        /// Seconds one run may take before it is killed.
+        #[arg(long)]
+        timeout_secs: Option<u64>,
+        #[command(flatten)]
+        run: RunFlags,
+    },
+    /// Run `repro` under every policy (or only `--policy`) over the `matrix_profiles` and print
+    /// policy x profile.
+    Matrix {
+        #[command(flatten)]
+        run: RunFlags,
+    },
+    /// The seed's gradual-increase test: growing payloads under one limit until one fails.
+    Sweep {
+        /// The limit (default: `sweep_limit` from the configuration).
+        #[arg(long)]
+        limit: Option<MemoryLimit>,
+        /// The steps, in order (repeatable; default: `sweep_steps`), e.g. `--step 10x10`.
+        #[arg(long = "step", value_name = "PAYLOAD")]
+        steps: Vec<StressPayload>,
+        #[command(flatten)]
+        run: RunFlags,
+    },
+    /// Binary search over the limit for where the outcome starts matching the upper bound.
+    Bisect {
+        /// Lower and upper bound, e.g. `--between 256m 4g`.
+        #[arg(long, num_args = 2, value_names = ["LOWER", "UPPER"], required = true)]
+        between: Vec<MemoryLimit>,
+        /// Stop when the bounds are this close.
+        #[arg(long, default_value = "16m")]
+        resolution: MemoryLimit,
+        #[command(flatten)]
+        run: RunFlags,
+    },
+    /// Check this machine: Docker, memory limits, cgroups, libclang, the wasm32 target, disk.
+    Doctor,
+    /// Build the guest and the runner, then run every test (Docker tests included).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+}
