@@ -30,6 +30,9 @@ pub fn engine(layout: MemoryLayout) -> Result<Engine> {
     config.max_wasm_stack(1 << 20);
     // No threads: wasmtime is built without the `threads` feature, so a block is one
     // sequential execution.
+    // A wall-clock limit per call (a guest that never returns is a classified trap, not a hang):
+    // epoch interruption costs a load and compare per loop, fuel would cost far more.
+    config.epoch_interruption(true);
     match layout {
         // wasmtime's defaults, as metashrew runs: a 4 GiB reservation (+ guard) per memory, pages
         // committed when first touched, so growth itself never fails.
@@ -48,8 +51,20 @@ pub fn engine(layout: MemoryLayout) -> Result<Engine> {
             config.memory_may_move(true);
         }
     }
-    Engine::new(&config).map_err(anyhow::Error::from)
+    let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+    let ticker = engine.weak();
+    std::thread::spawn(move || {
+        while let Some(engine) = ticker.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    });
+    Ok(engine)
 }
+
+/// How often the epoch advances: the resolution of the time limit.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the imports see while one block or view runs.
 pub struct HostState {
@@ -69,6 +84,8 @@ pub struct Guest {
     pre: InstancePre<HostState>,
     engine: Engine,
     policy: MemoryPolicy,
+    /// Wall-clock limit of one `_start` or view call.
+    time_limit: std::time::Duration,
 }
 
 /// What one call of an export left behind.
@@ -84,7 +101,7 @@ pub struct Execution<T> {
 }
 
 impl Guest {
-    pub fn load(engine: &Engine, policy: MemoryPolicy, wasm: &Path) -> Result<Self> {
+    pub fn load(engine: &Engine, policy: MemoryPolicy, time_limit: std::time::Duration, wasm: &Path) -> Result<Self> {
         let module = Module::from_file(engine, wasm)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{} is not a valid wasm module", wasm.display()))?;
@@ -101,7 +118,7 @@ impl Guest {
             .instantiate_pre(&module)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("linking {}", wasm.display()))?;
-        Ok(Self { pre, engine: engine.clone(), policy })
+        Ok(Self { pre, engine: engine.clone(), policy, time_limit })
     }
 
     pub fn has_export(&self, name: &str) -> bool {
@@ -141,6 +158,8 @@ impl Guest {
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| &mut host.limiter);
+        let ticks = self.time_limit.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
 
         let started = Instant::now();
         let instance = self.pre.instantiate(&mut store);
@@ -159,8 +178,15 @@ impl Guest {
         let execute_ms = elapsed_ms(started);
         let wasm_memory_bytes = memory.map_or(0, |m| m.data_size(&store) as u64);
         let host = store.into_data();
+        let time_limit = self.time_limit;
+        let result = result.map_err(|error| match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => {
+                anyhow::anyhow!("time limit: the call ran past its {} s limit and was interrupted", time_limit.as_secs_f64())
+            }
+            _ => anyhow::Error::from(error),
+        });
         Execution {
-            result: result.map_err(anyhow::Error::from),
+            result,
             pairs: host.pairs,
             flushed_bytes: host.flushed_bytes,
             wasm_memory_bytes,

@@ -67,6 +67,9 @@ enum Command {
         /// Reserve no address space ahead for linear memory (growth moves it and may fail).
         #[arg(long)]
         small_memories: bool,
+        /// Wall-clock limit of one block, in seconds; past it the block traps (nothing committed).
+        #[arg(long, default_value_t = 300.0)]
+        block_time_limit: f64,
     },
     /// Run `host-runner run ARGS…` as a child and write how it ended (exit, signal, OOM kills
     /// counted by this cgroup, the memory limit read back at start) to REPORT as JSON.
@@ -121,7 +124,21 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { wasm, db, height, payload, blocks, out, policy, memory_budget, address_space_limit, small_memories } => {
+        Command::Run {
+            wasm,
+            db,
+            height,
+            payload,
+            blocks,
+            out,
+            policy,
+            memory_budget,
+            address_space_limit,
+            small_memories,
+            block_time_limit,
+        } => {
+            anyhow::ensure!(block_time_limit > 0.0 && block_time_limit.is_finite(), "--block-time-limit must be a positive number of seconds");
+            let time_limit = std::time::Duration::from_secs_f64(block_time_limit);
             let policy = policy::MemoryPolicy::new(policy, memory_budget)?;
             let layout = policy::MemoryLayout::for_policy(policy, small_memories);
             let blocks = match (height, blocks) {
@@ -129,7 +146,7 @@ fn execute(command: Command) -> Result<ExitCode> {
                 (None, Some(path)) => read_blocks_file(&path)?,
                 (None, None) => unreachable!("clap requires --height or --blocks"),
             };
-            let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit };
+            let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit, time_limit };
             let result = match run(&request) {
                 Err(error) if error.is::<policy::Refusal>() => {
                     eprintln!("host-runner: {error}");
@@ -168,7 +185,8 @@ fn execute(command: Command) -> Result<ExitCode> {
         Command::View { wasm, db, name, input, height } => {
             let store = StateStore::open_read_only(&db)?;
             let policy = policy::MemoryPolicy::Unbounded;
-            let guest = host::Guest::load(&host::engine(policy::MemoryLayout::Reserved)?, policy, &wasm)?;
+            let time_limit = std::time::Duration::from_secs(60);
+            let guest = host::Guest::load(&host::engine(policy::MemoryLayout::Reserved)?, policy, time_limit, &wasm)?;
             anyhow::ensure!(guest.has_export(&name), "{} exports no view `{name}`", wasm.display());
             let height = height.or(store.tip()?).unwrap_or(0);
             let execution = guest.run_view(&store, height, &parse_hex(&input).context("--input")?, &name);

@@ -21,6 +21,8 @@ pub struct RunRequest {
     pub layout: MemoryLayout,
     /// RLIMIT_AS the runner applies to itself before loading the guest.
     pub address_space_limit: Option<u64>,
+    /// Wall-clock limit of one block's `_start`.
+    pub time_limit: std::time::Duration,
 }
 
 /// Runs the blocks. Fails with a [`crate::policy::Refusal`] before anything is written when this
@@ -34,7 +36,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     }
     let wasm_bytes = std::fs::read(&request.wasm)
         .with_context(|| format!("reading guest {}", request.wasm.display()))?;
-    let guest = Guest::load(&engine(request.layout)?, request.policy, &request.wasm)?;
+    let guest = Guest::load(&engine(request.layout)?, request.policy, request.time_limit, &request.wasm)?;
     anyhow::ensure!(guest.has_export("_start"), "{} exports no `_start`", request.wasm.display());
     let store = StateStore::open(&request.db)?;
 
@@ -97,6 +99,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
             memory_layout: request.layout.name().into(),
             address_space_limit_bytes: request.address_space_limit,
             preflight_ms,
+            block_time_limit_secs: request.time_limit.as_secs_f64(),
         },
         inputs: request
             .blocks

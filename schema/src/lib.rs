@@ -49,6 +49,8 @@ pub struct PolicyReport {
     pub address_space_limit_bytes: Option<u64>,
     /// Time the preflight took (reading the cgroup limit).
     pub preflight_ms: f64,
+    /// Wall-clock limit of one block; a block past it traps with `time limit: …`.
+    pub block_time_limit_secs: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +190,7 @@ mod tests {
                 memory_layout: "budget".into(),
                 address_space_limit_bytes: None,
                 preflight_ms: 0.5,
+                block_time_limit_secs: 60.0,
             },
             inputs: vec![BlockInput { height: 1, payload_hex: "00".into() }],
             blocks: vec![BlockReport {
