@@ -96,6 +96,35 @@ fn read_number(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// What this process can see of its confinement (see `schema::SandboxReport`).
+pub fn sandbox_report() -> schema::SandboxReport {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| status.lines().find_map(|line| line.strip_prefix(name)).map(str::trim).map(String::from);
+    let first_id = |name: &str| field(name).and_then(|ids| ids.split_whitespace().next()?.parse().ok());
+    let network_interfaces = fs::read_to_string("/proc/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+        .filter_map(|line| Some(line.split_once(':')?.0.trim().to_string()))
+        .collect();
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root_read_only = mountinfo.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(4) == Some(&"/")).then(|| fields.get(5).is_some_and(|options| options.split(',').any(|o| o == "ro")))
+    });
+    let pids_limit = ["pids/pids.max", "pids.max"]
+        .iter()
+        .find_map(|file| read_number(&Path::new(CGROUP_ROOT).join(file)));
+    schema::SandboxReport {
+        uid: first_id("Uid:"),
+        gid: first_id("Gid:"),
+        capabilities: field("CapEff:"),
+        network_interfaces,
+        root_read_only,
+        pids_limit,
+    }
+}
+
 /// The soft RLIMIT_AS from /proc/self/limits; `None` when unlimited.
 pub fn address_space_limit() -> Option<u64> {
     let limits = fs::read_to_string("/proc/self/limits").ok()?;
@@ -166,6 +195,15 @@ mod tests {
     fn v1_unlimited_reads_as_none() {
         let root = fake_root(&[("memory/memory.limit_in_bytes", "9223372036854771712\n")]);
         assert_eq!(Cgroup::find(root.path(), "4:memory:/\n").unwrap().limit(), None);
+    }
+
+    #[test]
+    fn this_process_sees_its_own_ids_and_interfaces() {
+        let sandbox = sandbox_report();
+        assert!(sandbox.uid.is_some() && sandbox.gid.is_some());
+        assert!(sandbox.network_interfaces.contains(&"lo".to_string()), "{sandbox:?}");
+        assert_eq!(sandbox.capabilities.as_ref().map(String::len), Some(16));
+        assert!(sandbox.root_read_only.is_some());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use schema::WatchReport;
 
 use crate::host::elapsed_ms;
-use crate::memory_report::{memory_report, Cgroup};
+use crate::memory_report::{memory_report, sandbox_report, Cgroup};
 use crate::runner::write_atomically;
 
 /// `address_space_limit`: RLIMIT_AS for the watcher and, inherited, the run (the local backend's
@@ -39,6 +39,7 @@ pub fn watch(report_path: &Path, address_space_limit: Option<u64>, run_args: &[S
         oom_kills: kills_after.map(|after| after - kills_before.unwrap_or(0).min(after)),
         cgroup_peak_bytes: cgroup.as_ref().and_then(Cgroup::peak),
         wall_ms: elapsed_ms(started),
+        sandbox: sandbox_report(),
     };
     write_atomically(report_path, &report.to_json())?;
     Ok(match (status.code(), status.signal()) {

@@ -144,6 +144,23 @@ pub struct WatchReport {
     /// The cgroup's peak usage at the end.
     pub cgroup_peak_bytes: Option<u64>,
     pub wall_ms: f64,
+    /// The sandbox as seen from inside: hardening verified, not assumed.
+    pub sandbox: SandboxReport,
+}
+
+/// What the runner's process can see of its own confinement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxReport {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Effective capabilities (`CapEff` of /proc/self/status, hex); all zeros means none.
+    pub capabilities: Option<String>,
+    /// Network interfaces visible (/proc/net/dev); `["lo"]` means no network.
+    pub network_interfaces: Vec<String>,
+    /// Whether `/` is mounted read-only (/proc/self/mountinfo).
+    pub root_read_only: Option<bool>,
+    /// The pids cgroup's limit; `None` when unlimited or unreadable.
+    pub pids_limit: Option<u64>,
 }
 
 impl WatchReport {

@@ -154,6 +154,14 @@ mod tests {
             oom_kills,
             cgroup_peak_bytes: None,
             wall_ms: 1.0,
+            sandbox: schema::SandboxReport {
+                uid: Some(65534),
+                gid: Some(65534),
+                capabilities: Some("0000000000000000".into()),
+                network_interfaces: vec!["lo".into()],
+                root_read_only: Some(true),
+                pids_limit: Some(64),
+            },
         }
     }
 

@@ -48,6 +48,13 @@ fn two_generous_limits_with_a_small_payload_are_identical() {
     // The limit each container really had, read back from its own cgroup.
     let watch: Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("2g/watch.json")).unwrap()).unwrap();
     assert_eq!(watch["memory_at_start"]["cgroup_limit_bytes"], 2u64 << 30);
+    // The hardening, as the runner saw it from inside the container.
+    let sandbox = &watch["sandbox"];
+    assert_ne!(sandbox["uid"], 0, "{sandbox}");
+    assert_eq!(sandbox["capabilities"], "0000000000000000", "{sandbox}");
+    assert_eq!(sandbox["network_interfaces"], serde_json::json!(["lo"]), "{sandbox}");
+    assert_eq!(sandbox["root_read_only"], true, "{sandbox}");
+    assert_eq!(sandbox["pids_limit"], 64, "{sandbox}");
 }
 
 #[test]
