@@ -2,6 +2,7 @@
 //! its own RocksDB in a temporary directory.
 
 mod abi_bounds;
+mod crash_safety;
 mod hostile;
 mod policies;
 mod stress_guest;
