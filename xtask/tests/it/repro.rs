@@ -105,17 +105,23 @@ fn a_multi_block_run_with_another_guest_reports_the_first_diverging_height() {
 #[test]
 fn bad_input_is_one_clear_line_and_exit_2_with_nothing_written() {
     let out = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let a_directory = out.path().to_str().unwrap().to_string();
+    let guest = std::env::var("GUEST_WASM").unwrap_or_else(|_| "/nonexistent.wasm".into());
+    let cases: [(&[&str], &str); 7] = [
         (&["repro", "--limit", "512x"], "bad memory limit `512x`"),
         (&["repro", "--profile", "medium"], "unknown profile `medium` (configured: low, high)"),
         (&["repro", "--payload", "50"], "bad payload `50`"),
-        (&["repro", "--wasm", "/nonexistent.wasm", "--blocks", "/nonexistent.txt"], "/nonexistent.txt"),
+        (&["repro", "--limit", "1g", "--limit", "1024m"], "profile `1g` is defined twice"),
+        (&["repro", "--wasm", "/nonexistent.wasm", "--blocks", "/nonexistent.txt"], "reading blocks file /nonexistent.txt"),
+        (&["repro", "--wasm", &guest, "--blocks", &a_directory], "reading blocks file"),
+        (&["repro", "--wasm", "/nonexistent.wasm", "--blocks", "/dev/null"], "--wasm /nonexistent.wasm: no such file"),
     ];
     for (args, expected) in cases {
         let output = xtask(args, out.path());
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", describe(&output));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{args:?}: one error line: {stderr}");
     }
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing written");
 }
