@@ -20,6 +20,19 @@ pub struct KeyValueFlush {
     pub list: Vec<Bytes>,
 }
 
+/// The key-value pairs of an encoded `KeyValueFlush`. One copy out of guest memory; the keys and
+/// values are slices of it. `list` alternates key, value; an odd trailing key is ignored, as
+/// metashrew does.
+pub fn decode_flush(encoded: &[u8]) -> Result<Vec<(Bytes, Bytes)>, prost::DecodeError> {
+    let message = KeyValueFlush::decode(Bytes::copy_from_slice(encoded))?;
+    let mut items = message.list.into_iter();
+    let mut pairs = Vec::new();
+    while let (Some(key), Some(value)) = (items.next(), items.next()) {
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
 /// Every engine setting that affects what a guest observes, in one place. The same for every
 /// policy except the linear memory layout.
 pub fn engine(layout: MemoryLayout) -> Result<Engine> {
@@ -65,6 +78,24 @@ pub fn engine(layout: MemoryLayout) -> Result<Engine> {
 
 /// How often the epoch advances: the resolution of the time limit.
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl HostState {
+    /// The state of one call: `height ++ input` for `__load_input`, the committed `store` for
+    /// `__get`, and the policy's limiter.
+    pub fn new(height: u32, input: &[u8], store: StateStore, policy: MemoryPolicy) -> Self {
+        let mut full_input = Vec::with_capacity(4 + input.len());
+        full_input.extend_from_slice(&height.to_le_bytes());
+        full_input.extend_from_slice(input);
+        Self {
+            input: full_input,
+            store,
+            limiter: MemoryLimiter::new(policy),
+            host_budget: policy.budget(),
+            pairs: Vec::new(),
+            flushed_bytes: 0,
+        }
+    }
+}
 
 /// What the imports see while one block or view runs.
 pub struct HostState {
@@ -145,17 +176,7 @@ impl Guest {
         name: &str,
         read: impl FnOnce(&[u8], R) -> wasmtime::Result<T>,
     ) -> Execution<T> {
-        let mut full_input = Vec::with_capacity(4 + input.len());
-        full_input.extend_from_slice(&height.to_le_bytes());
-        full_input.extend_from_slice(input);
-        let host = HostState {
-            input: full_input,
-            store: state.clone(),
-            limiter: MemoryLimiter::new(self.policy),
-            host_budget: self.policy.budget(),
-            pairs: Vec::new(),
-            flushed_bytes: 0,
-        };
+        let host = HostState::new(height, input, state.clone(), self.policy);
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| &mut host.limiter);
         let ticks = self.time_limit.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
@@ -219,7 +240,7 @@ fn guest_memory_of<'c>(caller: &mut Caller<'c, HostState>) -> wasmtime::Result<w
 
 /// The six metashrew imports plus AssemblyScript's `abort`. Each validates the guest's pointers
 /// and lengths before touching memory; a bad one returns an error, which traps the guest.
-fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
+pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap("env", "__host_len", |caller: Caller<'_, HostState>| -> wasmtime::Result<i32> {
         i32::try_from(caller.data().input.len()).or_else(|_| bail!("__host_len: input over 2 GiB"))
     })?;
@@ -270,15 +291,9 @@ fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
         let (data, host) = memory.data_and_store_mut(&mut caller);
         let encoded = guest_memory::arraybuffer(data, ptr, "__flush")?;
         within_budget(host.host_budget, host.flushed_bytes + encoded.len() as u64, "__flush: this block's flushes")?;
-        // One copy out of guest memory; the decoded keys and values are slices of it.
-        let message = KeyValueFlush::decode(Bytes::copy_from_slice(encoded))
-            .map_err(|e| wasmtime::format_err!("__flush: not a KeyValueFlush protobuf: {e}"))?;
+        let pairs = decode_flush(encoded).map_err(|e| wasmtime::format_err!("__flush: not a KeyValueFlush protobuf: {e}"))?;
         host.flushed_bytes += encoded.len() as u64;
-        // `list` alternates key, value; an odd trailing key is ignored, as metashrew does.
-        let mut items = message.list.into_iter();
-        while let (Some(key), Some(value)) = (items.next(), items.next()) {
-            host.pairs.push((key, value));
-        }
+        host.pairs.extend(pairs);
         Ok(())
     })?;
 

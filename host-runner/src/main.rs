@@ -5,16 +5,6 @@
 //! 2 the runner could not do its job (bad arguments, unreadable guest, database error);
 //! 3 refused: this host cannot back the deterministic policy's budget (nothing written).
 
-mod blocks;
-mod dump;
-mod guest_memory;
-mod host;
-mod memory_report;
-mod policy;
-mod runner;
-mod state_store;
-mod state_root;
-mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,9 +12,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use blocks::{parse_hex, read_blocks_file, Block};
-use runner::{run, summary_line, write_atomically, RunRequest};
-use state_store::StateStore;
+use host_runner::blocks::{parse_hex, read_blocks_file, Block};
+use host_runner::runner::{self, run, summary_line, write_atomically, RunRequest};
+use host_runner::state_store::StateStore;
+use host_runner::{dump, host, policy, watch};
 
 #[derive(Parser)]
 #[command(version, about)]

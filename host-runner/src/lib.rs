@@ -1,0 +1,16 @@
+//! The host-runner library: everything the `host-runner` binary does, in modules the fuzz targets
+//! (and tests) can call directly.
+
+pub mod blocks;
+pub mod dump;
+pub mod guest_memory;
+pub mod host;
+pub mod memory_report;
+pub mod policy;
+pub mod runner;
+pub mod state_root;
+pub mod state_store;
+pub mod watch;
+
+/// The wasmtime this crate is built against, for callers that drive the imports directly.
+pub use wasmtime;
