@@ -28,14 +28,30 @@ pub struct StateStore {
 impl StateStore {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.join("CURRENT").exists() {
+            Self::create(dir)?;
+        }
+        let db = DB::open_cf_descriptors(&Options::default(), dir, Self::families())
+            .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    fn families() -> [ColumnFamilyDescriptor; 3] {
+        ["default", LEAVES, META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()))
+    }
+
+    /// Creates an empty store with all its column families beside `dir` and renames it into
+    /// place, so a process killed while creating it never leaves a half-made database at `dir`.
+    fn create(dir: &Path) -> Result<()> {
+        let creating = dir.with_extension("creating");
+        let _ = std::fs::remove_dir_all(&creating);
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let families = ["default", LEAVES, META]
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-        let db = DB::open_cf_descriptors(&options, dir, families)
-            .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
-        Ok(Self { db: Arc::new(db) })
+        let db = DB::open_cf_descriptors(&options, &creating, Self::families())
+            .with_context(|| format!("creating RocksDB in {}", creating.display()))?;
+        drop(db);
+        std::fs::rename(&creating, dir).with_context(|| format!("moving the new database into {}", dir.display()))
     }
 
     /// Opens an existing store without taking the write lock (for `dump` and `view`).

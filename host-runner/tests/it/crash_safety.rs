@@ -53,8 +53,8 @@ fn a_killed_run_leaves_the_database_at_a_block_boundary_of_the_clean_run() -> Te
             continue; // killed before the database was created
         }
         let state_out = dir.path().join(format!("state-{attempt}.json"));
-        let status = runner().arg("state").arg("--db").arg(&db).arg("--out").arg(&state_out).status()?;
-        assert!(status.success());
+        let output = runner().arg("state").arg("--db").arg(&db).arg("--out").arg(&state_out).output()?;
+        assert!(output.status.success(), "attempt {attempt} (killed after {delay:?}): {}", String::from_utf8_lossy(&output.stderr));
         let state: schema::StoredState = serde_json::from_str(&std::fs::read_to_string(&state_out)?)?;
         match state.tip {
             Some(height) => {
