@@ -3,6 +3,7 @@
 
 pub mod blocks;
 pub mod dump;
+pub mod fuzzing;
 pub mod guest_memory;
 pub mod host;
 pub mod memory_report;

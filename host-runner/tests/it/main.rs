@@ -3,6 +3,7 @@
 
 mod abi_bounds;
 mod crash_safety;
+mod fuzz_corpus;
 mod hostile;
 mod policies;
 mod stress_guest;
