@@ -66,17 +66,19 @@ fn abi_harness() -> &'static AbiHarness {
 /// functions: every call returns or traps; the host never panics.
 ///
 /// `data`: the first 4096 bytes fill guest memory from offset 0; the rest is a list of calls,
-/// 9 bytes each: import (u8), then two i32 arguments (LE).
-pub fn host_abi(data: &[u8]) {
+/// 9 bytes each: import (u8), then two i32 arguments (LE). Returns how many calls returned
+/// (the rest of the list is skipped after the first trap).
+pub fn host_abi(data: &[u8]) -> usize {
     let harness = abi_harness();
     let (image, calls) = data.split_at(data.len().min(4096));
     let host = HostState::new(7, b"input bytes", harness.store.clone(), MemoryPolicy::Unbounded);
     let mut store = Store::new(&harness.engine, host);
-    store.set_epoch_deadline(u64::MAX);
+    store.set_epoch_deadline(crate::host::epoch_ticks(std::time::Duration::from_secs(60)));
     let instance = harness.pre.instantiate(&mut store).expect("instantiates");
     let memory = instance.get_memory(&mut store, "memory").expect("memory");
     memory.data_mut(&mut store)[..image.len()].copy_from_slice(image);
     let call = instance.get_typed_func::<(i32, i32, i32), ()>(&mut store, "call").expect("call export");
+    let mut returned = 0;
     for op in calls.chunks_exact(9) {
         let which = i32::from(op[0] % 7);
         let a = i32::from_le_bytes(op[1..5].try_into().expect("4 bytes"));
@@ -85,5 +87,31 @@ pub fn host_abi(data: &[u8]) {
         if call.call(&mut store, (which, a, b)).is_err() {
             break;
         }
+        returned += 1;
+    }
+    returned
+}
+
+#[cfg(test)]
+mod tests {
+    /// Memory with the key "abcd" at 16 and a flush of "k" = "v" at 100, then one call of each
+    /// import with good arguments and a last one with a bad pointer.
+    fn every_import_once() -> Vec<u8> {
+        let mut data = vec![0u8; 4096];
+        data[12..16].copy_from_slice(&4u32.to_le_bytes());
+        data[16..20].copy_from_slice(b"abcd");
+        data[96..100].copy_from_slice(&6u32.to_le_bytes());
+        data[100..106].copy_from_slice(b"\x0a\x01k\x0a\x01v");
+        for (which, a, b) in [(0u8, 0i32, 0i32), (1, 200, 0), (2, 16, 0), (3, 16, 0), (4, 16, 300), (5, 100, 0), (2, -1, 0), (0, 0, 0)] {
+            data.push(which);
+            data.extend_from_slice(&a.to_le_bytes());
+            data.extend_from_slice(&b.to_le_bytes());
+        }
+        data
+    }
+
+    #[test]
+    fn good_calls_reach_the_imports_and_the_first_bad_one_traps() {
+        assert_eq!(super::host_abi(&every_import_once()), 6);
     }
 }

@@ -76,6 +76,13 @@ pub fn engine(layout: MemoryLayout) -> Result<Engine> {
     Ok(engine)
 }
 
+/// The epoch deadline for a time limit, capped far below where wasmtime's `current + delta`
+/// could overflow (2^40 ticks of 100 ms is about 3,500 years).
+pub fn epoch_ticks(time_limit: std::time::Duration) -> u64 {
+    let ticks = time_limit.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+    u64::try_from(ticks).unwrap_or(u64::MAX).min(1 << 40)
+}
+
 /// How often the epoch advances: the resolution of the time limit.
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -179,8 +186,7 @@ impl Guest {
         let host = HostState::new(height, input, state.clone(), self.policy);
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| &mut host.limiter);
-        let ticks = self.time_limit.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.set_epoch_deadline(epoch_ticks(self.time_limit));
 
         let started = Instant::now();
         let instance = self.pre.instantiate(&mut store);

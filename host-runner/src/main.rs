@@ -128,8 +128,10 @@ fn execute(command: Command) -> Result<ExitCode> {
             small_memories,
             block_time_limit,
         } => {
-            anyhow::ensure!(block_time_limit > 0.0 && block_time_limit.is_finite(), "--block-time-limit must be a positive number of seconds");
-            let time_limit = std::time::Duration::from_secs_f64(block_time_limit);
+            let time_limit = std::time::Duration::try_from_secs_f64(block_time_limit)
+                .ok()
+                .filter(|limit| !limit.is_zero())
+                .context("--block-time-limit must be a positive number of seconds")?;
             let policy = policy::MemoryPolicy::new(policy, memory_budget)?;
             let layout = policy::MemoryLayout::for_policy(policy, small_memories);
             let blocks = match (height, blocks) {

@@ -2,4 +2,6 @@
 //! `host_runner::fuzzing::host_abi`).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| host_runner::fuzzing::host_abi(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    host_runner::fuzzing::host_abi(data);
+});

@@ -88,6 +88,8 @@ fn policy_flags_are_checked() {
         (&["--policy", "headroom", "--memory-budget", "1g"][..], "only applies to --policy deterministic"),
         (&["--policy", "deterministic", "--memory-budget", "12x"][..], "is not a size"),
         (&["--policy", "lenient"][..], "invalid value 'lenient'"),
+        (&["--block-time-limit", "0"][..], "--block-time-limit must be a positive number of seconds"),
+        (&["--block-time-limit", "1e300"][..], "--block-time-limit must be a positive number of seconds"),
     ] {
         let run = run_with(args, b"", &dir.path().join("db"));
         assert_eq!(run.code(), Some(2), "{args:?}");
