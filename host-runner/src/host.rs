@@ -83,6 +83,18 @@ pub fn epoch_ticks(time_limit: std::time::Duration) -> u64 {
     u64::try_from(ticks).unwrap_or(u64::MAX).min(1 << 40)
 }
 
+/// A call ran past its wall-clock limit (epoch interruption).
+#[derive(Debug)]
+pub struct TimeLimitExceeded(pub std::time::Duration);
+
+impl std::fmt::Display for TimeLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "time limit: the call ran past its {} s limit and was interrupted", self.0.as_secs_f64())
+    }
+}
+
+impl std::error::Error for TimeLimitExceeded {}
+
 /// How often the epoch advances: the resolution of the time limit.
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -207,9 +219,7 @@ impl Guest {
         let host = store.into_data();
         let time_limit = self.time_limit;
         let result = result.map_err(|error| match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => {
-                anyhow::anyhow!("time limit: the call ran past its {} s limit and was interrupted", time_limit.as_secs_f64())
-            }
+            Some(wasmtime::Trap::Interrupt) => anyhow::Error::new(TimeLimitExceeded(time_limit)),
             _ => anyhow::Error::from(error),
         });
         Execution {

@@ -154,7 +154,7 @@ fn execute(command: Command) -> Result<ExitCode> {
             println!("STATE ROOT: {}", result.state_root);
             Ok(match result.outcome {
                 schema::RunOutcome::Completed => ExitCode::SUCCESS,
-                schema::RunOutcome::Trapped { .. } => ExitCode::from(1),
+                schema::RunOutcome::Trapped { .. } | schema::RunOutcome::TimedOut { .. } => ExitCode::from(1),
             })
         }
         Command::Watch { report, address_space_limit, run_args } => watch::watch(&report, address_space_limit, &run_args),

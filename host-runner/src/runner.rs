@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::blocks::Block;
 use crate::dump::dump_lines;
-use crate::host::{elapsed_ms, engine, Guest};
+use crate::host::{elapsed_ms, engine, Guest, TimeLimitExceeded};
 use crate::memory_report::memory_report;
 use crate::policy::{limit_address_space, preflight, MemoryLayout, MemoryPolicy};
 use crate::state_store::StateStore;
@@ -54,6 +54,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
                 root = store.commit_block(block.height, execution.pairs)?;
                 BlockOutcome::Completed
             }
+            Err(error) if error.is::<TimeLimitExceeded>() => BlockOutcome::TimedOut { message: error.to_string() },
             Err(trap) => BlockOutcome::Trapped { message: trap_message(&trap) },
         };
         reports.push(BlockReport {
@@ -70,10 +71,17 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
                 commit_ms: elapsed_ms(started),
             },
         });
-        if let BlockOutcome::Trapped { message } = block_outcome {
-            // The indexer cannot go past a block it failed to index.
-            outcome = RunOutcome::Trapped { height: block.height, message };
-            break;
+        // The indexer cannot go past a block it failed to index.
+        match block_outcome {
+            BlockOutcome::Completed => {}
+            BlockOutcome::Trapped { message } => {
+                outcome = RunOutcome::Trapped { height: block.height, message };
+                break;
+            }
+            BlockOutcome::TimedOut { message } => {
+                outcome = RunOutcome::TimedOut { height: block.height, message };
+                break;
+            }
         }
     }
 
@@ -136,6 +144,9 @@ pub fn summary_line(result: &RunResult) -> String {
         RunOutcome::Completed => format!("RESULT: WASM completed successfully, stored: {stored}"),
         RunOutcome::Trapped { height, message } => {
             format!("RESULT: WASM trapped at height {height}: {message} (nothing of that block committed; stored: {stored})")
+        }
+        RunOutcome::TimedOut { height, message } => {
+            format!("RESULT: WASM timed out at height {height}: {message} (nothing of that block committed; stored: {stored})")
         }
     }
 }

@@ -83,6 +83,8 @@ pub enum BlockOutcome {
     Completed,
     /// `_start` trapped; nothing of the block was committed.
     Trapped { message: String },
+    /// `_start` ran past the block time limit and was interrupted; nothing was committed.
+    TimedOut { message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +92,7 @@ pub enum BlockOutcome {
 pub enum RunOutcome {
     Completed,
     Trapped { height: u32, message: String },
+    TimedOut { height: u32, message: String },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

@@ -58,6 +58,7 @@ fn cell(profile: &ProfileReport) -> String {
             None => format!("completed, {stored}"),
         },
         Outcome::Trapped { message, .. } => format!("trapped: {}", shorten(message)),
+        Outcome::TimedOut { .. } => "timed-out".into(),
         Outcome::Killed { reason } => format!("killed: {}", shorten(reason)),
         other => other.label().to_string(),
     }

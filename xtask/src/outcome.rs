@@ -15,6 +15,8 @@ pub enum Outcome {
     Completed,
     /// A block trapped; it committed nothing, earlier blocks stand.
     Trapped { height: u32, message: String },
+    /// A block ran past the runner's time limit and was interrupted (nothing of it committed).
+    TimedOut { height: u32, message: String },
     /// The kernel's OOM killer ended the run mid-block.
     OomKilled { evidence: String },
     /// The runner refused to start: the host cannot back the deterministic budget. Nothing ran,
@@ -32,6 +34,7 @@ impl Outcome {
         match self {
             Self::Completed => "completed",
             Self::Trapped { .. } => "trapped",
+            Self::TimedOut { .. } => "timed-out",
             Self::OomKilled { .. } => "oom-killed",
             Self::Refused { .. } => "refused",
             Self::Killed { .. } => "killed",
@@ -102,6 +105,7 @@ pub fn classify(evidence: &Evidence) -> Outcome {
         (Some(0 | 1), Some(result)) => match &result.outcome {
             RunOutcome::Completed => Outcome::Completed,
             RunOutcome::Trapped { height, message } => Outcome::Trapped { height: *height, message: message.clone() },
+            RunOutcome::TimedOut { height, message } => Outcome::TimedOut { height: *height, message: message.clone() },
         },
         (code, _) => Outcome::HarnessError {
             reason: format!("host-runner exited {code:?} without a result: {}", evidence.log_tail),

@@ -139,6 +139,7 @@ pub fn outcome_details(report: &Report) -> Vec<String> {
             let detail = match &p.outcome {
                 Outcome::Completed => return None,
                 Outcome::Trapped { height, message } => format!("trapped at height {height}: {message}"),
+                Outcome::TimedOut { height, message } => format!("timed out at height {height}: {message}"),
                 Outcome::OomKilled { evidence } => evidence.clone(),
                 Outcome::Refused { reason } => reason.clone(),
                 Outcome::Killed { reason } => reason.clone(),

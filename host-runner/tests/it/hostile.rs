@@ -33,7 +33,11 @@ fn an_infinite_loop_is_interrupted_at_the_time_limit_recorded_in_the_result() {
         &["--block-time-limit", "0.5"],
     );
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
-    assert!(run.trap().contains("time limit: the call ran past its 0.5 s limit and was interrupted"), "{}", run.trap());
+    let schema::RunOutcome::TimedOut { height: 1, message } = &run.result().outcome else {
+        panic!("expected a timeout, got {:?}", run.result().outcome)
+    };
+    assert_eq!(message, "time limit: the call ran past its 0.5 s limit and was interrupted");
+    assert!(run.stdout().contains("RESULT: WASM timed out at height 1"), "{}", run.stdout());
     assert_eq!(run.result().policy.block_time_limit_secs, 0.5);
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
 }
