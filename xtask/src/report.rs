@@ -23,6 +23,10 @@ pub struct ProfileReport {
     pub dump: Vec<String>,
     /// The profile's directory (result.json, watch.json, run.log, db/), relative to the report.
     pub dir: String,
+    /// Per-block reports from result.json (`None` after a kill); kept for the comparison, already
+    /// in result.json, so not repeated in report.json.
+    #[serde(skip)]
+    pub blocks: Option<Vec<schema::BlockReport>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -204,6 +208,7 @@ pub(crate) mod tests {
             wall_secs: 2.3,
             dump: dump.iter().map(|s| s.to_string()).collect(),
             dir: name.into(),
+            blocks: None,
         }
     }
 

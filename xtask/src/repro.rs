@@ -227,7 +227,7 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     }
 
     let report = phase(total, total, "compare", || {
-        let comparisons = compare(&run_dir, &profiles)?;
+        let comparisons = compare(&profiles);
         Ok(Report {
             started_at: run_dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
             backend: harness.describe(),
@@ -318,6 +318,7 @@ fn run_profile(harness: &Harness, input_dir: &Path, dir: &Path, profile: &Profil
         wall_secs: exit.wall.as_secs_f64(),
         dump,
         dir: profile.name.clone(),
+        blocks: result.map(|r| r.blocks),
     })
 }
 
@@ -358,20 +359,15 @@ fn read_json<T, E: std::error::Error + Send + Sync + 'static>(path: &Path, parse
 }
 
 /// Every profile that ran against the first one that did.
-fn compare(run_dir: &Path, profiles: &[ProfileReport]) -> Result<Vec<Comparison>> {
+fn compare(profiles: &[ProfileReport]) -> Vec<Comparison> {
     let ran: Vec<&ProfileReport> = profiles.iter().filter(|p| ran(p)).collect();
-    let Some((baseline, others)) = ran.split_first() else { return Ok(Vec::new()) };
-    let blocks_of = |p: &ProfileReport| -> Result<Option<Vec<schema::BlockReport>>> {
-        Ok(read_json(&run_dir.join(&p.dir).join("result.json"), RunResult::from_json)?.map(|r| r.blocks))
-    };
-    let baseline_blocks = blocks_of(baseline)?;
+    let Some((baseline, others)) = ran.split_first() else { return Vec::new() };
     let mut comparisons = Vec::new();
     for &profile in others {
-        let blocks = blocks_of(profile)?;
         comparisons.push(Comparison {
             baseline: baseline.name.clone(),
             profile: profile.name.clone(),
-            divergence: first_divergence(baseline_blocks.as_deref(), blocks.as_deref(), &baseline.dump, &profile.dump),
+            divergence: first_divergence(baseline.blocks.as_deref(), profile.blocks.as_deref(), &baseline.dump, &profile.dump),
             diff: unified_diff(
                 &baseline.dump,
                 &profile.dump,
@@ -380,7 +376,7 @@ fn compare(run_dir: &Path, profiles: &[ProfileReport]) -> Result<Vec<Comparison>
             ),
         });
     }
-    Ok(comparisons)
+    comparisons
 }
 
 /// Writes report.json, summary.md and the diffs, and prints the table, details and diffs.
