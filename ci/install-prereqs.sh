@@ -7,8 +7,10 @@ set -euo pipefail
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=()
-# RocksDB's bindings are generated with bindgen, which loads libclang.
-ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || packages+=(libclang-dev)
+# RocksDB's bindings are generated with bindgen, which loads libclang (libclang.so or
+# libclang-<version>.so; libclang-cpp.so, which some images ship alone, is not it).
+compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib/*/libclang.so*' >/dev/null \
+  || compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null || packages+=(libclang-dev)
 command -v c++ >/dev/null || packages+=(g++)
 command -v docker >/dev/null || packages+=(docker.io)
 if [ ${#packages[@]} -gt 0 ]; then
