@@ -7,8 +7,12 @@
 //!
 //! Keys and values up to [`SHORT_VALUE`] bytes are quoted with non-printable bytes escaped as
 //! `\xNN`; longer values are summarised by length and SHA-256. This is the text repro diffs.
+//! Big states are streamed to a file ([`write_dump`]): memory stays flat however many keys.
 
-use anyhow::Result;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::state_store::StateStore;
@@ -19,29 +23,90 @@ pub fn dump_lines(store: &StateStore) -> Result<Vec<String>> {
     store.entries().map(|entry| entry.map(|(key, value)| dump_line(&key, &value))).collect()
 }
 
+/// Writes the dump line by line to `out` and says how many lines it wrote and their SHA-256.
+pub fn write_dump(store: &StateStore, out: impl Write) -> Result<schema::DumpFile> {
+    let mut out = HashingWriter { inner: std::io::BufWriter::with_capacity(1 << 16, out), hasher: Sha256::new() };
+    let mut lines = 0u64;
+    let mut line = String::new();
+    for entry in store.entries() {
+        let (key, value) = entry?;
+        line.clear();
+        push_line(&mut line, &key, &value);
+        line.push('\n');
+        out.write_all(line.as_bytes()).context("writing the dump")?;
+        lines += 1;
+    }
+    out.inner.flush().context("writing the dump")?;
+    Ok(schema::DumpFile { path: String::new(), lines, sha256: hex::encode(out.hasher.finalize()) })
+}
+
+/// [`write_dump`] into `path`, atomically (a temporary file beside it, then a rename).
+pub fn write_dump_file(store: &StateStore, path: &Path) -> Result<schema::DumpFile> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let summary = write_dump(store, &mut file)?;
+    file.as_file().sync_all()?;
+    file.persist(path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(schema::DumpFile { path: path.display().to_string(), ..summary })
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 pub fn dump_line(key: &[u8], value: &[u8]) -> String {
-    let value = if value.len() <= SHORT_VALUE {
-        quoted(value)
+    let mut line = String::with_capacity(key.len() + value.len().min(SHORT_VALUE) + 16);
+    push_line(&mut line, key, value);
+    line
+}
+
+fn push_line(line: &mut String, key: &[u8], value: &[u8]) {
+    push_quoted(line, key);
+    line.push_str(" = ");
+    if value.len() <= SHORT_VALUE {
+        push_quoted(line, value);
     } else {
-        format!("len={} sha256={}", value.len(), hex::encode(Sha256::digest(value)))
-    };
-    format!("{} = {value}", quoted(key))
+        use std::fmt::Write;
+        let _ = write!(line, "len={} sha256={}", value.len(), hex::encode(Sha256::digest(value)));
+    }
 }
 
 /// `bytes` in double quotes, printable ASCII as is, `"` and `\` escaped, the rest as `\xNN`.
 pub fn quoted(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len() + 2);
+    push_quoted(&mut text, bytes);
+    text
+}
+
+fn push_quoted(text: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     text.push('"');
     for &byte in bytes {
         match byte {
             b'"' => text.push_str("\\\""),
             b'\\' => text.push_str("\\\\"),
             0x20..=0x7e => text.push(byte as char),
-            _ => text.push_str(&format!("\\x{byte:02x}")),
+            _ => {
+                text.push_str("\\x");
+                text.push(HEX[usize::from(byte >> 4)] as char);
+                text.push(HEX[usize::from(byte & 0xf)] as char);
+            }
         }
     }
     text.push('"');
-    text
 }
 
 #[cfg(test)]

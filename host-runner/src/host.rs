@@ -36,6 +36,11 @@ pub fn decode_flush(encoded: &[u8]) -> Result<Vec<(Bytes, Bytes)>, prost::Decode
 /// Every engine setting that affects what a guest observes, in one place. The same for every
 /// policy except the linear memory layout.
 pub fn engine(layout: MemoryLayout) -> Result<Engine> {
+    engine_from(config(layout))
+}
+
+/// The settings of [`engine`].
+pub fn config(layout: MemoryLayout) -> Config {
     let mut config = Config::new();
     // NaN bit patterns differ between CPUs; canonical NaNs make float results identical everywhere.
     config.cranelift_nan_canonicalization(true);
@@ -64,6 +69,11 @@ pub fn engine(layout: MemoryLayout) -> Result<Engine> {
             config.memory_may_move(true);
         }
     }
+    config
+}
+
+/// An engine with `config` and the thread that advances its epoch (the time limit's clock).
+pub fn engine_from(config: Config) -> Result<Engine> {
     let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
     let ticker = engine.weak();
     std::thread::spawn(move || {

@@ -1,6 +1,7 @@
 //! The host-runner library: everything the `host-runner` binary does, in modules the fuzz targets
 //! (and tests) can call directly.
 
+pub mod bench;
 pub mod blocks;
 pub mod dump;
 pub mod fuzzing;

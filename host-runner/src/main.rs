@@ -46,6 +46,9 @@ enum Command {
         /// Where to write the result JSON (atomically).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Stream the storage dump to this file instead of into the result JSON (big states).
+        #[arg(long)]
+        dump: Option<PathBuf>,
         /// What the host does when the guest grows its memory.
         #[arg(long, value_enum, default_value = "unbounded")]
         policy: policy::PolicyName,
@@ -85,7 +88,13 @@ enum Command {
         db: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Stream the storage dump to this file instead of into the JSON.
+        #[arg(long)]
+        dump: Option<PathBuf>,
     },
+    /// Measurements for `cargo xtask bench` (one JSON object on stdout).
+    #[command(hide = true, subcommand)]
+    Bench(BenchCommand),
     /// Call a view function (`() -> i32`) against the committed state and print what it returns.
     View {
         #[arg(long)]
@@ -100,6 +109,33 @@ enum Command {
         /// The height given to the view; defaults to the last committed height.
         #[arg(long)]
         height: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The runner against a bare wasmtime `_start` of the same guest and block.
+    Overhead {
+        #[arg(long)]
+        wasm: PathBuf,
+        #[arg(long, default_value = "")]
+        payload: String,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Per-block cost over many small blocks.
+    Blocks {
+        #[arg(long, default_value_t = 10_000)]
+        count: u32,
+    },
+    /// A new store of KEYS keys, CHANGED of them with other values.
+    MakeStore {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        keys: u64,
+        #[arg(long, default_value_t = 0)]
+        changed: u64,
     },
 }
 
@@ -122,6 +158,7 @@ fn execute(command: Command) -> Result<ExitCode> {
             payload,
             blocks,
             out,
+            dump,
             policy,
             memory_budget,
             address_space_limit,
@@ -139,7 +176,7 @@ fn execute(command: Command) -> Result<ExitCode> {
                 (None, Some(path)) => read_blocks_file(&path)?,
                 (None, None) => unreachable!("clap requires --height or --blocks"),
             };
-            let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit, time_limit };
+            let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit, time_limit, dump_file: dump };
             let result = match run(&request) {
                 Err(error) if error.is::<policy::Refusal>() => {
                     eprintln!("host-runner: {error}");
@@ -160,19 +197,33 @@ fn execute(command: Command) -> Result<ExitCode> {
         Command::Watch { report, address_space_limit, run_args } => watch::watch(&report, address_space_limit, &run_args),
         Command::Dump { db } => {
             let store = StateStore::open_read_only(&db)?;
-            for line in dump::dump_lines(&store)? {
-                println!("{line}");
-            }
+            dump::write_dump(&store, std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::State { db, out } => {
+        Command::State { db, out, dump: dump_path } => {
             let store = StateStore::open_read_only(&db)?;
+            let tip = store.tip()?;
+            let (dump, dump_file) = match dump_path {
+                Some(path) => (Vec::new(), Some(dump::write_dump_file(&store, &path)?)),
+                None => (dump::dump_lines(&store)?, None),
+            };
             let state = schema::StoredState {
-                tip: store.tip()?,
+                tip,
                 state_root: hex::encode(store.state_root()?),
-                dump: dump::dump_lines(&store)?,
+                stress_result: runner::stress_result(&store, tip)?,
+                dump,
+                dump_file,
             };
             write_atomically(&out, &serde_json::to_string_pretty(&state)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(bench) => {
+            let figures = match bench {
+                BenchCommand::Overhead { wasm, payload, runs } => host_runner::bench::overhead(&wasm, &parse_hex(&payload)?, runs)?,
+                BenchCommand::Blocks { count } => host_runner::bench::blocks(count)?,
+                BenchCommand::MakeStore { db, keys, changed } => host_runner::bench::make_store(&db, keys, changed)?,
+            };
+            println!("{figures}");
             Ok(ExitCode::SUCCESS)
         }
         Command::View { wasm, db, name, input, height } => {

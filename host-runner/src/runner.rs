@@ -7,7 +7,7 @@ use schema::{BlockInput, BlockOutcome, BlockReport, RunOutcome, RunResult, Timin
 use sha2::{Digest, Sha256};
 
 use crate::blocks::Block;
-use crate::dump::dump_lines;
+use crate::dump::{dump_lines, write_dump_file};
 use crate::host::{elapsed_ms, engine, Guest, TimeLimitExceeded};
 use crate::memory_report::memory_report;
 use crate::policy::{limit_address_space, preflight, MemoryLayout, MemoryPolicy};
@@ -23,6 +23,8 @@ pub struct RunRequest {
     pub address_space_limit: Option<u64>,
     /// Wall-clock limit of one block's `_start`.
     pub time_limit: std::time::Duration,
+    /// Stream the dump to this file instead of holding it in the result (big states).
+    pub dump_file: Option<PathBuf>,
 }
 
 /// Runs the blocks. Fails with a [`crate::policy::Refusal`] before anything is written when this
@@ -85,12 +87,12 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         }
     }
 
-    let last_height = reports.last().map(|r| r.height);
-    let stress_result = match last_height {
-        Some(height) => store
-            .get(format!("/memory-stress-result/{height}").as_bytes())?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()),
-        None => None,
+    // Durable before the result says what was committed.
+    store.sync()?;
+    let stress_result = stress_result(&store, reports.last().map(|r| r.height))?;
+    let (dump, dump_file) = match &request.dump_file {
+        Some(path) => (Vec::new(), Some(write_dump_file(&store, path)?)),
+        None => (dump_lines(&store)?, None),
     };
     Ok(RunResult {
         schema_version: schema::SCHEMA_VERSION,
@@ -118,9 +120,17 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         outcome,
         stress_result,
         state_root: hex::encode(root),
-        dump: dump_lines(&store)?,
+        dump,
+        dump_file,
         memory: memory_report(wasm_memory_bytes),
     })
+}
+
+/// `/memory-stress-result/{height}`, as text, when the guest stored one.
+pub fn stress_result(store: &StateStore, height: Option<u32>) -> Result<Option<String>> {
+    let Some(height) = height else { return Ok(None) };
+    let stored = store.get(format!("/memory-stress-result/{height}").as_bytes())?;
+    Ok(stored.map(|value| String::from_utf8_lossy(&value).into_owned()))
 }
 
 /// The trap's cause chain on one line, without wasmtime's multi-line backtrace.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything one `host-runner run` observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,9 +22,22 @@ pub struct RunResult {
     pub stress_result: Option<String>,
     /// Merkle root (SHA-256, hex) over the whole committed state after the run.
     pub state_root: String,
-    /// The committed state, one line per key, sorted: the text the pipeline diffs.
+    /// The committed state, one line per key, sorted: the text the pipeline diffs. Empty when
+    /// the run streamed it to `dump_file` instead (`--dump`, for states too big to hold).
     pub dump: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_file: Option<DumpFile>,
     pub memory: MemoryReport,
+}
+
+/// A storage dump written to a file: the same lines as an inline `dump`, newline-terminated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpFile {
+    /// The path the runner wrote (as the runner saw it, e.g. inside a container).
+    pub path: String,
+    pub lines: u64,
+    /// SHA-256 of the file.
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,7 +195,13 @@ pub struct StoredState {
     /// The last committed height, `None` for an empty database.
     pub tip: Option<u32>,
     pub state_root: String,
+    /// `/memory-stress-result/{tip}`, when the guest stored one.
+    #[serde(default)]
+    pub stress_result: Option<String>,
+    /// As in [`RunResult`]: inline, or empty with `dump_file` set.
     pub dump: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_file: Option<DumpFile>,
 }
 
 #[cfg(test)]
@@ -227,6 +246,7 @@ mod tests {
             stress_result: None,
             state_root: "00".into(),
             dump: vec!["\"k\" = \"v\"".into()],
+            dump_file: Some(DumpFile { path: "/out/dump.txt".into(), lines: 1, sha256: "cd".into() }),
             memory: MemoryReport {
                 cgroup_version: Some(2),
                 cgroup_limit_bytes: Some(1 << 29),

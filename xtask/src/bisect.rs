@@ -184,7 +184,7 @@ mod tests {
     fn probe(limit: &str, matches_upper: bool) -> Probe {
         let limit: MemoryLimit = limit.parse().unwrap();
         let outcome = if matches_upper { Outcome::Completed } else { Outcome::OomKilled { evidence: "e".into() } };
-        Probe { limit: limit.to_string(), limit_bytes: limit.bytes(), matches_upper, run: profile("p", outcome, "r", &[]) }
+        Probe { limit: limit.to_string(), limit_bytes: limit.bytes(), matches_upper, run: profile("p", outcome, "r") }
     }
 
     #[test]

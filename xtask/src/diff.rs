@@ -1,28 +1,272 @@
-//! Comparing two profiles' committed state: a unified diff of their storage dumps (made with
-//! `similar`) and, for multi-block runs, where they first diverged.
+//! Comparing two runs' committed state: a unified diff of their storage dumps and, for
+//! multi-block runs, where they first diverged.
+//!
+//! Dumps are sorted by key (RocksDB's byte order), so two of them are compared in one streaming
+//! pass, like a merge: memory holds only the differing lines and their context, never the dumps,
+//! and `similar` lays out just those regions as hunks. A million-key state diffs in constant memory.
 
+use std::cmp::Ordering;
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use similar::TextDiff;
+use similar::udiff::UnifiedHunkHeader;
+use similar::{ChangeTag, DiffOp, TextDiff};
 
 use schema::BlockReport;
 
-/// A unified diff of two dumps (one entry per line), headed by the two profile names.
-/// Empty when the dumps are identical.
-pub fn unified_diff(old: &[String], new: &[String], old_name: &str, new_name: &str) -> String {
-    let old_text = lines_text(old);
-    let new_text = lines_text(new);
-    if old_text == new_text {
-        return String::new();
-    }
-    TextDiff::from_lines(&old_text, &new_text)
-        .unified_diff()
-        .context_radius(3)
-        .header(old_name, new_name)
-        .to_string()
+/// Lines of unchanged context around each change, as `diff -u`.
+const CONTEXT: usize = 3;
+
+/// What comparing two dumps found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DumpDiff {
+    /// The unified diff, headed by the two names; empty when the dumps are identical.
+    pub diff: String,
+    /// The first key (quoted, as in the dump) whose line differs, in key order.
+    pub first_key: Option<String>,
+    /// Lines only in the old dump, only in the new one, or changed (counted once).
+    pub differing_keys: u64,
 }
 
-fn lines_text(lines: &[String]) -> String {
-    lines.iter().flat_map(|line| [line.as_str(), "\n"]).collect()
+/// Compares two dump files; `None` stands for an empty state (a run that committed nothing).
+pub fn diff_dump_files(old: Option<&Path>, new: Option<&Path>, old_name: &str, new_name: &str) -> Result<DumpDiff> {
+    let open = |path: Option<&Path>| -> Result<Box<dyn BufRead>> {
+        match path {
+            Some(path) => {
+                let file = std::fs::File::open(path).with_context(|| format!("opening dump {}", path.display()))?;
+                Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, file)))
+            }
+            None => Ok(Box::new(std::io::empty())),
+        }
+    };
+    diff_dumps(open(old)?, open(new)?, old_name, new_name)
+}
+
+/// Compares two dumps (newline-terminated lines sorted by key) in one pass.
+pub fn diff_dumps(old: impl BufRead, new: impl BufRead, old_name: &str, new_name: &str) -> Result<DumpDiff> {
+    let mut old = Lines::new(old, "old")?;
+    let mut new = Lines::new(new, "new")?;
+    let mut result = DumpDiff::default();
+    let mut hunks = String::new();
+    // The last unchanged lines (buffers reused), the leading context of the next change.
+    let mut context: VecDeque<String> = VecDeque::with_capacity(CONTEXT + 1);
+    let mut region: Option<Region> = None;
+    loop {
+        let (take_old, take_new) = match (old.current(), new.current()) {
+            (None, None) => break,
+            (Some(a), Some(b)) if a == b => {
+                if let Some(open) = &mut region {
+                    open.push_unchanged(a);
+                    if open.trailing_unchanged > 2 * CONTEXT {
+                        region.take().expect("open").write_hunks(&mut hunks);
+                    }
+                }
+                let mut slot = if context.len() == CONTEXT { context.pop_front().expect("full") } else { String::new() };
+                slot.clear();
+                slot.push_str(a);
+                context.push_back(slot);
+                old.advance()?;
+                new.advance()?;
+                continue;
+            }
+            (Some(a), Some(b)) => match key_of(a)?.cmp(&key_of(b)?) {
+                Ordering::Less => (true, false),
+                Ordering::Greater => (false, true),
+                Ordering::Equal => (true, true),
+            },
+            (Some(_), None) => (true, false),
+            (None, Some(_)) => (false, true),
+        };
+        if result.first_key.is_none() {
+            let line = if take_old { old.current() } else { new.current() };
+            result.first_key = line.map(|l| quoted_key(l).to_string());
+        }
+        result.differing_keys += 1;
+        let open = region.get_or_insert_with(|| Region::after(&context, old.number, new.number));
+        context.clear();
+        open.trailing_unchanged = 0;
+        if take_old {
+            open.old.push(old.current().expect("a line").to_string());
+            old.advance()?;
+        }
+        if take_new {
+            open.new.push(new.current().expect("a line").to_string());
+            new.advance()?;
+        }
+    }
+    if let Some(open) = region {
+        open.write_hunks(&mut hunks);
+    }
+    if !hunks.is_empty() {
+        result.diff = format!("--- {old_name}\n+++ {new_name}\n{hunks}");
+    }
+    Ok(result)
+}
+
+/// A stretch of both dumps holding changes no more than `2 × CONTEXT` unchanged lines apart,
+/// with up to `CONTEXT` unchanged lines before and after.
+struct Region {
+    /// Where the region starts in each dump (0-based line numbers).
+    old_start: usize,
+    new_start: usize,
+    old: Vec<String>,
+    new: Vec<String>,
+    /// Unchanged lines at the end of the region since its last change.
+    trailing_unchanged: usize,
+}
+
+impl Region {
+    /// A region starting with `context`, whose next lines are at `old_line` and `new_line`.
+    fn after(context: &VecDeque<String>, old_line: usize, new_line: usize) -> Self {
+        Region {
+            old_start: old_line - context.len(),
+            new_start: new_line - context.len(),
+            old: context.iter().cloned().collect(),
+            new: context.iter().cloned().collect(),
+            trailing_unchanged: 0,
+        }
+    }
+
+    fn push_unchanged(&mut self, line: &str) {
+        self.old.push(line.to_string());
+        self.new.push(line.to_string());
+        self.trailing_unchanged += 1;
+    }
+
+    /// Lays the region out with `similar` and appends its hunks, numbered as in the whole dumps.
+    fn write_hunks(mut self, out: &mut String) {
+        let surplus = self.trailing_unchanged.saturating_sub(CONTEXT);
+        self.old.truncate(self.old.len() - surplus);
+        self.new.truncate(self.new.len() - surplus);
+        let old: Vec<&str> = self.old.iter().map(String::as_str).collect();
+        let new: Vec<&str> = self.new.iter().map(String::as_str).collect();
+        let diff = TextDiff::configure().diff_slices(&old, &new);
+        for group in diff.grouped_ops(CONTEXT) {
+            let placed: Vec<DiffOp> = group.iter().map(|op| shifted(op, self.old_start, self.new_start)).collect();
+            let _ = writeln!(out, "{}", UnifiedHunkHeader::new(&placed));
+            for op in &group {
+                for change in diff.iter_changes(op) {
+                    let sign = match change.tag() {
+                        ChangeTag::Delete => '-',
+                        ChangeTag::Insert => '+',
+                        ChangeTag::Equal => ' ',
+                    };
+                    let _ = writeln!(out, "{sign}{}", change.value());
+                }
+            }
+        }
+    }
+}
+
+/// `op` moved down by `old` and `new` lines.
+fn shifted(op: &DiffOp, old: usize, new: usize) -> DiffOp {
+    match *op {
+        DiffOp::Equal { old_index, new_index, len } => DiffOp::Equal { old_index: old_index + old, new_index: new_index + new, len },
+        DiffOp::Delete { old_index, old_len, new_index } => {
+            DiffOp::Delete { old_index: old_index + old, old_len, new_index: new_index + new }
+        }
+        DiffOp::Insert { old_index, new_index, new_len } => {
+            DiffOp::Insert { old_index: old_index + old, new_index: new_index + new, new_len }
+        }
+        DiffOp::Replace { old_index, old_len, new_index, new_len } => {
+            DiffOp::Replace { old_index: old_index + old, old_len, new_index: new_index + new, new_len }
+        }
+    }
+}
+
+/// A dump read one line at a time into one reused buffer.
+struct Lines<R> {
+    reader: R,
+    line: String,
+    done: bool,
+    /// Lines before the current one.
+    number: usize,
+    name: &'static str,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(reader: R, name: &'static str) -> Result<Self> {
+        let mut lines = Lines { reader, line: String::new(), done: false, number: 0, name };
+        lines.read()?;
+        Ok(lines)
+    }
+
+    fn current(&self) -> Option<&str> {
+        (!self.done).then_some(self.line.as_str())
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        self.number += 1;
+        self.read()
+    }
+
+    fn read(&mut self) -> Result<()> {
+        self.line.clear();
+        let read = self.reader.read_line(&mut self.line).with_context(|| format!("reading the {} dump", self.name))?;
+        self.done = read == 0;
+        if self.line.ends_with('\n') {
+            self.line.pop();
+        }
+        Ok(())
+    }
+}
+
+/// The quoted key at the start of a dump line (`"key" = value`).
+fn quoted_key(line: &str) -> &str {
+    parse_key(line).map_or(line, |(_, end)| &line[..end])
+}
+
+/// The key's bytes, unescaped from a dump line, for ordering lines as RocksDB does.
+fn key_of(line: &str) -> Result<Vec<u8>> {
+    parse_key(line).map(|(key, _)| key)
+}
+
+/// The key's bytes and where its closing quote ends.
+fn parse_key(line: &str) -> Result<(Vec<u8>, usize)> {
+    let bytes = line.as_bytes();
+    anyhow::ensure!(bytes.first() == Some(&b'"'), "not a dump line (no quoted key): {line:?}");
+    let mut key = Vec::new();
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Ok((key, i + 1)),
+            b'\\' => {
+                match bytes.get(i + 1) {
+                    Some(b'"') => key.push(b'"'),
+                    Some(b'\\') => key.push(b'\\'),
+                    Some(b'x') => {
+                        let hex = line.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok());
+                        key.push(hex.with_context(|| format!("bad \\x escape in dump line {line:?}"))?);
+                        i += 2;
+                    }
+                    _ => bail!("bad escape in dump line {line:?}"),
+                }
+                i += 2;
+            }
+            byte => {
+                key.push(byte);
+                i += 1;
+            }
+        }
+    }
+    bail!("not a dump line (unterminated key): {line:?}")
+}
+
+/// Lines of a diff shown on the terminal and in summaries; the diff file has them all.
+pub const SHOWN_LINES: usize = 200;
+
+/// The first `max_lines` lines of `diff`, then how many more there are.
+pub fn excerpt(diff: &str, max_lines: usize) -> String {
+    let total = diff.lines().count();
+    if total <= max_lines {
+        return diff.to_string();
+    }
+    let shown: String = diff.lines().take(max_lines).flat_map(|line| [line, "\n"]).collect();
+    format!("{shown}… {} more lines (see the .diff file)\n", total - max_lines)
 }
 
 /// The diff with removed lines red, added lines green and hunk headers cyan (ANSI).
@@ -55,76 +299,89 @@ pub struct Divergence {
     pub key: Option<String>,
 }
 
-pub fn first_divergence(
-    old_blocks: Option<&[BlockReport]>,
-    new_blocks: Option<&[BlockReport]>,
-    old_dump: &[String],
-    new_dump: &[String],
-) -> Divergence {
-    let height = match (old_blocks, new_blocks) {
-        (Some(old), Some(new)) => {
-            let differing = old.iter().zip(new).find(|(a, b)| a.height != b.height || a.state_root != b.state_root);
-            match differing {
-                Some((a, _)) => Some(a.height),
-                // One run went further than the other.
-                None if old.len() != new.len() => old.get(new.len()).or(new.get(old.len())).map(|b| b.height),
-                None => None,
-            }
-        }
-        _ => None,
-    };
-    Divergence { height, key: first_differing_key(old_dump, new_dump) }
-}
-
-/// The smaller of the two keys at the first position where the sorted dumps differ.
-fn first_differing_key(old: &[String], new: &[String]) -> Option<String> {
-    let position = old.iter().zip(new).position(|(a, b)| a != b);
-    let (a, b) = match position {
-        Some(i) => (old.get(i), new.get(i)),
-        None if old.len() == new.len() => return None,
-        None => (old.get(new.len()), new.get(old.len())),
-    };
-    [a, b].into_iter().flatten().map(|line| key_of(line)).min()
-}
-
-/// The quoted key at the start of a dump line (`"key" = value`).
-fn key_of(line: &str) -> String {
-    line.split_once(" = ").map_or(line, |(key, _)| key).to_string()
+/// The first height at which two runs' per-block state roots differ, or one run stopped.
+pub fn first_diverging_height(old: Option<&[BlockReport]>, new: Option<&[BlockReport]>) -> Option<u32> {
+    let (old, new) = (old?, new?);
+    match old.iter().zip(new).find(|(a, b)| a.height != b.height || a.state_root != b.state_root) {
+        Some((a, _)) => Some(a.height),
+        // One run went further than the other.
+        None if old.len() != new.len() => old.get(new.len()).or(new.get(old.len())).map(|b| b.height),
+        None => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn lines(text: &str) -> Vec<String> {
-        text.lines().map(String::from).collect()
+    fn diff(old: &str, new: &str) -> DumpDiff {
+        diff_dumps(old.as_bytes(), new.as_bytes(), "low", "high").unwrap()
     }
 
     #[test]
-    fn identical_dumps_have_an_empty_diff_and_no_divergence() {
-        let dump = lines("\"a\" = \"1\"\n\"b\" = \"2\"");
-        assert_eq!(unified_diff(&dump, &dump, "low", "high"), "");
-        assert_eq!(first_divergence(None, None, &dump, &dump), Divergence { height: None, key: None });
+    fn identical_dumps_have_an_empty_diff_and_no_first_key() {
+        let dump = "\"a\" = \"1\"\n\"b\" = \"2\"\n";
+        assert_eq!(diff(dump, dump), DumpDiff::default());
+        assert_eq!(diff("", ""), DumpDiff::default());
     }
 
     #[test]
-    fn the_diff_names_both_profiles_and_shows_the_changed_entry() {
-        let low = lines("\"/memory-stress-failure\" = \"\\x01\\x00\\x00\\x00\"\n\"/memory-stress-result/1\" = \"ERROR:Failed at allocation 7 of 20: Failed to reserve 50MB\"\n\"/memory-stress-test\" = \"started\"");
-        let high = lines("\"/memory-stress-result/1\" = \"SUCCESS:1000MB\"\n\"/memory-stress-success\" = \"\\x01\\x00\\x00\\x00\"\n\"/memory-stress-test\" = \"started\"");
-        let diff = unified_diff(&low, &high, "low (512m)", "high (4g)");
-        assert!(diff.starts_with("--- low (512m)\n+++ high (4g)\n@@ -1,3 +1,3 @@\n"), "{diff}");
-        assert!(diff.contains("\n-\"/memory-stress-result/1\" = \"ERROR:Failed at allocation 7"), "{diff}");
-        assert!(diff.contains("\n+\"/memory-stress-result/1\" = \"SUCCESS:1000MB\""), "{diff}");
-        assert!(diff.contains("\n \"/memory-stress-test\" = \"started\""), "{diff}");
-        assert_eq!(first_divergence(None, None, &low, &high).key.as_deref(), Some("\"/memory-stress-failure\""));
+    fn the_diff_names_both_sides_and_shows_the_changed_entry() {
+        let low = "\"/memory-stress-failure\" = \"\\x01\\x00\\x00\\x00\"\n\"/memory-stress-result/1\" = \"ERROR:Failed at allocation 7 of 20: Failed to reserve 50MB\"\n\"/memory-stress-test\" = \"started\"\n";
+        let high = "\"/memory-stress-result/1\" = \"SUCCESS:1000MB\"\n\"/memory-stress-success\" = \"\\x01\\x00\\x00\\x00\"\n\"/memory-stress-test\" = \"started\"\n";
+        let found = diff(low, high);
+        assert!(found.diff.starts_with("--- low\n+++ high\n@@ -1,3 +1,3 @@\n"), "{}", found.diff);
+        assert!(found.diff.contains("\n-\"/memory-stress-result/1\" = \"ERROR:Failed at allocation 7"), "{}", found.diff);
+        assert!(found.diff.contains("\n+\"/memory-stress-result/1\" = \"SUCCESS:1000MB\""), "{}", found.diff);
+        assert!(found.diff.ends_with("\n \"/memory-stress-test\" = \"started\"\n"), "{}", found.diff);
+        assert_eq!(found.first_key.as_deref(), Some("\"/memory-stress-failure\""));
+        assert_eq!(found.differing_keys, 3);
     }
 
     #[test]
-    fn a_shorter_dump_diverges_at_its_first_missing_key() {
-        let full = lines("\"a\" = \"1\"\n\"b\" = \"2\"");
-        let partial = lines("\"a\" = \"1\"");
-        assert_eq!(first_divergence(None, None, &partial, &full).key.as_deref(), Some("\"b\""));
-        assert!(unified_diff(&partial, &full, "x", "y").contains("+\"b\" = \"2\""));
+    fn an_empty_side_diffs_as_all_added() {
+        let found = diff("", "\"a\" = \"1\"\n\"b\" = \"2\"\n");
+        assert_eq!(found.diff, "--- low\n+++ high\n@@ -0,0 +1,2 @@\n+\"a\" = \"1\"\n+\"b\" = \"2\"\n");
+        assert_eq!(found.first_key.as_deref(), Some("\"a\""));
+    }
+
+    /// The streaming diff of two big dumps equals `similar`'s diff of the whole texts.
+    #[test]
+    fn hunks_match_similar_on_the_whole_text() {
+        let line = |i: usize, v: &str| format!("\"/k/{i:05}\" = \"{v}\"\n");
+        let old: String = (0..2000).map(|i| line(i, "a")).collect();
+        // Changed, removed and added keys: near each other (one hunk), far apart, at both ends.
+        let new: String = (0..2000)
+            .filter(|i| ![5, 700, 1999].contains(i))
+            .map(|i| line(i, if [0, 9, 12, 400, 1500].contains(&i) { "b" } else { "a" }))
+            .chain([format!("\"/k/{:05}x\" = \"new\"\n", 1000)])
+            .collect::<Vec<_>>()
+            .join("");
+        let mut new_lines: Vec<&str> = new.lines().collect();
+        new_lines.sort_by_key(|l| key_of(l).unwrap());
+        let new: String = new_lines.iter().map(|l| format!("{l}\n")).collect();
+        let expected = TextDiff::from_lines(&old, &new).unified_diff().context_radius(CONTEXT).header("low", "high").to_string();
+        let found = diff(&old, &new);
+        assert_eq!(found.diff, expected);
+        assert_eq!(found.first_key.as_deref(), Some("\"/k/00000\""));
+        assert_eq!(found.differing_keys, 9);
+    }
+
+    #[test]
+    fn lines_are_ordered_by_the_unescaped_key_bytes() {
+        // `"` (0x22) sorts before `#` (0x23) though its escape `\"` starts with `\` (0x5c).
+        let old = "\"a\\\"\" = \"1\"\n\"a#\" = \"2\"\n";
+        let new = "\"a#\" = \"2\"\n";
+        let found = diff(old, new);
+        assert_eq!(found.diff, "--- low\n+++ high\n@@ -1,2 +1 @@\n-\"a\\\"\" = \"1\"\n \"a#\" = \"2\"\n");
+        assert_eq!(key_of("\"\\xff\\\\\" = \"v\"").unwrap(), b"\xff\\");
+        assert_eq!(quoted_key("\"a\\\" = b\" = \"v\""), "\"a\\\" = b\"");
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_dump_line_is_an_error() {
+        let error = diff_dumps("garbage\n".as_bytes(), "\"a\" = \"1\"\n".as_bytes(), "a", "b").unwrap_err();
+        assert!(error.to_string().contains("not a dump line"), "{error}");
     }
 
     fn block(height: u32, root: &str) -> BlockReport {
@@ -144,9 +401,16 @@ mod tests {
     fn multi_block_runs_diverge_at_the_first_differing_root_or_missing_block() {
         let a = [block(1, "r1"), block(2, "r2"), block(3, "r3")];
         let b = [block(1, "r1"), block(2, "XX"), block(3, "r3")];
-        assert_eq!(first_divergence(Some(&a), Some(&b), &[], &[]).height, Some(2));
-        assert_eq!(first_divergence(Some(&a), Some(&a[..1]), &[], &[]).height, Some(2));
-        assert_eq!(first_divergence(Some(&a), Some(&a), &[], &[]).height, None);
+        assert_eq!(first_diverging_height(Some(&a), Some(&b)), Some(2));
+        assert_eq!(first_diverging_height(Some(&a), Some(&a[..1])), Some(2));
+        assert_eq!(first_diverging_height(Some(&a), Some(&a)), None);
+        assert_eq!(first_diverging_height(None, Some(&a)), None);
+    }
+
+    #[test]
+    fn long_diffs_are_cut_with_a_count_of_what_is_left() {
+        assert_eq!(excerpt("a\nb\n", 2), "a\nb\n");
+        assert_eq!(excerpt("a\nb\nc\nd\n", 2), "a\nb\n… 2 more lines (see the .diff file)\n");
     }
 
     #[test]

@@ -101,6 +101,37 @@ pub enum Command {
         #[command(flatten)]
         run: RunFlags,
     },
+    /// Compare two storage dumps (as `host-runner dump` prints them, sorted by key) in one
+    /// streaming pass: a unified diff and the first differing key. Exit 0 identical, 1 different.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+    },
+    /// Measure overhead, per-block cost, image size, warm repro, dump + compare and build times
+    /// side by side; print them with their goals. Exit 1 when a goal is missed.
+    Bench {
+        /// Only these sections (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<crate::bench::Section>,
+        /// The stress block for the overhead figure.
+        #[arg(long, default_value = "50x20:digest")]
+        payload: StressPayload,
+        /// Runs of each side of the overhead figure (the median counts).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Blocks of the per-block figure.
+        #[arg(long, default_value_t = 10_000)]
+        blocks: u32,
+        /// Keys of each store in the dump + compare figure (also run at a tenth of it).
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// Also time a build from an empty target directory (about 15 minutes on 2 cores).
+        #[arg(long)]
+        cold_build: bool,
+        /// Where the figures go (default: target/bench).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
     /// Check this machine: Docker, memory limits, cgroups, libclang, the wasm32 target, disk.
     Doctor,
     /// Build the guest and the runner, then run every test (Docker tests included).

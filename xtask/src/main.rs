@@ -4,6 +4,7 @@
 //! difference; 2 the harness itself failed, with one line saying why and what to do.
 
 mod artifacts;
+mod bench;
 mod bisect;
 mod config;
 mod diff;
@@ -94,6 +95,20 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
             };
             let report = bisect::bisect(&sh, &root, args).context("bisect")?;
             Ok(if report.threshold.is_some() { 0 } else { 1 })
+        }
+        Command::Diff { old, new } => {
+            let found = diff::diff_dump_files(Some(&old), Some(&new), &old.display().to_string(), &new.display().to_string())?;
+            print!("{}", found.diff);
+            match &found.first_key {
+                Some(key) => eprintln!("{} differing keys; first: {key}", found.differing_keys),
+                None => eprintln!("identical"),
+            }
+            Ok(if found.first_key.is_some() { 1 } else { 0 })
+        }
+        Command::Bench { only, payload, runs, blocks, keys, cold_build, out_dir } => {
+            let args = bench::BenchArgs { only, payload, runs, blocks, keys, cold_build, image_build, out_dir };
+            let met = bench::bench(&sh, &root, args).context("bench")?;
+            Ok(if met { 0 } else { 1 })
         }
         Command::Doctor => Ok(if doctor::doctor(&sh, &root) { 0 } else { 1 }),
         Command::Test { cargo_test_args } => test_suite::test(&sh, &cargo_test_args).map(|()| 0),

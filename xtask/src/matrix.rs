@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn cells_say_the_outcome_and_where_allocation_failed() {
-        let mut profile = crate::report::tests::profile("low", Outcome::Completed, "r", &[]);
+        let mut profile = crate::report::tests::profile("low", Outcome::Completed, "r");
         profile.stored_result = Some("ERROR:Failed at allocation 9 of 20: Failed to reserve 50MB".into());
         assert_eq!(cell(&profile), "completed, ERROR at allocation 9");
         profile.outcome = Outcome::OomKilled { evidence: "e".into() };
@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn the_table_has_a_column_per_policy_and_a_verdict_row() {
         let reports = ["unbounded", "deterministic"].map(|policy| {
-            let mut report = crate::report::tests::report(vec![crate::report::tests::profile("low", Outcome::Completed, "r", &[])], &[]);
+            let mut report = crate::report::tests::report(vec![crate::report::tests::profile("low", Outcome::Completed, "r")], &[]);
             report.policy = policy.into();
             report
         });

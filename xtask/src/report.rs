@@ -20,7 +20,9 @@ pub struct ProfileReport {
     /// The container's cgroup peak, else the runner's peak RSS.
     pub peak_memory_bytes: Option<u64>,
     pub wall_secs: f64,
-    pub dump: Vec<String>,
+    /// The storage dump the profile committed (sorted lines), relative to the report; `None`
+    /// when it committed nothing.
+    pub dump: Option<String>,
     /// The profile's directory (result.json, watch.json, run.log, db/), relative to the report.
     pub dir: String,
     /// Per-block reports from result.json (`None` after a kill); kept for the comparison, already
@@ -56,6 +58,8 @@ pub struct Comparison {
     pub baseline: String,
     pub profile: String,
     pub divergence: Divergence,
+    /// Keys whose line differs (only in one dump, or with different values).
+    pub differing_keys: u64,
     /// Unified diff of the two dumps (empty when identical).
     pub diff: String,
 }
@@ -187,7 +191,7 @@ pub fn markdown(report: &Report) -> String {
         if let Some(key) = &comparison.divergence.key {
             text += &format!("First diverging key: `{key}`.");
         }
-        text += &format!("\n\n```diff\n{}```\n", comparison.diff);
+        text += &format!("\n\n```diff\n{}```\n", crate::diff::excerpt(&comparison.diff, crate::diff::SHOWN_LINES));
     }
     text
 }
@@ -196,7 +200,7 @@ pub fn markdown(report: &Report) -> String {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn profile(name: &str, outcome: Outcome, root: &str, dump: &[&str]) -> ProfileReport {
+    pub(crate) fn profile(name: &str, outcome: Outcome, root: &str) -> ProfileReport {
         ProfileReport {
             name: name.into(),
             limit: "4g".into(),
@@ -206,7 +210,7 @@ pub(crate) mod tests {
             state_root: Some(root.into()),
             peak_memory_bytes: Some(1536 << 20),
             wall_secs: 2.3,
-            dump: dump.iter().map(|s| s.to_string()).collect(),
+            dump: Some(format!("{name}/dump.txt")),
             dir: name.into(),
             blocks: None,
         }
@@ -219,6 +223,7 @@ pub(crate) mod tests {
                 baseline: "a".into(),
                 profile: "b".into(),
                 divergence: Divergence { height: Some(1), key: Some("\"k\"".into()) },
+                differing_keys: 1,
                 diff: d.to_string(),
             })
             .collect();
@@ -238,38 +243,38 @@ pub(crate) mod tests {
 
     #[test]
     fn identical_only_when_all_completed_and_no_diff() {
-        let same = report(vec![profile("a", Outcome::Completed, "r", &[]), profile("b", Outcome::Completed, "r", &[])], &[""]);
+        let same = report(vec![profile("a", Outcome::Completed, "r"), profile("b", Outcome::Completed, "r")], &[""]);
         assert_eq!((same.verdict, same.verdict.exit_code()), (Verdict::Identical, 0));
-        let differ = report(vec![profile("a", Outcome::Completed, "r", &[]), profile("b", Outcome::Completed, "s", &[])], &["-x\n+y\n"]);
+        let differ = report(vec![profile("a", Outcome::Completed, "r"), profile("b", Outcome::Completed, "s")], &["-x\n+y\n"]);
         assert_eq!((differ.verdict, differ.verdict.exit_code()), (Verdict::Differ, 1));
     }
 
     #[test]
     fn a_kill_is_a_difference_even_with_identical_partial_state() {
         let killed = Outcome::OomKilled { evidence: "SIGKILL".into() };
-        let r = report(vec![profile("a", killed, "r", &[]), profile("b", Outcome::Completed, "r", &[])], &[""]);
+        let r = report(vec![profile("a", killed, "r"), profile("b", Outcome::Completed, "r")], &[""]);
         assert_eq!(r.verdict, Verdict::Differ);
     }
 
     #[test]
     fn a_refused_profile_is_not_a_divergence_but_all_refused_is_no_verdict() {
         let refused = || Outcome::Refused { reason: "needs 448 MiB".into() };
-        let r = report(vec![profile("a", refused(), "0", &[]), profile("b", Outcome::Completed, "r", &[]), profile("c", Outcome::Completed, "r", &[])], &[""]);
+        let r = report(vec![profile("a", refused(), "0"), profile("b", Outcome::Completed, "r"), profile("c", Outcome::Completed, "r")], &[""]);
         assert_eq!(r.verdict, Verdict::Identical);
-        let none = report(vec![profile("a", refused(), "0", &[]), profile("b", refused(), "0", &[])], &[]);
+        let none = report(vec![profile("a", refused(), "0"), profile("b", refused(), "0")], &[]);
         assert_eq!(none.verdict, Verdict::HarnessError);
     }
 
     #[test]
     fn a_harness_error_wins_over_everything() {
         let error = Outcome::HarnessError { reason: "MEMORY LIMIT NOT ENFORCED".into() };
-        let r = report(vec![profile("a", Outcome::Completed, "r", &[]), profile("b", error, "r", &[])], &[""]);
+        let r = report(vec![profile("a", Outcome::Completed, "r"), profile("b", error, "r")], &[""]);
         assert_eq!((r.verdict, r.verdict.exit_code()), (Verdict::HarnessError, 2));
     }
 
     #[test]
     fn the_table_aligns_columns_and_shortens_roots() {
-        let r = report(vec![profile("low", Outcome::OomKilled { evidence: "e".into() }, "0123456789abcdef0123", &[])], &[]);
+        let r = report(vec![profile("low", Outcome::OomKilled { evidence: "e".into() }, "0123456789abcdef0123")], &[]);
         let table = table(&r);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "profile  limit  outcome     stored result   state root        peak memory  time");
@@ -279,7 +284,7 @@ pub(crate) mod tests {
 
     #[test]
     fn markdown_has_the_verdict_table_and_fenced_diffs() {
-        let r = report(vec![profile("a", Outcome::Completed, "r", &[]), profile("b", Outcome::Completed, "s", &[])], &["--- a\n+++ b\n-x\n+y\n"]);
+        let r = report(vec![profile("a", Outcome::Completed, "r"), profile("b", Outcome::Completed, "s")], &["--- a\n+++ b\n-x\n+y\n"]);
         let md = markdown(&r);
         assert!(md.contains("**VERDICT: DIFFERENT"), "{md}");
         assert!(md.contains("| profile | limit | outcome |"), "{md}");

@@ -14,7 +14,7 @@ use schema::{RunResult, StoredState, WatchReport};
 
 use crate::artifacts::build_guest;
 use crate::config::{MemoryLimit, Policy, Profile, ReproConfig};
-use crate::diff::{colorize, first_divergence, unified_diff};
+use crate::diff::{colorize, diff_dump_files, excerpt, first_diverging_height, Divergence, SHOWN_LINES};
 use crate::artifacts::{build_runner, host_triple};
 use crate::docker::{check_engine, container_user, docker_answers, make_writable_for_container, run_container, ContainerExit, ContainerSpec, Mount};
 use crate::image::{runner_image, ImageBuild, RunnerImage};
@@ -227,7 +227,7 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     }
 
     let report = phase(total, total, "compare", || {
-        let comparisons = compare(&profiles);
+        let comparisons = compare(&run_dir, &profiles)?;
         Ok(Report {
             started_at: run_dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
             backend: harness.describe(),
@@ -273,6 +273,7 @@ fn run_profile(harness: &Harness, input_dir: &Path, dir: &Path, profile: &Profil
             "watch".into(), "--report".into(), format!("{out}/watch.json"), "--".into(),
             "run".into(), "--wasm".into(), format!("{input}/guest.wasm"), "--blocks".into(), format!("{input}/blocks.txt"),
             "--db".into(), format!("{out}/db"), "--out".into(), format!("{out}/result.json"),
+            "--dump".into(), format!("{out}/{DUMP}"),
         ];
         args.extend(config.policy_args());
         args.extend(profile.runner_args());
@@ -296,12 +297,18 @@ fn run_profile(harness: &Harness, input_dir: &Path, dir: &Path, profile: &Profil
 
     // The committed state: from the result, or read back from what a killed run left behind.
     let (state_root, dump, stored_result) = match &result {
-        Some(result) => (Some(result.state_root.clone()), result.dump.clone(), result.stress_result.clone()),
-        None if matches!(outcome, crate::outcome::Outcome::Refused { .. }) => (None, Vec::new(), None),
+        Some(result) => {
+            if result.dump_file.is_none() {
+                // A runner that kept the dump inline: write it where a streamed one would be.
+                std::fs::write(dir.join(DUMP), result.dump.iter().map(|line| format!("{line}\n")).collect::<String>())?;
+            }
+            (Some(result.state_root.clone()), Some(dump_path(&profile.name)), result.stress_result.clone())
+        }
+        None if matches!(outcome, crate::outcome::Outcome::Refused { .. }) => (None, None, None),
         None => {
             let state = read_back_state(harness, dir, &name, timeout)?;
-            let stored = stored_stress_result(&state);
-            (Some(state.state_root), state.dump, stored)
+            let dump = state.tip.map(|_| dump_path(&profile.name));
+            (Some(state.state_root), dump, state.stress_result)
         }
     };
     Ok(ProfileReport {
@@ -329,25 +336,34 @@ fn unique_container_name(profile: &str) -> String {
     format!("memrepro-{}-{n}-{profile}", std::process::id())
 }
 
+/// The dump file of each profile, in its directory.
+const DUMP: &str = "dump.txt";
+
+fn dump_path(profile: &str) -> String {
+    format!("{profile}/{DUMP}")
+}
+
 /// Reads the database a run left, with a fresh runner (the runner is the only thing that reads
 /// RocksDB). No database at all is an empty state.
 fn read_back_state(harness: &Harness, dir: &Path, name: &str, timeout: Duration) -> Result<StoredState> {
     if !dir.join("db/CURRENT").exists() {
-        return Ok(StoredState { tip: None, state_root: hex::encode([0u8; 32]), dump: Vec::new() });
+        return Ok(StoredState {
+            tip: None,
+            state_root: hex::encode([0u8; 32]),
+            stress_result: None,
+            dump: Vec::new(),
+            dump_file: None,
+        });
     }
     let args = |_: &str, out: &str| -> Vec<String> {
-        vec!["state".into(), "--db".into(), format!("{out}/db"), "--out".into(), format!("{out}/state.json")]
+        let (db, json, dump) = (format!("{out}/db"), format!("{out}/state.json"), format!("{out}/{DUMP}"));
+        ["state", "--db", &db, "--out", &json, "--dump", &dump].map(String::from).to_vec()
     };
     let exit = harness.run_runner(&format!("{name}-state"), None, None, dir, args, timeout, &dir.join("state.log"))?;
     match read_json(&dir.join("state.json"), |text| serde_json::from_str::<StoredState>(text))? {
         Some(state) if exit.exit_code == 0 => Ok(state),
         _ => bail!("reading back the state left in {} failed; see {}", dir.join("db").display(), dir.join("state.log").display()),
     }
-}
-
-fn stored_stress_result(state: &StoredState) -> Option<String> {
-    let prefix = format!("\"/memory-stress-result/{}\" = \"", state.tip?);
-    state.dump.iter().find_map(|line| line.strip_prefix(&prefix)?.strip_suffix('"').map(String::from))
 }
 
 fn read_json<T, E: std::error::Error + Send + Sync + 'static>(path: &Path, parse: impl Fn(&str) -> Result<T, E>) -> Result<Option<T>> {
@@ -359,24 +375,30 @@ fn read_json<T, E: std::error::Error + Send + Sync + 'static>(path: &Path, parse
 }
 
 /// Every profile that ran against the first one that did.
-fn compare(profiles: &[ProfileReport]) -> Vec<Comparison> {
+fn compare(run_dir: &Path, profiles: &[ProfileReport]) -> Result<Vec<Comparison>> {
     let ran: Vec<&ProfileReport> = profiles.iter().filter(|p| ran(p)).collect();
-    let Some((baseline, others)) = ran.split_first() else { return Vec::new() };
+    let Some((baseline, others)) = ran.split_first() else { return Ok(Vec::new()) };
+    let dump = |profile: &ProfileReport| profile.dump.as_ref().map(|path| run_dir.join(path));
     let mut comparisons = Vec::new();
     for &profile in others {
+        let found = diff_dump_files(
+            dump(baseline).as_deref(),
+            dump(profile).as_deref(),
+            &format!("{} ({})", baseline.name, baseline.limit),
+            &format!("{} ({})", profile.name, profile.limit),
+        )?;
         comparisons.push(Comparison {
             baseline: baseline.name.clone(),
             profile: profile.name.clone(),
-            divergence: first_divergence(baseline.blocks.as_deref(), profile.blocks.as_deref(), &baseline.dump, &profile.dump),
-            diff: unified_diff(
-                &baseline.dump,
-                &profile.dump,
-                &format!("{} ({})", baseline.name, baseline.limit),
-                &format!("{} ({})", profile.name, profile.limit),
-            ),
+            divergence: Divergence {
+                height: first_diverging_height(baseline.blocks.as_deref(), profile.blocks.as_deref()),
+                key: found.first_key,
+            },
+            differing_keys: found.differing_keys,
+            diff: found.diff,
         });
     }
-    comparisons
+    Ok(comparisons)
 }
 
 /// Writes report.json, summary.md and the diffs, and prints the table, details and diffs.
@@ -404,7 +426,8 @@ fn publish(run_dir: &Path, report: &Report) -> Result<()> {
         if let Some(key) = &comparison.divergence.key {
             println!("first diverging key: {key}");
         }
-        print!("{}", if color { colorize(&comparison.diff) } else { comparison.diff.clone() });
+        let shown = excerpt(&comparison.diff, SHOWN_LINES);
+        print!("{}", if color { colorize(&shown) } else { shown });
     }
     println!();
     println!("{}", verdict_line(report.verdict));

@@ -126,7 +126,7 @@ mod tests {
     use crate::report::tests::profile;
 
     fn step(payload: &str, outcome: Outcome, stored: &str) -> Step {
-        let mut run = profile("run", outcome, "r", &[]);
+        let mut run = profile("run", outcome, "r");
         run.stored_result = (!stored.is_empty()).then(|| stored.to_string());
         let payload: StressPayload = payload.parse().unwrap();
         Step { payload: payload.to_string(), total_mb: payload.total_mb(), run }

@@ -1,0 +1,326 @@
+//! `cargo xtask bench`: how fast, how small and how it scales, measured side by side in one run
+//! on this machine. Prints one row per figure with its goal, writes `bench.json`, and exits 1
+//! when a goal is missed.
+//!
+//! - build: warm (nothing changed) rebuild of the guest, the runner and its image; `--cold-build`
+//!   also times them from an empty target directory (~15 min on 2 cores);
+//! - overhead: the runner against a bare wasmtime `_start` of the stress guest (`host-runner bench overhead`);
+//! - blocks: per-block cost over many small blocks (`host-runner bench blocks`);
+//! - image: the runner image against a Debian-slim one holding the same runner;
+//! - repro: a warm `cargo xtask repro` against the time its containers ran;
+//! - dump: dumping and comparing two stores that differ in 10 keys, at two sizes, with the peak
+//!   memory of each process (so memory that grows with the store shows).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+use xshell::{cmd, Shell};
+
+use crate::artifacts::{build_guest, build_runner, cargo, host_triple};
+use crate::config::StressPayload;
+use crate::image::{image_exists, runner_image, ImageBuild};
+use crate::report::mib;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    Build,
+    Overhead,
+    Blocks,
+    Image,
+    Repro,
+    Dump,
+}
+
+pub struct BenchArgs {
+    /// Sections to run (all when empty).
+    pub only: Vec<Section>,
+    pub payload: StressPayload,
+    pub runs: usize,
+    pub blocks: u32,
+    pub keys: u64,
+    pub cold_build: bool,
+    pub image_build: ImageBuild,
+    pub out_dir: Option<PathBuf>,
+}
+
+/// One line of the results table.
+#[derive(Debug, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub figure: String,
+    pub goal: Option<String>,
+    /// `None` when the figure has no goal.
+    pub met: Option<bool>,
+    pub details: Value,
+}
+
+/// The Debian-slim base a conventional runner image would start from.
+const DEBIAN_SLIM: &str = "debian:bookworm-slim";
+
+pub fn bench(sh: &Shell, root: &Path, args: BenchArgs) -> Result<bool> {
+    let wants = |section| args.only.is_empty() || args.only.contains(&section);
+    let dir = crate::repro::new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/bench")))?;
+    let mut figures = Vec::new();
+
+    let started = Instant::now();
+    let guest = build_guest(sh)?;
+    let runner = build_runner(sh, &host_triple(sh)?)?;
+    eprintln!("    guest and runner built in {:.1} s", started.elapsed().as_secs_f64());
+
+    if wants(Section::Build) {
+        figures.push(build_times(sh, root, &args)?);
+    }
+    if wants(Section::Overhead) {
+        figures.push(overhead(&runner, &guest, args.payload, args.runs)?);
+    }
+    if wants(Section::Blocks) {
+        figures.extend(blocks(&runner, args.blocks)?);
+    }
+    if wants(Section::Image) {
+        figures.push(image(sh, root, &runner, &dir, args.image_build)?);
+    }
+    if wants(Section::Repro) {
+        figures.push(warm_repro(sh, &dir)?);
+    }
+    if wants(Section::Dump) {
+        figures.push(dump_and_compare(&runner, &dir, args.keys)?);
+    }
+
+    std::fs::write(dir.join("bench.json"), serde_json::to_string_pretty(&figures)?)?;
+    println!();
+    print!("{}", table(&figures));
+    println!("figures: {}", dir.join("bench.json").display());
+    Ok(figures.iter().all(|f| f.met != Some(false)))
+}
+
+fn table(figures: &[Figure]) -> String {
+    let name_width = figures.iter().map(|f| f.name.chars().count()).max().unwrap_or(0).max("benchmark".len());
+    let mut text = format!("{:name_width$}  {:7}  {:9}  figure\n", "benchmark", "goal", "verdict");
+    for f in figures {
+        let verdict = match f.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "-",
+        };
+        text += &format!("{:name_width$}  {:7}  {:9}  {}\n", f.name, f.goal.as_deref().unwrap_or("-"), verdict, f.figure);
+    }
+    text
+}
+
+fn goal(name: &str, figure: String, goal: &str, met: bool, details: Value) -> Figure {
+    Figure { name: name.into(), figure, goal: Some(goal.into()), met: Some(met), details }
+}
+
+fn info(name: &str, figure: String, details: Value) -> Figure {
+    Figure { name: name.into(), figure, goal: None, met: None, details }
+}
+
+fn section(what: &str) {
+    eprintln!("==> bench: {what}");
+}
+
+/// Warm: everything rebuilt with nothing changed. Cold (`--cold-build`): the same from an empty
+/// target directory.
+fn build_times(sh: &Shell, root: &Path, args: &BenchArgs) -> Result<Figure> {
+    section("build times");
+    let timed = |sh: &Shell| -> Result<[f64; 3]> {
+        let started = Instant::now();
+        build_guest(sh)?;
+        let guest = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        build_runner(sh, &host_triple(sh)?)?;
+        let runner_secs = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        runner_image(sh, root, args.image_build)?;
+        Ok([guest, runner_secs, started.elapsed().as_secs_f64()])
+    };
+    let warm = timed(sh)?;
+    let mut details = json!({ "warm_secs": { "guest": warm[0], "runner": warm[1], "image": warm[2] } });
+    let mut figure = format!("warm {:.1} s (guest {:.1}, runner {:.1}, image {:.1})", warm.iter().sum::<f64>(), warm[0], warm[1], warm[2]);
+    if args.cold_build {
+        let target = tempfile::tempdir().context("creating an empty target directory")?;
+        eprintln!("    cold build in {} (about 15 minutes on 2 cores)", target.path().display());
+        let _empty = sh.push_env("CARGO_TARGET_DIR", target.path());
+        let cold = timed(sh)?;
+        details["cold_secs"] = json!({ "guest": cold[0], "runner": cold[1], "image": cold[2] });
+        figure += &format!("; cold {:.0} s (guest {:.0}, runner {:.0}, image {:.0})", cold.iter().sum::<f64>(), cold[0], cold[1], cold[2]);
+    } else {
+        figure += "; cold: --cold-build";
+    }
+    Ok(info("build (guest + runner + image)", figure, details))
+}
+
+/// Runs `runner bench ARGS` and parses the JSON it prints.
+fn runner_bench(runner: &Path, args: &[&str]) -> Result<Value> {
+    let output = Command::new(runner).arg("bench").args(args).stderr(Stdio::inherit()).output()
+        .with_context(|| format!("running {}", runner.display()))?;
+    anyhow::ensure!(output.status.success(), "`host-runner bench {}` failed ({})", args.join(" "), output.status);
+    serde_json::from_slice(&output.stdout).context("host-runner bench printed no JSON")
+}
+
+fn median(values: &Value) -> Result<f64> {
+    let mut values: Vec<f64> = values.as_array().context("not a list")?.iter().filter_map(Value::as_f64).collect();
+    anyhow::ensure!(!values.is_empty(), "no measurements");
+    values.sort_by(f64::total_cmp);
+    Ok(values[values.len() / 2])
+}
+
+fn overhead(runner: &Path, guest: &Path, payload: StressPayload, runs: usize) -> Result<Figure> {
+    section(&format!("runner overhead, stress guest {payload}, {runs} runs each"));
+    let payload_hex = hex::encode(payload.to_bytes());
+    let runs = runs.to_string();
+    let figures = runner_bench(runner, &["overhead", "--wasm", &guest.display().to_string(), "--payload", &payload_hex, "--runs", &runs])?;
+    let (runner_secs, bare_secs) = (median(&figures["runner_secs"])?, median(&figures["bare_secs"])?);
+    let ratio = runner_secs / bare_secs;
+    let figure = format!("runner {runner_secs:.2} s / bare wasmtime {bare_secs:.2} s = {ratio:.3}x (medians; stored {})", figures["stored"].as_str().unwrap_or("?"));
+    Ok(goal(&format!("runner overhead ({payload})"), figure, "<= 1.10x", ratio <= 1.10, figures))
+}
+
+fn blocks(runner: &Path, count: u32) -> Result<[Figure; 2]> {
+    section(&format!("per-block cost, {count} counter blocks"));
+    let figures = runner_bench(runner, &["blocks", "--count", &count.to_string()])?;
+    let secs = figures["runner_secs"].as_f64().context("runner_secs")?;
+    let ms = |field: &str| figures["mean_ms"][field].as_f64().unwrap_or(f64::NAN);
+    let per_block = format!(
+        "{:.0} blocks/s ({:.3} ms/block: instantiate {:.3}, execute {:.3}, commit {:.3}); commit first/last tenth {:.3}/{:.3} ms",
+        f64::from(count) / secs,
+        secs * 1000.0 / f64::from(count),
+        ms("instantiate"),
+        ms("execute"),
+        ms("commit"),
+        figures["commit_ms_first_tenth"].as_f64().unwrap_or(f64::NAN),
+        figures["commit_ms_last_tenth"].as_f64().unwrap_or(f64::NAN),
+    );
+    let us = |name: &str| figures["instantiate_and_run_us"][name].as_f64().unwrap_or(f64::NAN);
+    let strategies = format!("on demand {:.1} us/block, pooling allocator {:.1} us/block (instantiate + _start, no commit)", us("on_demand"), us("pooling"));
+    Ok([
+        info(&format!("per block ({count} blocks)"), per_block, figures.clone()),
+        info("instance creation", strategies, figures["instantiate_and_run_us"].clone()),
+    ])
+}
+
+fn image(sh: &Shell, root: &Path, runner: &Path, dir: &Path, how: ImageBuild) -> Result<Figure> {
+    section("image size");
+    let ours = runner_image(sh, root, how)?;
+    let slim = debian_slim_image(sh, runner, dir)?;
+    let ours_mb = ours.size_bytes as f64 / 1e6;
+    let comparison = match &slim {
+        Some((base, with_runner)) => format!("{DEBIAN_SLIM} + the same runner: {:.1} MB (base {:.1} MB)", *with_runner as f64 / 1e6, *base as f64 / 1e6),
+        None => format!("{DEBIAN_SLIM} not available here (no registry), so not built; its base alone is about 75 MB"),
+    };
+    let figure = format!("{:.1} MB ({}, FROM scratch); {comparison}", ours_mb, mib(ours.size_bytes));
+    let details = json!({ "image": ours.tag, "bytes": ours.size_bytes, "debian_slim": slim.map(|(base, image)| json!({ "base_bytes": base, "image_bytes": image })) });
+    Ok(goal("runner image size", figure, "< 40 MB", ours_mb < 40.0, details))
+}
+
+/// The base's size and that of the same static runner on it, where the base can be had.
+fn debian_slim_image(sh: &Shell, runner: &Path, dir: &Path) -> Result<Option<(u64, u64)>> {
+    if !image_exists(sh, DEBIAN_SLIM) && cmd!(sh, "docker pull --quiet {DEBIAN_SLIM}").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+        return Ok(None);
+    }
+    let context = dir.join("debian-slim");
+    std::fs::create_dir_all(&context)?;
+    std::fs::copy(runner, context.join("host-runner"))?;
+    std::fs::write(context.join("Dockerfile"), format!("FROM {DEBIAN_SLIM}\nCOPY host-runner /usr/local/bin/host-runner\nENTRYPOINT [\"/usr/local/bin/host-runner\"]\n"))?;
+    let tag = "memrepro-runner-debian-slim:bench";
+    cmd!(sh, "docker build --quiet -t {tag} {context}").quiet().ignore_stdout().run().context("building the Debian-slim comparison image")?;
+    let _ = std::fs::remove_dir_all(&context);
+    let size = |image: &str| -> Result<u64> {
+        let format = "{{.Size}}";
+        Ok(cmd!(sh, "docker image inspect --format {format} {image}").read()?.trim().parse()?)
+    };
+    Ok(Some((size(DEBIAN_SLIM)?, size(tag)?)))
+}
+
+/// `cargo xtask repro` with everything built, against the sum of its profiles' container runs.
+fn warm_repro(sh: &Shell, dir: &Path) -> Result<Figure> {
+    section("warm cargo xtask repro");
+    let out = dir.join("repro");
+    let cargo = cargo();
+    let started = Instant::now();
+    let output = cmd!(sh, "{cargo} xtask repro --out-dir {out}").quiet().ignore_status().output()?;
+    let total = started.elapsed().as_secs_f64();
+    if !matches!(output.status.code(), Some(0 | 1)) {
+        bail!("cargo xtask repro failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let run_dir = std::fs::read_dir(&out)?.next().context("repro wrote no run directory")??.path();
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json"))?)?;
+    let profiles = report["profiles"].as_array().context("report.json has no profiles")?;
+    let in_containers: f64 = profiles.iter().filter_map(|p| p["wall_secs"].as_f64()).sum();
+    let ratio = total / in_containers;
+    let figure = format!("{total:.1} s in all / {in_containers:.1} s in its {} containers = {ratio:.2}x", profiles.len());
+    Ok(goal("warm repro vs its container runs", figure, "<= 1.5x", ratio <= 1.5, json!({ "total_secs": total, "container_secs": in_containers, "report": run_dir })))
+}
+
+/// Time and peak memory (max RSS) of one child process.
+struct Measured {
+    secs: f64,
+    max_rss_bytes: u64,
+    exit_code: Option<i32>,
+}
+
+fn measure(command: &mut Command, stdout: &Path) -> Result<Measured> {
+    let stdout = std::fs::File::create(stdout)?;
+    let started = Instant::now();
+    let child = command.stdout(stdout).stderr(Stdio::inherit()).spawn().with_context(|| format!("starting {command:?}"))?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(waited > 0, "waiting for {command:?}: {}", std::io::Error::last_os_error());
+    let exit_code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    // ru_maxrss is in KiB on Linux.
+    Ok(Measured { secs, max_rss_bytes: usage.ru_maxrss as u64 * 1024, exit_code })
+}
+
+/// Two stores of `keys` keys differing in 10, dumped by the runner and compared by `xtask diff`,
+/// at `keys / 10` and at `keys`: flat peak memory across the two sizes is the point.
+fn dump_and_compare(runner: &Path, dir: &Path, keys: u64) -> Result<Figure> {
+    const CHANGED: u64 = 10;
+    let xtask = std::env::current_exe().context("finding the xtask executable")?;
+    let mut sizes = Vec::new();
+    for keys in [keys / 10, keys] {
+        section(&format!("dump + compare, two stores of {keys} keys differing in {CHANGED}"));
+        let work = dir.join(format!("dump-{keys}"));
+        std::fs::create_dir_all(&work)?;
+        for (name, changed) in [("a", 0), ("b", CHANGED)] {
+            let made = runner_bench(runner, &["make-store", "--db", &work.join(name).display().to_string(), "--keys", &keys.to_string(), "--changed", &changed.to_string()])?;
+            eprintln!("    store {name}: {keys} keys committed in {:.1} s", made["secs"].as_f64().unwrap_or(f64::NAN));
+        }
+        let dump = |name: &str| measure(Command::new(runner).args(["dump", "--db"]).arg(work.join(name)), &work.join(format!("{name}.txt")));
+        let (dump_a, dump_b) = (dump("a")?, dump("b")?);
+        anyhow::ensure!(dump_a.exit_code == Some(0) && dump_b.exit_code == Some(0), "host-runner dump failed");
+        let compare = measure(Command::new(&xtask).arg("diff").arg(work.join("a.txt")).arg(work.join("b.txt")), &work.join("diff.txt"))?;
+        anyhow::ensure!(compare.exit_code == Some(1), "xtask diff should find the stores different (exit 1), got {:?}", compare.exit_code);
+        let diff = std::fs::read_to_string(work.join("diff.txt"))?;
+        let changed_lines = diff.lines().filter(|l| l.starts_with('+') && !l.starts_with("+++")).count() as u64;
+        anyhow::ensure!(changed_lines == CHANGED, "the diff shows {changed_lines} changed keys, not {CHANGED}");
+        sizes.push((keys, dump_a, dump_b, compare));
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let (keys, dump_a, dump_b, compare) = sizes.last().expect("two sizes");
+    let (small_keys, small_a, _, small_compare) = &sizes[0];
+    let total = dump_a.secs + dump_b.secs + compare.secs;
+    let figure = format!(
+        "{keys} keys: dump {:.2} + {:.2} s, compare {:.2} s = {total:.2} s; peak RSS dump {}, compare {} ({small_keys} keys: {}, {})",
+        dump_a.secs,
+        dump_b.secs,
+        compare.secs,
+        mib(dump_a.max_rss_bytes),
+        mib(compare.max_rss_bytes),
+        mib(small_a.max_rss_bytes),
+        mib(small_compare.max_rss_bytes),
+    );
+    let details: Vec<Value> = sizes
+        .iter()
+        .map(|(keys, a, b, c)| json!({ "keys": keys, "dump_secs": [a.secs, b.secs], "compare_secs": c.secs, "dump_max_rss": [a.max_rss_bytes, b.max_rss_bytes], "compare_max_rss": c.max_rss_bytes }))
+        .collect();
+    // Memory that does not grow with the store: 10x the keys may cost at most a little more.
+    let flat = compare.max_rss_bytes <= small_compare.max_rss_bytes + (16 << 20) && dump_a.max_rss_bytes <= small_a.max_rss_bytes + (64 << 20);
+    Ok(goal(&format!("dump + compare ({keys} keys, {CHANGED} differ)"), figure, "<= 2 s", total <= 2.0 && flat, json!(details)))
+}

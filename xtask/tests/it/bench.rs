@@ -1,0 +1,50 @@
+//! `cargo xtask diff` on dump files and `cargo xtask bench` at small sizes, end to end.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn diff(dir: &std::path::Path, old: &str, new: &str) -> std::process::Output {
+    std::fs::write(dir.join("old.txt"), old).unwrap();
+    std::fs::write(dir.join("new.txt"), new).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_xtask")).arg("diff").arg(dir.join("old.txt")).arg(dir.join("new.txt")).output().unwrap()
+}
+
+#[test]
+fn diff_prints_the_hunks_and_exits_1_only_when_the_dumps_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let same = diff(dir.path(), "\"a\" = \"1\"\n", "\"a\" = \"1\"\n");
+    assert_eq!(same.status.code(), Some(0), "{}", describe(&same));
+    assert!(same.stdout.is_empty());
+
+    let differ = diff(dir.path(), "\"a\" = \"1\"\n\"b\" = \"2\"\n", "\"a\" = \"1\"\n\"b\" = \"3\"\n\"c\" = \"4\"\n");
+    assert_eq!(differ.status.code(), Some(1), "{}", describe(&differ));
+    let stdout = String::from_utf8_lossy(&differ.stdout);
+    assert!(stdout.contains("@@ -1,2 +1,3 @@\n \"a\" = \"1\"\n-\"b\" = \"2\"\n+\"b\" = \"3\"\n+\"c\" = \"4\"\n"), "{stdout}");
+    assert!(String::from_utf8_lossy(&differ.stderr).contains("2 differing keys; first: \"b\""), "{}", describe(&differ));
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["diff", "/nonexistent/a", "/nonexistent/b"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("opening dump /nonexistent/a"), "{}", describe(&missing));
+}
+
+/// The figures of three sections at small sizes: each measured, each in bench.json.
+#[test]
+fn bench_measures_overhead_blocks_and_dump_compare_side_by_side() {
+    let out = tempfile::tempdir().unwrap();
+    let output = xtask(
+        &["bench", "--only", "overhead,blocks,dump", "--payload", "2x2:digest", "--runs", "1", "--blocks", "200", "--keys", "20000"],
+        out.path(),
+    );
+    // At these sizes a goal may be missed (RocksDB's open and fsync outweigh a 4 MB guest): 0 or 1.
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{}", describe(&output));
+    let figures = read_json(&run_dir(out.path()).join("bench.json"));
+    let names: Vec<&str> = figures.as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["runner overhead (2x2:digest)", "per block (200 blocks)", "instance creation", "dump + compare (20000 keys, 10 differ)"]);
+    assert_eq!(figures[0]["details"]["stored"], "SUCCESS:4MB");
+    assert_eq!(figures[1]["details"]["blocks"], 200);
+    let sizes: Vec<u64> = figures[3]["details"].as_array().unwrap().iter().map(|s| s["keys"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [2000, 20000]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("benchmark") && stdout.contains("<= 1.10x") && stdout.contains("<= 2 s"), "{stdout}");
+}
