@@ -98,15 +98,19 @@ pub fn bench(sh: &Shell, root: &Path, args: BenchArgs) -> Result<bool> {
 }
 
 fn table(figures: &[Figure]) -> String {
-    let name_width = figures.iter().map(|f| f.name.chars().count()).max().unwrap_or(0).max("benchmark".len());
-    let mut text = format!("{:name_width$}  {:7}  {:9}  figure\n", "benchmark", "goal", "verdict");
+    let verdict = |f: &Figure| match f.met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "-",
+    };
+    let width = |header: &str, cell: &dyn Fn(&Figure) -> String| {
+        figures.iter().map(|f| cell(f).chars().count()).max().unwrap_or(0).max(header.len())
+    };
+    let name_width = width("benchmark", &|f| f.name.clone());
+    let goal_width = width("goal", &|f| f.goal.clone().unwrap_or_default());
+    let mut text = format!("{:name_width$}  {:goal_width$}  {:7}  figure\n", "benchmark", "goal", "verdict");
     for f in figures {
-        let verdict = match f.met {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "-",
-        };
-        text += &format!("{:name_width$}  {:7}  {:9}  {}\n", f.name, f.goal.as_deref().unwrap_or("-"), verdict, f.figure);
+        text += &format!("{:name_width$}  {:goal_width$}  {:7}  {}\n", f.name, f.goal.as_deref().unwrap_or("-"), verdict(f), f.figure);
     }
     text
 }
@@ -210,7 +214,7 @@ fn image(sh: &Shell, root: &Path, runner: &Path, dir: &Path, how: ImageBuild) ->
     let ours_mb = ours.size_bytes as f64 / 1e6;
     let comparison = match &slim {
         Some((base, with_runner)) => format!("{DEBIAN_SLIM} + the same runner: {:.1} MB (base {:.1} MB)", *with_runner as f64 / 1e6, *base as f64 / 1e6),
-        None => format!("{DEBIAN_SLIM} not available here (no registry), so not built; its base alone is about 75 MB"),
+        None => format!("{DEBIAN_SLIM} not available here (no registry), so not built; Docker Hub lists it at about 75 MB unpacked"),
     };
     let figure = format!("{:.1} MB ({}, FROM scratch); {comparison}", ours_mb, mib(ours.size_bytes));
     let details = json!({ "image": ours.tag, "bytes": ours.size_bytes, "debian_slim": slim.map(|(base, image)| json!({ "base_bytes": base, "image_bytes": image })) });
@@ -256,26 +260,35 @@ fn warm_repro(sh: &Shell, dir: &Path) -> Result<Figure> {
     Ok(goal("warm repro vs its container runs", figure, "<= 1.5x", ratio <= 1.5, json!({ "total_secs": total, "container_secs": in_containers, "report": run_dir })))
 }
 
-/// Time and peak memory (max RSS) of one child process.
+/// Time and peak memory of one child process.
 struct Measured {
     secs: f64,
+    /// The child's VmHWM, sampled every 2 ms until it exits. (Not `wait4`'s `ru_maxrss`: a
+    /// child started with vfork/posix_spawn inherits this process's peak as its floor.)
     max_rss_bytes: u64,
     exit_code: Option<i32>,
 }
 
+/// Its stdout goes to `stdout`, its stderr beside it (`.err`).
 fn measure(command: &mut Command, stdout: &Path) -> Result<Measured> {
+    let stderr = std::fs::File::create(stdout.with_extension("err"))?;
     let stdout = std::fs::File::create(stdout)?;
     let started = Instant::now();
-    let child = command.stdout(stdout).stderr(Stdio::inherit()).spawn().with_context(|| format!("starting {command:?}"))?;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(waited > 0, "waiting for {command:?}: {}", std::io::Error::last_os_error());
-    let exit_code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    // ru_maxrss is in KiB on Linux.
-    Ok(Measured { secs, max_rss_bytes: usage.ru_maxrss as u64 * 1024, exit_code })
+    let mut child = command.stdout(stdout).stderr(stderr).spawn().with_context(|| format!("starting {command:?}"))?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut max_rss_bytes = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let high_water = std::fs::read_to_string(&status_file).ok().and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+        max_rss_bytes = max_rss_bytes.max(high_water.unwrap_or(0) * 1024);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    Ok(Measured { secs: started.elapsed().as_secs_f64(), max_rss_bytes, exit_code: status.code() })
 }
 
 /// Two stores of `keys` keys differing in 10, dumped by the runner and compared by `xtask diff`,
@@ -294,7 +307,7 @@ fn dump_and_compare(runner: &Path, dir: &Path, keys: u64) -> Result<Figure> {
         }
         let dump = |name: &str| measure(Command::new(runner).args(["dump", "--db"]).arg(work.join(name)), &work.join(format!("{name}.txt")));
         let (dump_a, dump_b) = (dump("a")?, dump("b")?);
-        anyhow::ensure!(dump_a.exit_code == Some(0) && dump_b.exit_code == Some(0), "host-runner dump failed");
+        anyhow::ensure!(dump_a.exit_code == Some(0) && dump_b.exit_code == Some(0), "host-runner dump failed; see {}", work.display());
         let compare = measure(Command::new(&xtask).arg("diff").arg(work.join("a.txt")).arg(work.join("b.txt")), &work.join("diff.txt"))?;
         anyhow::ensure!(compare.exit_code == Some(1), "xtask diff should find the stores different (exit 1), got {:?}", compare.exit_code);
         let diff = std::fs::read_to_string(work.join("diff.txt"))?;
