@@ -71,8 +71,11 @@ pub fn bench(sh: &Shell, root: &Path, args: BenchArgs) -> Result<bool> {
     let runner = build_runner(sh, &host_triple(sh)?)?;
     eprintln!("    guest and runner built in {:.1} s", started.elapsed().as_secs_f64());
 
+    // Without Docker the container figures are listed as skipped, never left out silently.
+    let docker = crate::docker::docker_answers(sh);
+    let skipped = |name: &str| info(name, "skipped: no Docker daemon answers (`cargo xtask doctor`)".into(), Value::Null);
     if wants(Section::Build) {
-        figures.push(build_times(sh, root, &args)?);
+        figures.push(build_times(sh, root, &args, docker)?);
     }
     if wants(Section::Overhead) {
         figures.push(overhead(&runner, &guest, args.payload, args.runs)?);
@@ -81,10 +84,10 @@ pub fn bench(sh: &Shell, root: &Path, args: BenchArgs) -> Result<bool> {
         figures.extend(blocks(&runner, args.blocks)?);
     }
     if wants(Section::Image) {
-        figures.push(image(sh, root, &runner, &dir, args.image_build)?);
+        figures.push(if docker { image(sh, root, &runner, &dir, args.image_build)? } else { skipped("runner image size") });
     }
     if wants(Section::Repro) {
-        figures.push(warm_repro(sh, &dir)?);
+        figures.push(if docker { warm_repro(sh, &dir)? } else { skipped("warm repro vs its container runs") });
     }
     if wants(Section::Dump) {
         figures.push(dump_and_compare(&runner, &dir, args.keys)?);
@@ -128,8 +131,8 @@ fn section(what: &str) {
 }
 
 /// Warm: everything rebuilt with nothing changed. Cold (`--cold-build`): the same from an empty
-/// target directory.
-fn build_times(sh: &Shell, root: &Path, args: &BenchArgs) -> Result<Figure> {
+/// target directory. The image only where Docker answers (its time is 0 otherwise).
+fn build_times(sh: &Shell, root: &Path, args: &BenchArgs, docker: bool) -> Result<Figure> {
     section("build times");
     let timed = |sh: &Shell| -> Result<[f64; 3]> {
         let started = Instant::now();
@@ -139,7 +142,9 @@ fn build_times(sh: &Shell, root: &Path, args: &BenchArgs) -> Result<Figure> {
         build_runner(sh, &host_triple(sh)?)?;
         let runner_secs = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        runner_image(sh, root, args.image_build)?;
+        if docker {
+            runner_image(sh, root, args.image_build)?;
+        }
         Ok([guest, runner_secs, started.elapsed().as_secs_f64()])
     };
     let warm = timed(sh)?;
