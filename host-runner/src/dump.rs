@@ -42,12 +42,16 @@ pub fn write_dump(store: &StateStore, out: impl Write) -> Result<schema::DumpFil
 
 /// [`write_dump`] into `path`, atomically (a temporary file beside it, then a rename).
 pub fn write_dump_file(store: &StateStore, path: &Path) -> Result<schema::DumpFile> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let summary = write_dump(store, &mut file)?;
-    file.as_file().sync_all()?;
-    file.persist(path).with_context(|| format!("writing {}", path.display()))?;
+    let summary = crate::runner::write_atomically_with(path, |file| write_dump(store, file))?;
     Ok(schema::DumpFile { path: path.display().to_string(), ..summary })
+}
+
+/// The dump as a result carries it: inline lines, or streamed to `file` (then no lines).
+pub fn dump_inline_or_to(store: &StateStore, file: Option<&Path>) -> Result<(Vec<String>, Option<schema::DumpFile>)> {
+    match file {
+        Some(path) => Ok((Vec::new(), Some(write_dump_file(store, path)?))),
+        None => Ok((dump_lines(store)?, None)),
+    }
 }
 
 struct HashingWriter<W: Write> {

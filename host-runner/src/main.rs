@@ -203,10 +203,7 @@ fn execute(command: Command) -> Result<ExitCode> {
         Command::State { db, out, dump: dump_path } => {
             let store = StateStore::open_read_only(&db)?;
             let tip = store.tip()?;
-            let (dump, dump_file) = match dump_path {
-                Some(path) => (Vec::new(), Some(dump::write_dump_file(&store, &path)?)),
-                None => (dump::dump_lines(&store)?, None),
-            };
+            let (dump, dump_file) = dump::dump_inline_or_to(&store, dump_path.as_deref())?;
             let state = schema::StoredState {
                 tip,
                 state_root: hex::encode(store.state_root()?),

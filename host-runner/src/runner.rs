@@ -7,7 +7,7 @@ use schema::{BlockInput, BlockOutcome, BlockReport, RunOutcome, RunResult, Timin
 use sha2::{Digest, Sha256};
 
 use crate::blocks::Block;
-use crate::dump::{dump_lines, write_dump_file};
+use crate::dump::dump_inline_or_to;
 use crate::host::{elapsed_ms, engine, Guest, TimeLimitExceeded};
 use crate::memory_report::memory_report;
 use crate::policy::{limit_address_space, preflight, MemoryLayout, MemoryPolicy};
@@ -90,10 +90,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     // Durable before the result says what was committed.
     store.sync()?;
     let stress_result = stress_result(&store, reports.last().map(|r| r.height))?;
-    let (dump, dump_file) = match &request.dump_file {
-        Some(path) => (Vec::new(), Some(write_dump_file(&store, path)?)),
-        None => (dump_lines(&store)?, None),
-    };
+    let (dump, dump_file) = dump_inline_or_to(&store, request.dump_file.as_deref())?;
     Ok(RunResult {
         schema_version: schema::SCHEMA_VERSION,
         runner_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -164,11 +161,16 @@ pub fn summary_line(result: &RunResult) -> String {
 /// Writes `text` to `path` atomically: a temporary file in the same directory, then a rename.
 pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
+    write_atomically_with(path, |file| Ok(file.write_all(text.as_bytes())?))
+}
+
+/// `write` fills a temporary file in `path`'s directory, which is synced and renamed to `path`.
+pub fn write_atomically_with<T>(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<T>) -> Result<T> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    file.write_all(text.as_bytes())?;
+    let value = write(file.as_file_mut())?;
     file.as_file().sync_all()?;
     file.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Ok(value)
 }

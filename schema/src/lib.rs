@@ -190,7 +190,7 @@ impl WatchReport {
 }
 
 /// What `host-runner state --db DIR` reads back from a database, e.g. one a killed run left.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredState {
     /// The last committed height, `None` for an empty database.
     pub tip: Option<u32>,

@@ -297,13 +297,7 @@ fn run_profile(harness: &Harness, input_dir: &Path, dir: &Path, profile: &Profil
 
     // The committed state: from the result, or read back from what a killed run left behind.
     let (state_root, dump, stored_result) = match &result {
-        Some(result) => {
-            if result.dump_file.is_none() {
-                // A runner that kept the dump inline: write it where a streamed one would be.
-                std::fs::write(dir.join(DUMP), result.dump.iter().map(|line| format!("{line}\n")).collect::<String>())?;
-            }
-            (Some(result.state_root.clone()), Some(dump_path(&profile.name)), result.stress_result.clone())
-        }
+        Some(result) => (Some(result.state_root.clone()), Some(dump_path(&profile.name)), result.stress_result.clone()),
         None if matches!(outcome, crate::outcome::Outcome::Refused { .. }) => (None, None, None),
         None => {
             let state = read_back_state(harness, dir, &name, timeout)?;
@@ -347,13 +341,7 @@ fn dump_path(profile: &str) -> String {
 /// RocksDB). No database at all is an empty state.
 fn read_back_state(harness: &Harness, dir: &Path, name: &str, timeout: Duration) -> Result<StoredState> {
     if !dir.join("db/CURRENT").exists() {
-        return Ok(StoredState {
-            tip: None,
-            state_root: hex::encode([0u8; 32]),
-            stress_result: None,
-            dump: Vec::new(),
-            dump_file: None,
-        });
+        return Ok(StoredState { state_root: hex::encode([0u8; 32]), ..StoredState::default() });
     }
     let args = |_: &str, out: &str| -> Vec<String> {
         let (db, json, dump) = (format!("{out}/db"), format!("{out}/state.json"), format!("{out}/{DUMP}"));
