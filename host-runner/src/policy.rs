@@ -14,7 +14,7 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 use wasmtime::ResourceLimiter;
 
-use crate::memory_report::{mem_available, Cgroup};
+use cgroup::{mem_available, Cgroup};
 
 /// What the runner itself needs beside the budget: code, compiled guest, RocksDB's memtable and
 /// caches. Measured peak RSS of a run with a tiny guest is about 40 MiB.

@@ -1,7 +1,8 @@
 //! `watch`: runs `host-runner run …` as a child and records how it ended, from inside the same
 //! cgroup. When the OOM killer strikes, it is the child (made its preferred victim) that dies; the
-//! watcher survives to read the cgroup's own `oom_kill` counter, which is better evidence than
-//! an exit code of 137 seen from outside.
+//! watcher survives to read what the cgroup itself counted meanwhile (limit hits, OOM kills),
+//! which is better evidence than an exit code of 137 seen from outside. The memory limit and
+//! whether the cgroup can swap are read back before the child starts.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -12,7 +13,8 @@ use anyhow::{Context, Result};
 use schema::WatchReport;
 
 use crate::host::elapsed_ms;
-use crate::memory_report::{memory_report, sandbox_report, Cgroup};
+use crate::memory_report::{memory_report, sandbox_report};
+use cgroup::Cgroup;
 use crate::runner::write_atomically;
 
 /// `address_space_limit`: RLIMIT_AS for the watcher and, inherited, the run (the local backend's
@@ -23,20 +25,20 @@ pub fn watch(report_path: &Path, address_space_limit: Option<u64>, run_args: &[S
     }
     let cgroup = Cgroup::of_this_process();
     let memory_at_start = memory_report(0);
-    let kills_before = cgroup.as_ref().and_then(Cgroup::oom_kills);
+    let events_before = cgroup.as_ref().map(Cgroup::events);
     let started = Instant::now();
     let exe = std::env::current_exe().context("locating the host-runner binary")?;
     let mut child = Command::new(exe).args(run_args).spawn().context("starting `host-runner run`")?;
     // Raising a child's OOM score needs no privilege; lowering our own would.
     let _ = std::fs::write(format!("/proc/{}/oom_score_adj", child.id()), "1000");
     let status = child.wait().context("waiting for `host-runner run`")?;
-    let kills_after = cgroup.as_ref().and_then(Cgroup::oom_kills);
+    let cgroup_events = cgroup.as_ref().zip(events_before).map(|(cgroup, before)| before.since(cgroup.events()));
     let report = WatchReport {
         schema_version: schema::SCHEMA_VERSION,
         memory_at_start,
         exit_code: status.code(),
         signal: status.signal(),
-        oom_kills: kills_after.map(|after| after - kills_before.unwrap_or(0).min(after)),
+        cgroup_events,
         cgroup_peak_bytes: cgroup.as_ref().and_then(Cgroup::peak),
         wall_ms: elapsed_ms(started),
         sandbox: sandbox_report(),

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Everything one `host-runner run` observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +131,47 @@ pub struct MemoryReport {
     pub address_space_limit_bytes: Option<u64>,
     /// The guest's linear memory when the last block ended.
     pub wasm_memory_bytes: u64,
+    /// Whether the cgroup can swap: a limited run that swaps is slowed, not killed, so its
+    /// outcome says nothing about the limit.
+    #[serde(default)]
+    pub swap: SwapState,
+}
+
+/// Whether a memory cgroup can use swap, read back from the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SwapState {
+    /// No swap: the cgroup's swap limit is zero, or the host has no swap at all.
+    Off { because: String },
+    /// The cgroup may swap `bytes` (`None`: without limit).
+    Allowed { bytes: Option<u64>, because: String },
+    /// Nothing could be read (no cgroup, or unreadable files).
+    #[default]
+    Unknown,
+}
+
+/// What a memory cgroup counted while a run lasted (differences of the kernel's counters).
+/// `None` where this kernel or cgroup version does not count it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupEvents {
+    /// Times usage reached the limit (v2 `memory.events` `max`, v1 `memory.failcnt`).
+    pub limit_hits: Option<u64>,
+    /// Times the cgroup's own OOM killer was invoked (v2 `memory.events` `oom`; v1 has no counter).
+    pub ooms: Option<u64>,
+    /// Processes killed by the OOM killer (v2 `memory.events`, v1 `memory.oom_control`: `oom_kill`).
+    pub oom_kills: Option<u64>,
+}
+
+impl CgroupEvents {
+    /// What was counted between `self` (before) and `after`.
+    pub fn since(self, after: Self) -> Self {
+        let delta = |before: Option<u64>, after: Option<u64>| Some(after?.saturating_sub(before.unwrap_or(0)));
+        Self {
+            limit_hits: delta(self.limit_hits, after.limit_hits),
+            ooms: delta(self.ooms, after.ooms),
+            oom_kills: delta(self.oom_kills, after.oom_kills),
+        }
+    }
 }
 
 impl RunResult {
@@ -154,9 +195,8 @@ pub struct WatchReport {
     pub exit_code: Option<i32>,
     /// The signal that ended the run (9 for SIGKILL, as the OOM killer sends).
     pub signal: Option<i32>,
-    /// OOM kills counted by the cgroup while the run lasted (v2 `memory.events` / v1
-    /// `memory.oom_control`: `oom_kill`); `None` when the kernel does not count them.
-    pub oom_kills: Option<u64>,
+    /// What the run's memory cgroup counted while the run lasted; `None` without a cgroup.
+    pub cgroup_events: Option<CgroupEvents>,
     /// The cgroup's peak usage at the end.
     pub cgroup_peak_bytes: Option<u64>,
     pub wall_ms: f64,
@@ -254,8 +294,16 @@ mod tests {
                 peak_rss_bytes: Some(1),
                 address_space_limit_bytes: None,
                 wasm_memory_bytes: 65536,
+                swap: SwapState::Off { because: "memory.swap.max = 0".into() },
             },
         };
         assert_eq!(RunResult::from_json(&result.to_json()).unwrap(), result);
+    }
+
+    #[test]
+    fn event_differences_ignore_what_was_counted_before_and_keep_unknowns() {
+        let before = CgroupEvents { limit_hits: Some(5), ooms: None, oom_kills: Some(1) };
+        let after = CgroupEvents { limit_hits: Some(9), ooms: None, oom_kills: Some(2) };
+        assert_eq!(before.since(after), CgroupEvents { limit_hits: Some(4), ooms: None, oom_kills: Some(1) });
     }
 }

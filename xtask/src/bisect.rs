@@ -57,6 +57,14 @@ fn behaviour(run: &ProfileReport) -> (&'static str, Option<&str>) {
     (run.outcome.label(), run.state_root.as_deref())
 }
 
+/// The next limit to probe strictly between `lo` and `hi`: the midpoint rounded up to a whole
+/// MiB when that stays inside, else the exact midpoint; `None` when no byte lies between.
+pub fn midpoint(lo: u64, hi: u64) -> Option<u64> {
+    let exact = lo + (hi - lo) / 2;
+    let rounded = exact.div_ceil(MIB) * MIB;
+    [rounded, exact].into_iter().find(|&mid| lo < mid && mid < hi)
+}
+
 /// Every pair (a < b in limit) where a matches the upper bound and b does not.
 pub fn contradictions(probes: &[Probe]) -> Vec<String> {
     let mut found = Vec::new();
@@ -90,6 +98,9 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
         let limit = MemoryLimit::from_bytes(limit_bytes);
         let profile = Profile { name: format!("probe-{}-{limit}", probes.len() + 1), ..Profile::with_limit(limit) };
         let run = harness.run_profile(&input, &profile, &args.config)?;
+        if run.outcome.kind() == crate::outcome::Kind::HarnessError {
+            bail!("the probe at {limit} cannot be trusted: {}", crate::verdict::outcome_reason(&run));
+        }
         let reference = upper_behaviour.get_or_insert_with(|| {
             let (label, root) = behaviour(&run);
             (label, root.map(String::from))
@@ -112,7 +123,7 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
         hi = lower;
     } else {
         while hi - lo > resolution {
-            let mid = ((lo + hi) / 2).div_ceil(MIB) * MIB;
+            let Some(mid) = midpoint(lo, hi) else { break };
             if probe(mid, &mut probes)? {
                 hi = mid;
             } else {
@@ -185,6 +196,38 @@ mod tests {
         let limit: MemoryLimit = limit.parse().unwrap();
         let outcome = if matches_upper { Outcome::Completed } else { Outcome::OomKilled { evidence: "e".into() } };
         Probe { limit: limit.to_string(), limit_bytes: limit.bytes(), matches_upper, run: profile("p", outcome, "r") }
+    }
+
+    /// Whatever the bounds and resolution, the search narrows the interval at every step and
+    /// stops: every midpoint lies strictly inside.
+    #[test]
+    fn bisection_terminates_for_any_bounds_and_resolution() {
+        let mut seed: u64 = 0x9e3779b97f4a7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let edges = [(600 << 10, 1700 << 10, MIB), (100 * MIB + 1, 101 * MIB + 2, MIB), (0, 3, MIB), (6 * MIB, 6 * MIB + 1, MIB)];
+        let random: Vec<(u64, u64, u64)> = (0..2000)
+            .map(|_| {
+                let lo = next() % (8 << 30);
+                (lo, lo + 1 + next() % (4 << 30), MIB * (1 + next() % 64))
+            })
+            .collect();
+        for (lower, upper, resolution) in edges.into_iter().chain(random) {
+            let (mut lo, mut hi) = (lower, upper);
+            let mut steps = 0;
+            while hi - lo > resolution {
+                let Some(mid) = midpoint(lo, hi) else { break };
+                assert!(lo < mid && mid < hi, "{mid} not inside ({lo}, {hi})");
+                // Either answer must keep the search going inside the bounds.
+                if next() % 2 == 0 { hi = mid } else { lo = mid }
+                steps += 1;
+                assert!(steps <= 64, "no end for {lower}..{upper} at {resolution}");
+            }
+        }
     }
 
     #[test]

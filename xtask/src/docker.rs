@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::config::MemoryLimit;
+use crate::supervise::{wait_or_kill, RunExit};
 
 /// Whether a Docker daemon answers at all.
 pub fn docker_answers(sh: &Shell) -> bool {
@@ -63,15 +64,6 @@ pub struct ContainerSpec<'a> {
     pub log: PathBuf,
 }
 
-/// How a run ended: as Docker recorded it, or (local backend) as the process exited.
-#[derive(Debug, Clone)]
-pub struct ContainerExit {
-    pub exit_code: i64,
-    pub oom_killed: bool,
-    pub timed_out: bool,
-    pub wall: Duration,
-}
-
 /// The `docker run` arguments: no network, read-only root, non-root, no capabilities, few pids,
 /// and swap equal to memory so the limit is the whole budget.
 pub fn run_args(spec: &ContainerSpec) -> Vec<String> {
@@ -99,11 +91,10 @@ pub fn run_args(spec: &ContainerSpec) -> Vec<String> {
 
 /// Runs the container to its end (or kills it at the timeout), then reads Docker's record of it
 /// and removes it.
-pub fn run_container(sh: &Shell, spec: &ContainerSpec) -> Result<ContainerExit> {
+pub fn run_container(sh: &Shell, spec: &ContainerSpec) -> Result<RunExit> {
     let name = &spec.name;
     let _ = cmd!(sh, "docker rm -f {name}").quiet().ignore_stdout().ignore_stderr().run();
     let log = std::fs::File::create(&spec.log).with_context(|| format!("creating {}", spec.log.display()))?;
-    let started = Instant::now();
     let mut child = Command::new("docker")
         .args(run_args(spec))
         .stdin(Stdio::null())
@@ -111,15 +102,9 @@ pub fn run_container(sh: &Shell, spec: &ContainerSpec) -> Result<ContainerExit> 
         .stderr(log)
         .spawn()
         .context("starting docker run")?;
-    let mut timed_out = false;
-    while child.try_wait()?.is_none() {
-        if started.elapsed() > spec.timeout && !timed_out {
-            timed_out = true;
-            let _ = cmd!(sh, "docker kill {name}").quiet().ignore_stdout().ignore_stderr().run();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let wall = started.elapsed();
+    let (_, harness_timeout, wall) = wait_or_kill(&mut child, spec.timeout, || {
+        let _ = cmd!(sh, "docker kill {name}").quiet().ignore_stdout().ignore_stderr().run();
+    })?;
     let format = "{{.State.ExitCode}} {{.State.OOMKilled}}";
     let state = cmd!(sh, "docker inspect --format {format} {name}").quiet().read();
     let _ = cmd!(sh, "docker rm -f {name}").quiet().ignore_stdout().ignore_stderr().run();
@@ -127,7 +112,7 @@ pub fn run_container(sh: &Shell, spec: &ContainerSpec) -> Result<ContainerExit> 
         format!("docker did not create container {name}; see {}", spec.log.display())
     })?;
     let (code, oom) = state.trim().split_once(' ').context("unexpected docker inspect output")?;
-    Ok(ContainerExit { exit_code: code.parse()?, oom_killed: oom == "true", timed_out, wall })
+    Ok(RunExit { exit_code: code.parse()?, docker_oom_killed: Some(oom == "true"), harness_timeout, wall })
 }
 
 /// Lets the container's non-root user write `dir`.

@@ -1,7 +1,8 @@
 //! `cargo xtask …`: the project's automation. Each command is a module with one entry point.
 //!
-//! Exit codes: 0 success (repro: every profile committed identical state); 1 repro found a
-//! difference; 2 the harness itself failed, with one line saying why and what to do.
+//! Exit codes: 0 success (repro: identical); 1 repro found a difference; 2 the harness itself
+//! failed or a run cannot be trusted, with one line saying why and what to do; 3 repro compared
+//! nothing (see `verdict.rs`).
 
 mod artifacts;
 mod bench;
@@ -18,8 +19,10 @@ mod outcome;
 mod plot;
 mod repro;
 mod report;
+mod supervise;
 mod sweep;
 mod test_suite;
+mod verdict;
 
 use std::process::ExitCode;
 
@@ -58,7 +61,7 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
             config.timeout_secs = timeout_secs.unwrap_or(config.timeout_secs);
             let args = ReproArgs { config, wasm, blocks, image_build, backend, out_dir: run.out_dir };
             let report = repro::repro(&sh, &root, args).context("repro")?;
-            Ok(report.verdict.exit_code())
+            Ok(report.decision.verdict.exit_code())
         }
         Command::Matrix { run } => {
             let policies = match run.policy {
@@ -67,8 +70,8 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
             };
             let config = run.apply(configured()?);
             let args = ReproArgs { config, wasm: None, blocks: None, image_build, backend, out_dir: run.out_dir };
-            matrix::matrix(&sh, &root, args, &policies).context("matrix")?;
-            Ok(0)
+            let reports = matrix::matrix(&sh, &root, args, &policies).context("matrix")?;
+            Ok(if reports.iter().any(|r| r.decision.verdict == verdict::Verdict::HarnessError) { 2 } else { 0 })
         }
         Command::Sweep { limit, steps, run } => {
             let config = run.apply(configured()?);
@@ -80,8 +83,8 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
                 backend,
                 out_dir: run.out_dir,
             };
-            sweep::sweep(&sh, &root, args).context("sweep")?;
-            Ok(0)
+            let report = sweep::sweep(&sh, &root, args).context("sweep")?;
+            Ok(if report.untrusted.is_some() { 2 } else { 0 })
         }
         Command::Bisect { between, resolution, run } => {
             let args = bisect::BisectArgs {

@@ -11,7 +11,7 @@ use crate::outcome::Outcome;
 use crate::repro::{new_run_dir, repro, ReproArgs};
 use crate::report::{ProfileReport, Report};
 
-pub fn matrix(sh: &Shell, root: &Path, mut args: ReproArgs, policies: &[Policy]) -> Result<()> {
+pub fn matrix(sh: &Shell, root: &Path, mut args: ReproArgs, policies: &[Policy]) -> Result<Vec<Report>> {
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
     args.out_dir = Some(dir.clone());
     args.config.profiles = args.config.matrix_profiles.clone();
@@ -25,7 +25,7 @@ pub fn matrix(sh: &Shell, root: &Path, mut args: ReproArgs, policies: &[Policy])
     std::fs::write(dir.join("matrix.md"), &text)?;
     println!("\n{text}");
     println!("results: {}", dir.display());
-    Ok(())
+    Ok(reports)
 }
 
 /// A Markdown table: one row per profile, one column per policy, and the verdicts.
@@ -45,7 +45,8 @@ pub fn matrix_table(reports: &[Report]) -> String {
     }
     text += "| **verdict** | |";
     for report in reports {
-        text += &format!(" **{}** (exit {}) |", serde_json::to_value(report.verdict).unwrap().as_str().unwrap_or(""), report.verdict.exit_code());
+        let verdict = report.decision.verdict;
+        text += &format!(" **{}** (exit {}) |", serde_json::to_value(verdict).unwrap().as_str().unwrap_or(""), verdict.exit_code());
     }
     text + "\n"
 }
@@ -90,12 +91,13 @@ mod tests {
     #[test]
     fn the_table_has_a_column_per_policy_and_a_verdict_row() {
         let reports = ["unbounded", "deterministic"].map(|policy| {
-            let mut report = crate::report::tests::report(vec![crate::report::tests::profile("low", Outcome::Completed, "r")], &[]);
+            let profiles = vec![crate::report::tests::profile("low", Outcome::Completed, "r"), crate::report::tests::profile("high", Outcome::Completed, "r")];
+            let mut report = crate::report::tests::report(profiles, &[""]);
             report.policy = policy.into();
             report
         });
         let table = matrix_table(&reports);
-        assert!(table.starts_with("| profile | limits | unbounded | deterministic |\n|---|---|---|---|\n| low | 4g | completed, SUCCESS:1000MB | completed, SUCCESS:1000MB |\n"), "{table}");
+        assert!(table.starts_with("| profile | limits | unbounded | deterministic |\n|---|---|---|---|\n| low | 4g | completed, SUCCESS:1000MB | completed, SUCCESS:1000MB |\n| high | 4g | completed, SUCCESS:1000MB | completed, SUCCESS:1000MB |\n"), "{table}");
         assert!(table.ends_with("| **verdict** | | **identical** (exit 0) | **identical** (exit 0) |\n"), "{table}");
     }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::diff::Divergence;
 use crate::outcome::Outcome;
+use crate::verdict::{outcome_reason, Decision};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProfileReport {
@@ -31,37 +32,38 @@ pub struct ProfileReport {
     pub blocks: Option<Vec<schema::BlockReport>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Every profile that ran completed and committed byte-identical state (profiles refused by
-    /// the deterministic preflight committed nothing and are listed as such).
-    Identical,
-    /// The profiles' committed state differs, or one of them did not complete.
-    Differ,
-    /// A run could not be trusted (e.g. the memory limit was not enforced).
-    HarnessError,
-}
-
-impl Verdict {
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Self::Identical => 0,
-            Self::Differ => 1,
-            Self::HarnessError => 2,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     pub baseline: String,
     pub profile: String,
+    /// Both runs ended the same deterministic way (see `Outcome::same_ending`).
+    pub same_ending: bool,
+    /// Both full state roots are known and equal.
+    pub same_root: bool,
     pub divergence: Divergence,
     /// Keys whose line differs (only in one dump, or with different values).
     pub differing_keys: u64,
     /// Unified diff of the two dumps (empty when identical).
     pub diff: String,
+}
+
+impl Comparison {
+    /// `profile` against `baseline`: their endings, their roots and what their dumps' diff found.
+    pub fn between(baseline: &ProfileReport, profile: &ProfileReport, found: crate::diff::DumpDiff, height: Option<u32>) -> Self {
+        Self {
+            baseline: baseline.name.clone(),
+            profile: profile.name.clone(),
+            same_ending: baseline.outcome.same_ending(&profile.outcome),
+            same_root: baseline.state_root.is_some() && baseline.state_root == profile.state_root,
+            divergence: Divergence { height, key: found.first_key },
+            differing_keys: found.differing_keys,
+            diff: found.diff,
+        }
+    }
+
+    pub fn same_dump(&self) -> bool {
+        self.differing_keys == 0
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,23 +79,9 @@ pub struct Report {
     pub blocks: Vec<String>,
     pub profiles: Vec<ProfileReport>,
     pub comparisons: Vec<Comparison>,
-    pub verdict: Verdict,
-}
-
-/// Whether the profile ran at all (a refusal is not a run).
-pub fn ran(profile: &ProfileReport) -> bool {
-    !matches!(profile.outcome, Outcome::Refused { .. })
-}
-
-pub fn verdict(profiles: &[ProfileReport], comparisons: &[Comparison]) -> Verdict {
-    let mut ran = profiles.iter().filter(|p| ran(p)).peekable();
-    if ran.peek().is_none() || profiles.iter().any(|p| matches!(p.outcome, Outcome::HarnessError { .. })) {
-        Verdict::HarnessError
-    } else if ran.all(|p| p.outcome == Outcome::Completed) && comparisons.iter().all(|c| c.diff.is_empty()) {
-        Verdict::Identical
-    } else {
-        Verdict::Differ
-    }
+    /// `verdict` and `verdict_reason` in report.json.
+    #[serde(flatten)]
+    pub decision: Decision,
 }
 
 const HEADERS: [&str; 7] = ["profile", "limit", "outcome", "stored result", "state root", "peak memory", "time"];
@@ -143,33 +131,15 @@ pub fn outcome_details(report: &Report) -> Vec<String> {
     report
         .profiles
         .iter()
-        .filter_map(|p| {
-            let detail = match &p.outcome {
-                Outcome::Completed => return None,
-                Outcome::Trapped { height, message } => format!("trapped at height {height}: {message}"),
-                Outcome::TimedOut { height, message } => format!("timed out at height {height}: {message}"),
-                Outcome::OomKilled { evidence } => evidence.clone(),
-                Outcome::Refused { reason } => reason.clone(),
-                Outcome::Killed { reason } => reason.clone(),
-                Outcome::HarnessError { reason } => reason.clone(),
-            };
-            Some(format!("{}: {}", p.name, detail))
-        })
+        .filter(|p| p.outcome != Outcome::Completed)
+        .map(|p| format!("{}: {}", p.name, outcome_reason(p)))
         .collect()
-}
-
-pub fn verdict_line(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Identical => "VERDICT: identical — every profile that ran committed byte-identical state",
-        Verdict::Differ => "VERDICT: DIFFERENT — the profiles did not commit the same state",
-        Verdict::HarnessError => "VERDICT: no verdict — the harness could not trust a run, or no profile ran (see above)",
-    }
 }
 
 /// The Markdown summary: the table, the details and each diff in a fenced block.
 pub fn markdown(report: &Report) -> String {
     let mut text = String::from("## cargo xtask repro\n\n");
-    text += &format!("**{}**\n\nPolicy: `{}`", verdict_line(report.verdict), report.policy);
+    text += &format!("**{}**\n\nPolicy: `{}`", report.decision.line(), report.policy);
     if let Some(budget) = report.memory_budget_bytes {
         text += &format!(", memory budget {}", mib(budget));
     }
@@ -199,6 +169,7 @@ pub fn markdown(report: &Report) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::verdict::{decide, Verdict};
 
     pub(crate) fn profile(name: &str, outcome: Outcome, root: &str) -> ProfileReport {
         ProfileReport {
@@ -216,17 +187,19 @@ pub(crate) mod tests {
         }
     }
 
+    /// `a` against `b` with `diff` as their dump diff.
+    pub(crate) fn comparison(a: &ProfileReport, b: &ProfileReport, diff: &str) -> Comparison {
+        let found = crate::diff::DumpDiff {
+            diff: diff.to_string(),
+            first_key: (!diff.is_empty()).then(|| "\"k\"".to_string()),
+            differing_keys: u64::from(!diff.is_empty()),
+        };
+        Comparison::between(a, b, found, Some(1))
+    }
+
+    /// A report of `profiles`, each compared with the first through `diffs`.
     pub(crate) fn report(profiles: Vec<ProfileReport>, diffs: &[&str]) -> Report {
-        let comparisons: Vec<_> = diffs
-            .iter()
-            .map(|d| Comparison {
-                baseline: "a".into(),
-                profile: "b".into(),
-                divergence: Divergence { height: Some(1), key: Some("\"k\"".into()) },
-                differing_keys: 1,
-                diff: d.to_string(),
-            })
-            .collect();
+        let comparisons: Vec<_> = profiles.iter().skip(1).zip(diffs).map(|(p, d)| comparison(&profiles[0], p, d)).collect();
         Report {
             started_at: "t".into(),
             backend: "docker image i".into(),
@@ -235,41 +208,20 @@ pub(crate) mod tests {
             wasm: "w".into(),
             wasm_sha256: "s".into(),
             blocks: vec![],
-            verdict: verdict(&profiles, &comparisons),
+            decision: decide(&profiles, &comparisons),
             profiles,
             comparisons,
         }
     }
 
     #[test]
-    fn identical_only_when_all_completed_and_no_diff() {
-        let same = report(vec![profile("a", Outcome::Completed, "r"), profile("b", Outcome::Completed, "r")], &[""]);
-        assert_eq!((same.verdict, same.verdict.exit_code()), (Verdict::Identical, 0));
-        let differ = report(vec![profile("a", Outcome::Completed, "r"), profile("b", Outcome::Completed, "s")], &["-x\n+y\n"]);
-        assert_eq!((differ.verdict, differ.verdict.exit_code()), (Verdict::Differ, 1));
-    }
-
-    #[test]
-    fn a_kill_is_a_difference_even_with_identical_partial_state() {
-        let killed = Outcome::OomKilled { evidence: "SIGKILL".into() };
-        let r = report(vec![profile("a", killed, "r"), profile("b", Outcome::Completed, "r")], &[""]);
-        assert_eq!(r.verdict, Verdict::Differ);
-    }
-
-    #[test]
-    fn a_refused_profile_is_not_a_divergence_but_all_refused_is_no_verdict() {
-        let refused = || Outcome::Refused { reason: "needs 448 MiB".into() };
-        let r = report(vec![profile("a", refused(), "0"), profile("b", Outcome::Completed, "r"), profile("c", Outcome::Completed, "r")], &[""]);
-        assert_eq!(r.verdict, Verdict::Identical);
-        let none = report(vec![profile("a", refused(), "0"), profile("b", refused(), "0")], &[]);
-        assert_eq!(none.verdict, Verdict::HarnessError);
-    }
-
-    #[test]
-    fn a_harness_error_wins_over_everything() {
-        let error = Outcome::HarnessError { reason: "MEMORY LIMIT NOT ENFORCED".into() };
-        let r = report(vec![profile("a", Outcome::Completed, "r"), profile("b", error, "r")], &[""]);
-        assert_eq!((r.verdict, r.verdict.exit_code()), (Verdict::HarnessError, 2));
+    fn report_json_carries_the_verdict_and_its_reason() {
+        let r = report(vec![profile("a", Outcome::Completed, "r"), profile("b", Outcome::Completed, "r")], &[""]);
+        assert_eq!(r.decision.verdict, Verdict::Identical);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["verdict"], "identical");
+        assert!(json["verdict_reason"].as_str().unwrap().starts_with("2 runs compared"), "{json}");
+        assert_eq!(json["comparisons"][0]["same_ending"], true);
     }
 
     #[test]
@@ -286,7 +238,7 @@ pub(crate) mod tests {
     fn markdown_has_the_verdict_table_and_fenced_diffs() {
         let r = report(vec![profile("a", Outcome::Completed, "r"), profile("b", Outcome::Completed, "s")], &["--- a\n+++ b\n-x\n+y\n"]);
         let md = markdown(&r);
-        assert!(md.contains("**VERDICT: DIFFERENT"), "{md}");
+        assert!(md.contains("**VERDICT: DIFFERENT — `a` and `b` both completed but committed different state"), "{md}");
         assert!(md.contains("| profile | limit | outcome |"), "{md}");
         assert!(md.contains("### a vs b\n\nFirst diverging height: 1. First diverging key: `\"k\"`.\n\n```diff\n--- a\n"), "{md}");
     }

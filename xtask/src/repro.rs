@@ -14,13 +14,15 @@ use schema::{RunResult, StoredState, WatchReport};
 
 use crate::artifacts::build_guest;
 use crate::config::{MemoryLimit, Policy, Profile, ReproConfig};
-use crate::diff::{colorize, diff_dump_files, excerpt, first_diverging_height, Divergence, SHOWN_LINES};
+use crate::diff::{colorize, diff_dump_files, excerpt, first_diverging_height, SHOWN_LINES};
 use crate::artifacts::{build_runner, host_triple};
-use crate::docker::{check_engine, container_user, docker_answers, make_writable_for_container, run_container, ContainerExit, ContainerSpec, Mount};
+use crate::docker::{check_engine, container_user, docker_answers, make_writable_for_container, run_container, ContainerSpec, Mount};
 use crate::image::{runner_image, ImageBuild, RunnerImage};
 use crate::local::{run_local, LocalLimit};
-use crate::outcome::{classify, Enforcement, Evidence};
-use crate::report::{markdown, mib, outcome_details, ran, table, verdict, verdict_line, Comparison, ProfileReport, Report};
+use crate::outcome::{classify, Enforcement, Evidence, Kind, Outcome};
+use crate::report::{markdown, mib, outcome_details, table, Comparison, ProfileReport, Report};
+use crate::supervise::RunExit;
+use crate::verdict::decide;
 
 #[derive(Clone)]
 pub struct ReproArgs {
@@ -151,7 +153,7 @@ impl<'a> Harness<'a> {
         args: impl Fn(&str, &str) -> Vec<String>,
         timeout: Duration,
         log: &Path,
-    ) -> Result<ContainerExit> {
+    ) -> Result<RunExit> {
         match &self.backend {
             Backend::Docker { image, user } => {
                 make_writable_for_container(dir)?;
@@ -236,7 +238,7 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
             wasm: harness.wasm.display().to_string(),
             wasm_sha256: hex::encode(Sha256::digest(&harness.wasm_bytes)),
             blocks: blocks_text.lines().map(String::from).collect(),
-            verdict: verdict(&profiles, &comparisons),
+            decision: decide(&profiles, &comparisons),
             profiles: profiles.clone(),
             comparisons,
         })
@@ -289,7 +291,7 @@ fn run_profile(harness: &Harness, input_dir: &Path, dir: &Path, profile: &Profil
     let outcome = classify(&Evidence {
         limit: profile.memory,
         enforced_by: harness.enforcement(),
-        container: &exit,
+        exit: &exit,
         watch: watch.as_ref(),
         result: result.as_ref(),
         log_tail: &log_tail,
@@ -298,7 +300,7 @@ fn run_profile(harness: &Harness, input_dir: &Path, dir: &Path, profile: &Profil
     // The committed state: from the result, or read back from what a killed run left behind.
     let (state_root, dump, stored_result) = match &result {
         Some(result) => (Some(result.state_root.clone()), Some(dump_path(&profile.name)), result.stress_result.clone()),
-        None if matches!(outcome, crate::outcome::Outcome::Refused { .. }) => (None, None, None),
+        None if matches!(outcome, Outcome::Refused { .. }) => (None, None, None),
         None => {
             let state = read_back_state(harness, dir, &name, timeout)?;
             let dump = state.tip.map(|_| dump_path(&profile.name));
@@ -362,10 +364,11 @@ fn read_json<T, E: std::error::Error + Send + Sync + 'static>(path: &Path, parse
     }
 }
 
-/// Every profile that ran against the first one that did.
+/// Every compared run (neither refused nor untrusted) against the first one.
 fn compare(run_dir: &Path, profiles: &[ProfileReport]) -> Result<Vec<Comparison>> {
-    let ran: Vec<&ProfileReport> = profiles.iter().filter(|p| ran(p)).collect();
-    let Some((baseline, others)) = ran.split_first() else { return Ok(Vec::new()) };
+    let compared: Vec<&ProfileReport> =
+        profiles.iter().filter(|p| matches!(p.outcome.kind(), Kind::Deterministic | Kind::HostEvent)).collect();
+    let Some((baseline, others)) = compared.split_first() else { return Ok(Vec::new()) };
     let dump = |profile: &ProfileReport| profile.dump.as_ref().map(|path| run_dir.join(path));
     let mut comparisons = Vec::new();
     for &profile in others {
@@ -375,16 +378,8 @@ fn compare(run_dir: &Path, profiles: &[ProfileReport]) -> Result<Vec<Comparison>
             &format!("{} ({})", baseline.name, baseline.limit),
             &format!("{} ({})", profile.name, profile.limit),
         )?;
-        comparisons.push(Comparison {
-            baseline: baseline.name.clone(),
-            profile: profile.name.clone(),
-            divergence: Divergence {
-                height: first_diverging_height(baseline.blocks.as_deref(), profile.blocks.as_deref()),
-                key: found.first_key,
-            },
-            differing_keys: found.differing_keys,
-            diff: found.diff,
-        });
+        let height = first_diverging_height(baseline.blocks.as_deref(), profile.blocks.as_deref());
+        comparisons.push(Comparison::between(baseline, profile, found, height));
     }
     Ok(comparisons)
 }
@@ -418,7 +413,7 @@ fn publish(run_dir: &Path, report: &Report) -> Result<()> {
         print!("{}", if color { colorize(&shown) } else { shown });
     }
     println!();
-    println!("{}", verdict_line(report.verdict));
+    println!("{}", report.decision.line());
     println!("results: {}", run_dir.display());
     Ok(())
 }

@@ -9,7 +9,7 @@ use xshell::Shell;
 
 use crate::config::{MemoryLimit, Profile, ReproConfig, StressPayload};
 use crate::image::ImageBuild;
-use crate::outcome::Outcome;
+use crate::outcome::{Kind, Outcome};
 use crate::plot::{write_svg, Limit, Plot, Point};
 use crate::repro::{new_run_dir, outcome_summary, quiet_phase, BackendChoice, Harness};
 use crate::report::{mib, ProfileReport};
@@ -35,8 +35,11 @@ pub struct SweepReport {
     pub limit: String,
     pub policy: String,
     pub steps: Vec<Step>,
-    /// The first step that did not succeed, `None` when every step did.
+    /// The first step that did not succeed, `None` when every step did (or one was untrusted).
     pub breaking_point: Option<String>,
+    /// The step whose run cannot be trusted (a harness error), which ended the sweep without a
+    /// breaking point.
+    pub untrusted: Option<String>,
 }
 
 /// A step succeeds when the block completed and the guest stored SUCCESS.
@@ -50,7 +53,7 @@ pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
     let profile = Profile { name: "run".into(), ..Profile::with_limit(args.limit) };
     let mut steps = Vec::new();
-    let mut breaking_point = None;
+    let (mut breaking_point, mut untrusted) = (None, None);
     for (i, payload) in args.steps.iter().enumerate() {
         let step_dir = dir.join(format!("step-{}-{}", i + 1, payload.to_string().replace(':', "-")));
         let blocks = format!("{} {}\n", args.config.height, hex::encode(payload.to_bytes()));
@@ -58,8 +61,12 @@ pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
         let what = format!("{payload} ({} MB) under {} (policy {})", payload.total_mb(), args.limit, args.config.policy.name());
         let run = quiet_phase(3 + i, total, &what, || harness.run_profile(&input, &profile, &args.config))?;
         eprintln!("    {}", outcome_summary(&run));
-        let ok = succeeded(&run);
+        let (ok, trusted) = (succeeded(&run), run.outcome.kind() != Kind::HarnessError);
         steps.push(Step { payload: payload.to_string(), total_mb: payload.total_mb(), run });
+        if !trusted {
+            untrusted = Some(payload.to_string());
+            break;
+        }
         if !ok {
             breaking_point = Some(payload.to_string());
             break;
@@ -70,6 +77,7 @@ pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
         policy: args.config.policy.name().into(),
         steps,
         breaking_point,
+        untrusted,
     };
     std::fs::write(dir.join("sweep.json"), serde_json::to_string_pretty(&report)?)?;
     let points: Vec<Point> = report
@@ -108,6 +116,12 @@ pub fn sweep_table(report: &SweepReport) -> String {
 
 pub fn conclusion(report: &SweepReport) -> String {
     let last_ok = report.steps.iter().rev().find(|s| succeeded(&s.run));
+    if let (Some(step), Some(last)) = (&report.untrusted, report.steps.last()) {
+        return format!(
+            "NO BREAKING POINT: the run of {step} cannot be trusted ({}), so the sweep stopped there",
+            crate::verdict::outcome_reason(&last.run)
+        );
+    }
     match (&report.breaking_point, report.steps.last()) {
         (Some(point), Some(step)) => format!(
             "BREAKING POINT under {}: {point} ({} MB) {}; the last success was {}",
@@ -143,12 +157,25 @@ mod tests {
                 step("10x100", Outcome::OomKilled { evidence: "e".into() }, ""),
             ],
             breaking_point: Some("10x100".into()),
+            untrusted: None,
         };
         assert_eq!(
             conclusion(&report),
             "BREAKING POINT under 1g: 10x100 (1000 MB) oom-killed; the last success was 10x50 (500 MB)"
         );
         assert!(sweep_table(&report).lines().nth(3).unwrap().starts_with("10x100                   1000 MB  oom-killed"));
+    }
+
+    #[test]
+    fn an_untrusted_step_is_no_breaking_point() {
+        let report = SweepReport {
+            limit: "1g".into(),
+            policy: "unbounded".into(),
+            steps: vec![step("10x10", Outcome::HarnessError { reason: "MEMORY LIMIT NOT ENFORCED".into() }, "")],
+            breaking_point: None,
+            untrusted: Some("10x10".into()),
+        };
+        assert_eq!(conclusion(&report), "NO BREAKING POINT: the run of 10x10 cannot be trusted (MEMORY LIMIT NOT ENFORCED), so the sweep stopped there");
     }
 
     #[test]

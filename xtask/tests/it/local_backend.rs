@@ -12,7 +12,8 @@ fn the_local_backend_oom_kills_512m_in_its_own_cgroup() {
     let report = report(out.path());
     assert!(report["backend"].as_str().unwrap().starts_with("local process under a memory cgroup"), "{}", report["backend"]);
     assert_eq!(report["profiles"][0]["outcome"], "oom_killed");
-    assert!(report["profiles"][0]["evidence"].as_str().unwrap().contains("oom_kill +1 in the run's memory cgroup"));
+    let evidence = report["profiles"][0]["evidence"].as_str().unwrap();
+    assert!(evidence.starts_with("SIGKILL; the run's memory cgroup (v") && evidence.contains(", oom_kill +1, and its peak reached its 512 MiB limit"), "{evidence}");
     assert_eq!(report["profiles"][1]["stored_result"], "SUCCESS:1000MB");
 }
 

@@ -8,3 +8,4 @@ mod local_backend;
 mod repro;
 mod support;
 mod tidy;
+mod verdict;
