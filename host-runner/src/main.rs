@@ -16,6 +16,7 @@ use host_runner::blocks::{parse_hex, read_blocks_file, Block};
 use host_runner::runner::{self, run, summary_line, write_atomically, RunRequest};
 use host_runner::state_store::StateStore;
 use host_runner::{dump, host, policy, watch};
+use schema::{ByteSize, Policy};
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -51,13 +52,13 @@ enum Command {
         dump: Option<PathBuf>,
         /// What the host does when the guest grows its memory.
         #[arg(long, value_enum, default_value = "unbounded")]
-        policy: policy::PolicyName,
+        policy: Policy,
         /// The deterministic policy's fixed budget, e.g. 192MiB.
-        #[arg(long, value_parser = policy::parse_bytes)]
-        memory_budget: Option<u64>,
+        #[arg(long)]
+        memory_budget: Option<ByteSize>,
         /// Limit the runner's own address space (RLIMIT_AS), e.g. 3g.
-        #[arg(long, value_parser = policy::parse_bytes)]
-        address_space_limit: Option<u64>,
+        #[arg(long)]
+        address_space_limit: Option<ByteSize>,
         /// Reserve no address space ahead for linear memory (growth moves it and may fail).
         #[arg(long)]
         small_memories: bool,
@@ -71,8 +72,8 @@ enum Command {
         #[arg(long)]
         report: PathBuf,
         /// RLIMIT_AS for the watcher and the run it starts, e.g. 512m.
-        #[arg(long, value_parser = policy::parse_bytes)]
-        address_space_limit: Option<u64>,
+        #[arg(long)]
+        address_space_limit: Option<ByteSize>,
         /// The arguments of the child, starting with `run`.
         #[arg(last = true, required = true)]
         run_args: Vec<String>,
@@ -169,13 +170,14 @@ fn execute(command: Command) -> Result<ExitCode> {
                 .ok()
                 .filter(|limit| !limit.is_zero())
                 .context("--block-time-limit must be a positive number of seconds")?;
-            let policy = policy::MemoryPolicy::new(policy, memory_budget)?;
+            let policy = policy::MemoryPolicy::new(policy, memory_budget.map(ByteSize::bytes))?;
             let layout = policy::MemoryLayout::for_policy(policy, small_memories);
             let blocks = match (height, blocks) {
                 (Some(height), _) => vec![Block { height, payload: parse_hex(&payload).context("--payload")? }],
                 (None, Some(path)) => read_blocks_file(&path)?,
                 (None, None) => unreachable!("clap requires --height or --blocks"),
             };
+            let address_space_limit = address_space_limit.map(ByteSize::bytes);
             let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit, time_limit, dump_file: dump };
             let result = match run(&request) {
                 Err(error) if error.is::<policy::Refusal>() => {
@@ -194,7 +196,7 @@ fn execute(command: Command) -> Result<ExitCode> {
                 schema::RunOutcome::Trapped { .. } | schema::RunOutcome::TimedOut { .. } => ExitCode::from(1),
             })
         }
-        Command::Watch { report, address_space_limit, run_args } => watch::watch(&report, address_space_limit, &run_args),
+        Command::Watch { report, address_space_limit, run_args } => watch::watch(&report, address_space_limit.map(ByteSize::bytes), &run_args),
         Command::Dump { db } => {
             let store = StateStore::open_read_only(&db)?;
             dump::write_dump(&store, std::io::stdout().lock())?;

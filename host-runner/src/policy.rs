@@ -9,12 +9,12 @@
 //!   the same budget, and a preflight that refuses to start on a host that cannot back it.
 
 use std::fmt;
-use std::str::FromStr;
 
 use anyhow::{bail, Result};
 use wasmtime::ResourceLimiter;
 
 use cgroup::{mem_available, Cgroup};
+use schema::Policy;
 
 /// What the runner itself needs beside the budget: code, compiled guest, RocksDB's memtable and
 /// caches. Measured peak RSS of a run with a tiny guest is about 40 MiB.
@@ -29,10 +29,14 @@ pub enum MemoryPolicy {
 
 impl MemoryPolicy {
     pub fn name(self) -> &'static str {
+        self.policy().name()
+    }
+
+    pub fn policy(self) -> Policy {
         match self {
-            Self::Unbounded => "unbounded",
-            Self::Headroom => "headroom",
-            Self::Deterministic { .. } => "deterministic",
+            Self::Unbounded => Policy::Unbounded,
+            Self::Headroom => Policy::Headroom,
+            Self::Deterministic { .. } => Policy::Deterministic,
         }
     }
 
@@ -50,44 +54,14 @@ impl MemoryPolicy {
     }
 }
 
-/// A byte count written like `256MiB`, `256m`, `1g` or plain bytes.
-pub fn parse_bytes(text: &str) -> Result<u64> {
-    let lower = text.trim().to_ascii_lowercase();
-    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
-    let (number, unit) = lower.split_at(split);
-    let shift = match unit {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => bail!("`{text}` is not a size (e.g. 256MiB, 1g)"),
-    };
-    let number: u64 = number.parse().map_err(|_| anyhow::anyhow!("`{text}` is not a size (e.g. 256MiB, 1g)"))?;
-    number.checked_mul(1 << shift).ok_or_else(|| anyhow::anyhow!("`{text}` is too large"))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PolicyName {
-    Unbounded,
-    Headroom,
-    Deterministic,
-}
-
-impl FromStr for PolicyName {
-    type Err = anyhow::Error;
-    fn from_str(text: &str) -> Result<Self> {
-        <Self as clap::ValueEnum>::from_str(text, false).map_err(|_| anyhow::anyhow!("unknown policy `{text}`"))
-    }
-}
-
 impl MemoryPolicy {
-    pub fn new(name: PolicyName, budget: Option<u64>) -> Result<Self> {
+    pub fn new(name: Policy, budget: Option<u64>) -> Result<Self> {
         Ok(match (name, budget) {
-            (PolicyName::Unbounded, None) => Self::Unbounded,
-            (PolicyName::Headroom, None) => Self::Headroom,
-            (PolicyName::Deterministic, Some(budget)) if budget >= 64 << 10 => Self::Deterministic { budget },
-            (PolicyName::Deterministic, Some(_)) => bail!("--memory-budget must be at least one wasm page (64KiB)"),
-            (PolicyName::Deterministic, None) => bail!("the deterministic policy needs --memory-budget (e.g. 192MiB)"),
+            (Policy::Unbounded, None) => Self::Unbounded,
+            (Policy::Headroom, None) => Self::Headroom,
+            (Policy::Deterministic, Some(budget)) if budget >= 64 << 10 => Self::Deterministic { budget },
+            (Policy::Deterministic, Some(_)) => bail!("--memory-budget must be at least one wasm page (64KiB)"),
+            (Policy::Deterministic, None) => bail!("the deterministic policy needs --memory-budget (e.g. 192MiB)"),
             (_, Some(_)) => bail!("--memory-budget only applies to --policy deterministic"),
         })
     }
@@ -262,19 +236,10 @@ mod tests {
 
     #[test]
     fn policies_and_budgets_must_match() {
-        assert_eq!(MemoryPolicy::new(PolicyName::Unbounded, None).unwrap(), MemoryPolicy::Unbounded);
-        assert!(MemoryPolicy::new(PolicyName::Deterministic, None).unwrap_err().to_string().contains("needs --memory-budget"));
-        assert!(MemoryPolicy::new(PolicyName::Headroom, Some(1 << 20)).is_err());
+        assert_eq!(MemoryPolicy::new(Policy::Unbounded, None).unwrap(), MemoryPolicy::Unbounded);
+        assert!(MemoryPolicy::new(Policy::Deterministic, None).unwrap_err().to_string().contains("needs --memory-budget"));
+        assert!(MemoryPolicy::new(Policy::Headroom, Some(1 << 20)).is_err());
         assert_eq!(MemoryPolicy::Deterministic { budget: 100 << 20 }.required_bytes(), Some((200 << 20) + RUNNER_OVERHEAD));
-    }
-
-    #[test]
-    fn parses_sizes() {
-        assert_eq!(parse_bytes("256MiB").unwrap(), 256 << 20);
-        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
-        assert_eq!(parse_bytes("4096").unwrap(), 4096);
-        assert!(parse_bytes("12x").is_err());
-        assert!(parse_bytes("99999999999999g").is_err());
     }
 
     #[test]

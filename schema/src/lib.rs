@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod size;
+pub use size::{BadSize, ByteSize, Policy};
+
 /// Bumped whenever a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 3;
 

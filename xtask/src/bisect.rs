@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::config::{MemoryLimit, Profile, ReproConfig};
+use crate::config::{ByteSize, Profile, ReproConfig};
 use crate::image::ImageBuild;
 use crate::plot::{write_svg, Limit, Plot, Point};
 use crate::repro::{BackendChoice, blocks_text, new_run_dir, outcome_summary, Harness};
@@ -19,9 +19,9 @@ const MIB: u64 = 1 << 20;
 
 pub struct BisectArgs {
     pub config: ReproConfig,
-    pub lower: MemoryLimit,
-    pub upper: MemoryLimit,
-    pub resolution: MemoryLimit,
+    pub lower: ByteSize,
+    pub upper: ByteSize,
+    pub resolution: ByteSize,
     pub image_build: ImageBuild,
     pub backend: BackendChoice,
     pub out_dir: Option<std::path::PathBuf>,
@@ -95,7 +95,7 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
     let mut probes: Vec<Probe> = Vec::new();
     let mut upper_behaviour = None;
     let mut probe = |limit_bytes: u64, probes: &mut Vec<Probe>| -> Result<bool> {
-        let limit = MemoryLimit::from_bytes(limit_bytes);
+        let limit = ByteSize::from_bytes(limit_bytes);
         let profile = Profile { name: format!("probe-{}-{limit}", probes.len() + 1), ..Profile::with_limit(limit) };
         let run = harness.run_profile(&input, &profile, &args.config)?;
         if run.outcome.kind() == crate::outcome::Kind::HarnessError {
@@ -146,7 +146,7 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
         upper: args.upper.to_string(),
         resolution_bytes: resolution,
         policy: args.config.policy.name().into(),
-        threshold: threshold.map(|t| MemoryLimit::from_bytes(t).to_string()),
+        threshold: threshold.map(|t| ByteSize::from_bytes(t).to_string()),
         threshold_bytes: threshold,
         probes,
         contradictions,
@@ -193,7 +193,7 @@ mod tests {
     use crate::report::tests::profile;
 
     fn probe(limit: &str, matches_upper: bool) -> Probe {
-        let limit: MemoryLimit = limit.parse().unwrap();
+        let limit: ByteSize = limit.parse().unwrap();
         let outcome = if matches_upper { Outcome::Completed } else { Outcome::OomKilled { evidence: "e".into() } };
         Probe { limit: limit.to_string(), limit_bytes: limit.bytes(), matches_upper, run: profile("p", outcome, "r") }
     }

@@ -1,5 +1,6 @@
 //! What to run, parsed at the edge: `[workspace.metadata.repro]` in the root Cargo.toml, then the
-//! command line on top. The rest of the xtask sees `MemoryLimit`s and `StressPayload`s, not text.
+//! command line on top. The rest of the xtask sees `ByteSize`s, `Policy`s and `StressPayload`s,
+//! not text.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,72 +8,10 @@ use std::str::FromStr;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
-/// A container memory limit in bytes, written like Docker's `--memory` (`512m`, `4g`, `6500k`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MemoryLimit(u64);
+pub use schema::{ByteSize, Policy};
 
-/// Docker refuses limits below 6 MiB.
-const MIN_LIMIT: u64 = 6 * 1024 * 1024;
-
-impl MemoryLimit {
-    pub fn bytes(self) -> u64 {
-        self.0
-    }
-
-    /// A limit computed by the harness (bisection midpoints), not parsed from a user.
-    pub fn from_bytes(bytes: u64) -> Self {
-        Self(bytes)
-    }
-
-    /// The form given to `docker run --memory`.
-    pub fn docker_arg(self) -> String {
-        format!("{}b", self.0)
-    }
-}
-
-impl FromStr for MemoryLimit {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> Result<Self> {
-        let lower = text.trim().to_ascii_lowercase();
-        let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
-        let (number, unit) = lower.split_at(digits_end);
-        ensure!(!number.is_empty(), "bad memory limit `{text}`: expected a number and a unit (e.g. 512m, 4g)");
-        let shift = match unit {
-            "" | "b" => 0,
-            "k" | "kb" | "kib" => 10,
-            "m" | "mb" | "mib" => 20,
-            "g" | "gb" | "gib" => 30,
-            "t" | "tb" | "tib" => 40,
-            _ => bail!("bad memory limit `{text}`: unit `{unit}` is not one of b, k, m, g, t (e.g. 512m, 4g)"),
-        };
-        let number: u64 = number.parse().with_context(|| format!("bad memory limit `{text}`: too large"))?;
-        let bytes = number
-            .checked_mul(1 << shift)
-            .with_context(|| format!("bad memory limit `{text}`: too large"))?;
-        ensure!(bytes >= MIN_LIMIT, "bad memory limit `{text}`: Docker needs at least 6m");
-        Ok(Self(bytes))
-    }
-}
-
-impl fmt::Display for MemoryLimit {
-    /// The shortest exact form: `512m`, `4g`, `6500k`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (shift, unit) in [(40, "t"), (30, "g"), (20, "m"), (10, "k")] {
-            if self.0 % (1 << shift) == 0 {
-                return write!(f, "{}{unit}", self.0 >> shift);
-            }
-        }
-        write!(f, "{}b", self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for MemoryLimit {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(|e: anyhow::Error| serde::de::Error::custom(format!("{e:#}")))
-    }
-}
+/// Docker refuses memory limits below 6 MiB.
+const MIN_DOCKER_LIMIT: u64 = 6 << 20;
 
 /// The stress guest's block payload: `MBxCOUNT[:digest][:release]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,40 +86,21 @@ impl<'de> Deserialize<'de> for StressPayload {
     }
 }
 
-/// The runner's memory policy (see host-runner/src/policy.rs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    Unbounded,
-    Headroom,
-    Deterministic,
-}
-
-impl Policy {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Unbounded => "unbounded",
-            Self::Headroom => "headroom",
-            Self::Deterministic => "deterministic",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub name: String,
-    pub memory: MemoryLimit,
+    pub memory: ByteSize,
     /// RLIMIT_AS the runner applies to itself (Docker has no `--ulimit as`).
     #[serde(default)]
-    pub address_space: Option<MemoryLimit>,
+    pub address_space: Option<ByteSize>,
     /// Reserve no address space ahead for linear memory (growth moves it and may fail).
     #[serde(default)]
     pub small_memories: bool,
 }
 
 impl Profile {
-    pub fn with_limit(memory: MemoryLimit) -> Self {
+    pub fn with_limit(memory: ByteSize) -> Self {
         Self { name: memory.to_string(), memory, address_space: None, small_memories: false }
     }
 
@@ -217,13 +137,13 @@ pub struct ReproConfig {
     pub height: u32,
     pub policy: Policy,
     /// The deterministic policy's fixed budget (written like a limit: `192m`).
-    pub memory_budget: MemoryLimit,
+    pub memory_budget: ByteSize,
     pub timeout_secs: u64,
     pub profiles: Vec<Profile>,
     /// The profiles `cargo xtask matrix` runs under every policy.
     pub matrix_profiles: Vec<Profile>,
     /// `cargo xtask sweep`: the limit and the growing payloads.
-    pub sweep_limit: MemoryLimit,
+    pub sweep_limit: ByteSize,
     pub sweep_steps: Vec<StressPayload>,
 }
 
@@ -273,7 +193,7 @@ impl ReproConfig {
     }
 
     /// `--limit` replaces the configured profiles with one per limit, named after it.
-    pub fn replace_limits(&mut self, limits: &[MemoryLimit]) -> Result<()> {
+    pub fn replace_limits(&mut self, limits: &[ByteSize]) -> Result<()> {
         if limits.is_empty() {
             return Ok(());
         }
@@ -292,6 +212,12 @@ fn check_profiles(profiles: &[Profile], key: &str) -> Result<()> {
             profile.name
         );
         ensure!(
+            profile.memory.bytes() >= MIN_DOCKER_LIMIT,
+            "profile `{}`: memory limit {} is below Docker's minimum of 6m",
+            profile.name,
+            profile.memory
+        );
+        ensure!(
             !profiles[..i].iter().any(|p| p.name == profile.name),
             "profile `{}` is defined twice in [workspace.metadata.repro] {key}",
             profile.name
@@ -305,34 +231,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_docker_style_limits() {
-        for (text, bytes) in [("512m", 512 << 20), ("4g", 4 << 30), ("4G", 4 << 30), ("6500k", 6500 << 10), ("1gib", 1 << 30), ("7340032", 7 << 20)] {
-            assert_eq!(text.parse::<MemoryLimit>().unwrap().bytes(), bytes, "{text}");
-        }
-    }
-
-    #[test]
-    fn rejects_bad_limits_with_the_reason() {
-        for (text, reason) in [
-            ("512x", "unit `x` is not one of"),
-            ("", "expected a number"),
-            ("m", "expected a number"),
-            ("-1g", "expected a number"),
-            ("1.5g", "unit `.5g`"),
-            ("5m", "at least 6m"),
-            ("99999999999t", "too large"),
-        ] {
-            let err = format!("{:#}", text.parse::<MemoryLimit>().unwrap_err());
-            assert!(err.contains(reason) && err.contains(&format!("`{text}`")), "{text}: {err}");
-        }
-    }
-
-    #[test]
-    fn limits_print_in_their_shortest_exact_form() {
-        for text in ["512m", "4g", "6500k", "1t", "7340033b"] {
-            assert_eq!(text.parse::<MemoryLimit>().unwrap().to_string(), text);
-        }
-        assert_eq!("1024m".parse::<MemoryLimit>().unwrap().to_string(), "1g");
+    fn a_limit_below_docker_s_minimum_is_refused_before_anything_runs() {
+        let mut config = config(serde_json::json!({
+            "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m", "sweep_limit": "1g", "sweep_steps": ["10x10"],
+            "profiles": [{ "name": "low", "memory": "512m" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
+        }))
+        .unwrap();
+        let err = config.replace_limits(&["5m".parse().unwrap()]).unwrap_err();
+        assert_eq!(err.to_string(), "profile `5m`: memory limit 5m is below Docker's minimum of 6m");
     }
 
     #[test]
@@ -373,7 +279,7 @@ mod tests {
             "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": "unbounded", "memory_budget": "192m", "sweep_limit": "1g", "sweep_steps": ["10x10"],
             "profiles": [{ "name": "low", "memory": "512x" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
         }));
-        assert!(format!("{:#}", bad_limit.unwrap_err()).contains("bad memory limit `512x`"));
+        assert!(format!("{:#}", bad_limit.unwrap_err()).contains("bad size `512x`"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::config::MemoryLimit;
+use crate::config::ByteSize;
 use crate::supervise::{wait_or_kill, RunExit};
 
 /// Whether a Docker daemon answers at all.
@@ -21,14 +21,14 @@ pub fn check_engine(sh: &Shell) -> Result<()> {
     if cmd!(sh, "docker --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
         bail!("the docker CLI was not found: install Docker Engine (https://docs.docker.com/engine/install/)");
     }
-    let format = "{{.MemoryLimit}}";
+    let format = "{{.ByteSize}}";
     let memory_limit = cmd!(sh, "docker info --format {format}").quiet().ignore_stderr().read();
     match memory_limit {
         Err(_) => bail!(
             "the Docker daemon does not answer: start it (`sudo systemctl start docker`, or `dockerd &`) and check `docker info`"
         ),
         Ok(answer) if answer.trim() != "true" => bail!(
-            "this Docker engine does not support memory limits (`docker info` MemoryLimit={}): enable the memory cgroup controller (cgroup_enable=memory on the kernel command line)",
+            "this Docker engine does not support memory limits (`docker info` ByteSize={}): enable the memory cgroup controller (cgroup_enable=memory on the kernel command line)",
             answer.trim()
         ),
         Ok(_) => Ok(()),
@@ -56,7 +56,7 @@ pub struct ContainerSpec<'a> {
     pub image: &'a str,
     pub name: String,
     pub user: &'a str,
-    pub memory: Option<MemoryLimit>,
+    pub memory: Option<ByteSize>,
     pub mounts: Vec<Mount>,
     pub args: Vec<String>,
     pub timeout: Duration,

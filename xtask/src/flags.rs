@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{MemoryLimit, Policy, ReproConfig, StressPayload};
+use crate::config::{ByteSize, Policy, ReproConfig, StressPayload};
 use crate::image::ImageBuild;
 use crate::repro::BackendChoice;
 
@@ -32,7 +32,7 @@ pub struct RunFlags {
     pub policy: Option<Policy>,
     /// The deterministic policy's budget, e.g. `192m`.
     #[arg(long)]
-    pub memory_budget: Option<MemoryLimit>,
+    pub memory_budget: Option<ByteSize>,
     /// Where run directories go (default: target/repro).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -57,7 +57,7 @@ pub enum Command {
         profiles: Vec<String>,
         /// Replace the configured profiles with one per limit (repeatable), e.g. `--limit 1g`.
         #[arg(long = "limit", value_name = "LIMIT")]
-        limits: Vec<MemoryLimit>,
+        limits: Vec<ByteSize>,
         /// Block height given to the stress block.
         #[arg(long)]
         height: Option<u32>,
@@ -83,7 +83,7 @@ pub enum Command {
     Sweep {
         /// The limit (default: `sweep_limit` from the configuration).
         #[arg(long)]
-        limit: Option<MemoryLimit>,
+        limit: Option<ByteSize>,
         /// The steps, in order (repeatable; default: `sweep_steps`), e.g. `--step 10x10`.
         #[arg(long = "step", value_name = "PAYLOAD")]
         steps: Vec<StressPayload>,
@@ -94,10 +94,10 @@ pub enum Command {
     Bisect {
         /// Lower and upper bound, e.g. `--between 256m 4g`.
         #[arg(long, num_args = 2, value_names = ["LOWER", "UPPER"], required = true)]
-        between: Vec<MemoryLimit>,
+        between: Vec<ByteSize>,
         /// Stop when the bounds are this close.
         #[arg(long, default_value = "16m")]
-        resolution: MemoryLimit,
+        resolution: ByteSize,
         #[command(flatten)]
         run: RunFlags,
     },

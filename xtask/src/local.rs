@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use cgroup::CreatedCgroup;
 
-use crate::config::MemoryLimit;
+use crate::config::ByteSize;
 use crate::supervise::{exit_code, wait_or_kill, RunExit};
 
 /// How the local backend enforces a limit on this machine.
@@ -46,7 +46,7 @@ impl LocalLimit {
 }
 
 /// A memory cgroup for one run under the machine's hierarchy, with `limit` and no swap.
-fn create_cgroup(name: &str, limit: MemoryLimit) -> Result<CreatedCgroup> {
+fn create_cgroup(name: &str, limit: ByteSize) -> Result<CreatedCgroup> {
     CreatedCgroup::create(Path::new(cgroup::ROOT), name, limit.bytes())
 }
 
@@ -55,7 +55,7 @@ fn create_cgroup(name: &str, limit: MemoryLimit) -> Result<CreatedCgroup> {
 pub fn run_local(
     runner: &Path,
     name: &str,
-    memory: Option<MemoryLimit>,
+    memory: Option<ByteSize>,
     how: LocalLimit,
     mut args: Vec<String>,
     timeout: Duration,

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use schema::{RunOutcome, RunResult, SwapState, WatchReport};
 
-use crate::config::MemoryLimit;
+use crate::config::ByteSize;
 use crate::supervise::RunExit;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -96,7 +96,7 @@ pub enum Enforcement {
 
 /// Everything one profile's run left behind.
 pub struct Evidence<'a> {
-    pub limit: MemoryLimit,
+    pub limit: ByteSize,
     pub enforced_by: Enforcement,
     pub exit: &'a RunExit,
     pub watch: Option<&'a WatchReport>,
@@ -192,7 +192,7 @@ fn killed_by(signal: i32, watch: &WatchReport, exit: &RunExit) -> Outcome {
 
 /// `None` when the run saw the limit it was given, with no swap beside it; else why the run
 /// cannot be trusted.
-pub fn limit_problem(limit: MemoryLimit, enforced_by: Enforcement, watch: &WatchReport) -> Option<String> {
+pub fn limit_problem(limit: ByteSize, enforced_by: Enforcement, watch: &WatchReport) -> Option<String> {
     let asked = limit.bytes();
     let seen = &watch.memory_at_start;
     if enforced_by == Enforcement::AddressSpace {

@@ -13,7 +13,7 @@ use xshell::Shell;
 use schema::{RunResult, StoredState, WatchReport};
 
 use crate::artifacts::build_guest;
-use crate::config::{MemoryLimit, Policy, Profile, ReproConfig};
+use crate::config::{ByteSize, Policy, Profile, ReproConfig};
 use crate::diff::{colorize, diff_dump_files, excerpt, first_diverging_height, SHOWN_LINES};
 use crate::artifacts::{build_runner, host_triple};
 use crate::docker::{check_engine, container_user, docker_answers, make_writable_for_container, run_container, ContainerSpec, Mount};
@@ -147,7 +147,7 @@ impl<'a> Harness<'a> {
     fn run_runner(
         &self,
         name: &str,
-        memory: Option<MemoryLimit>,
+        memory: Option<ByteSize>,
         input_dir: Option<&Path>,
         dir: &Path,
         args: impl Fn(&str, &str) -> Vec<String>,

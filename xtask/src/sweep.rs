@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::config::{MemoryLimit, Profile, ReproConfig, StressPayload};
+use crate::config::{ByteSize, Profile, ReproConfig, StressPayload};
 use crate::image::ImageBuild;
 use crate::outcome::{Kind, Outcome};
 use crate::plot::{write_svg, Limit, Plot, Point};
@@ -16,7 +16,7 @@ use crate::report::{mib, ProfileReport};
 
 pub struct SweepArgs {
     pub config: ReproConfig,
-    pub limit: MemoryLimit,
+    pub limit: ByteSize,
     pub steps: Vec<StressPayload>,
     pub image_build: ImageBuild,
     pub backend: BackendChoice,

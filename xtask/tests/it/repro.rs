@@ -122,7 +122,7 @@ fn bad_input_is_one_clear_line_and_exit_2_with_nothing_written() {
     let a_directory = out.path().to_str().unwrap().to_string();
     let guest = std::env::var("GUEST_WASM").unwrap_or_else(|_| "/nonexistent.wasm".into());
     let cases: [(&[&str], &str); 7] = [
-        (&["repro", "--limit", "512x"], "bad memory limit `512x`"),
+        (&["repro", "--limit", "512x"], "bad size `512x`"),
         (&["repro", "--profile", "medium"], "unknown profile `medium` (configured: low, high)"),
         (&["repro", "--payload", "50"], "bad payload `50`"),
         (&["repro", "--limit", "1g", "--limit", "1024m"], "profile `1g` is defined twice"),
