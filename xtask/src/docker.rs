@@ -21,14 +21,14 @@ pub fn check_engine(sh: &Shell) -> Result<()> {
     if cmd!(sh, "docker --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
         bail!("the docker CLI was not found: install Docker Engine (https://docs.docker.com/engine/install/)");
     }
-    let format = "{{.ByteSize}}";
+    let format = "{{.MemoryLimit}}";
     let memory_limit = cmd!(sh, "docker info --format {format}").quiet().ignore_stderr().read();
     match memory_limit {
         Err(_) => bail!(
             "the Docker daemon does not answer: start it (`sudo systemctl start docker`, or `dockerd &`) and check `docker info`"
         ),
         Ok(answer) if answer.trim() != "true" => bail!(
-            "this Docker engine does not support memory limits (`docker info` ByteSize={}): enable the memory cgroup controller (cgroup_enable=memory on the kernel command line)",
+            "this Docker engine does not support memory limits (`docker info` MemoryLimit={}): enable the memory cgroup controller (cgroup_enable=memory on the kernel command line)",
             answer.trim()
         ),
         Ok(_) => Ok(()),

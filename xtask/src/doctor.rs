@@ -35,7 +35,7 @@ pub fn checks(sh: &Shell, root: &Path) -> Vec<Check> {
         Ok(version) => Check::present("docker CLI", version),
         Err(_) => Check::missing("docker CLI", "not found", "install Docker Engine (apt-get install docker.io), or use --backend local"),
     });
-    let server = "{{.ServerVersion}} {{.ByteSize}} {{.CgroupVersion}} {{.CgroupDriver}}";
+    let server = "{{.ServerVersion}} {{.MemoryLimit}} {{.CgroupVersion}} {{.CgroupDriver}}";
     match quiet(cmd!(sh, "docker info --format {server}")) {
         Ok(info) => {
             let fields: Vec<&str> = info.split_whitespace().collect();
