@@ -36,6 +36,7 @@ pub fn overhead(wasm: &Path, payload: &[u8], runs: usize) -> Result<Value> {
             address_space_limit: None,
             time_limit: TIME_LIMIT,
             dump_file: None,
+            native_stack: None,
         };
         let started = Instant::now();
         let result = run(&request)?;
@@ -128,6 +129,7 @@ pub fn blocks(count: u32) -> Result<Value> {
         address_space_limit: None,
         time_limit: TIME_LIMIT,
         dump_file: Some(dir.path().join("dump.txt")),
+        native_stack: None,
     };
     let started = Instant::now();
     let result = run(&request)?;
@@ -168,9 +170,9 @@ pub fn blocks(count: u32) -> Result<Value> {
 /// The runner's engine, or the same settings with instances taken from a pool of one slot.
 fn strategy_engine(pooling: bool) -> Result<Engine> {
     if !pooling {
-        return engine(MemoryLayout::Reserved);
+        return engine(MemoryPolicy::Unbounded, MemoryLayout::Reserved, None);
     }
-    let mut config = crate::host::config(MemoryLayout::Reserved);
+    let mut config = crate::host::config(MemoryPolicy::Unbounded, MemoryLayout::Reserved, None);
     let mut pool = wasmtime::PoolingAllocationConfig::new();
     pool.total_core_instances(1).total_memories(1).total_tables(1).max_memory_size(1 << 32);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
@@ -192,7 +194,7 @@ pub fn make_store(db: &Path, keys: u64, changed: u64) -> Result<Value> {
                 (Bytes::from(format!("/bench/{i:08}")), Bytes::from(Sha256::digest(seed.to_le_bytes()).to_vec()))
             })
             .collect();
-        root = store.commit_block(height as u32, pairs)?;
+        root = store.commit_block(height as u32, pairs, None)?;
     }
     store.sync()?;
     Ok(json!({ "keys": keys, "changed": changed, "secs": started.elapsed().as_secs_f64(), "state_root": hex::encode(root) }))

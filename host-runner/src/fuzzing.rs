@@ -49,7 +49,7 @@ struct AbiHarness {
 fn abi_harness() -> &'static AbiHarness {
     static HARNESS: OnceLock<AbiHarness> = OnceLock::new();
     HARNESS.get_or_init(|| {
-        let engine = engine(MemoryLayout::Reserved).expect("engine");
+        let engine = engine(crate::policy::MemoryPolicy::Unbounded, MemoryLayout::Reserved, None).expect("engine");
         let module = Module::new(&engine, GUEST).expect("the fuzz guest compiles");
         let mut linker = Linker::new(&engine);
         define_imports(&mut linker).expect("imports");
@@ -57,7 +57,7 @@ fn abi_harness() -> &'static AbiHarness {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = StateStore::open(&dir.path().join("db")).expect("database");
         // Something for __get to find.
-        store.commit_block(1, vec![(b"abcd".to_vec().into(), b"value".to_vec().into())]).expect("commit");
+        store.commit_block(1, vec![(b"abcd".to_vec().into(), b"value".to_vec().into())], None).expect("commit");
         AbiHarness { engine, pre, store, _dir: dir }
     })
 }

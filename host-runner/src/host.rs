@@ -11,6 +11,7 @@ use wasmtime::{bail, Caller, Config, Engine, Extern, InstancePre, Linker, Module
 
 use crate::guest_memory::{self, address};
 use crate::policy::{MemoryLayout, MemoryLimiter, MemoryPolicy};
+use crate::stack_limit::{self, StackLimitExceeded};
 use crate::state_store::StateStore;
 
 /// `message KeyValueFlush { repeated bytes list = 1; }`: alternating key, value.
@@ -33,24 +34,43 @@ pub fn decode_flush(encoded: &[u8]) -> Result<Vec<(Bytes, Bytes)>, prost::Decode
     Ok(pairs)
 }
 
-/// Every engine setting that affects what a guest observes, in one place. The same for every
-/// policy except the linear memory layout.
-pub fn engine(layout: MemoryLayout) -> Result<Engine> {
-    engine_from(config(layout))
+/// Every engine setting that affects what a guest observes, in one place: the same for every
+/// policy except the linear memory layout and, under the deterministic policy, fuel and the
+/// stack (see [`config`]).
+pub fn engine(policy: MemoryPolicy, layout: MemoryLayout, native_stack: Option<usize>) -> Result<Engine> {
+    engine_from(config(policy, layout, native_stack))
 }
 
-/// The settings of [`engine`].
-pub fn config(layout: MemoryLayout) -> Config {
+/// The settings of [`engine`], each with the reason it is set. `native_stack` replaces the
+/// native stack limit (for checking that the deterministic policy's trap depth ignores it).
+pub fn config(policy: MemoryPolicy, layout: MemoryLayout, native_stack: Option<usize>) -> Config {
+    let deterministic = policy.fuel().is_some();
     let mut config = Config::new();
     // NaN bit patterns differ between CPUs; canonical NaNs make float results identical everywhere.
     config.cranelift_nan_canonicalization(true);
-    // Stack depth decides where deep recursion traps: fixed explicitly, not left to defaults.
-    config.max_wasm_stack(1 << 20);
+    // Relaxed SIMD lets each CPU pick its own answer for some lanes; the deterministic variant
+    // gives every CPU the same one.
+    config.relaxed_simd_deterministic(true);
     // No threads: wasmtime is built without the `threads` feature, so a block is one
-    // sequential execution.
-    // A wall-clock limit per call (a guest that never returns is a classified trap, not a hang):
-    // epoch interruption costs a load and compare per loop, fuel would cost far more.
+    // sequential execution (shared memories cannot even be declared).
+    // A wall-clock limit per call (a guest that never returns is a classified outcome, not a
+    // hang): epoch interruption costs a load and compare per loop. Under the deterministic policy
+    // it stays as the safety net behind fuel.
     config.epoch_interruption(true);
+    if deterministic {
+        // Time: a fixed amount of fuel per call runs out at the same instruction everywhere.
+        config.consume_fuel(true);
+        // Stack: the guest is instrumented with a logical limit (stack_limit.rs), which it
+        // reaches long before this native one, whatever the CPU or wasmtime version.
+        config.max_wasm_stack(native_stack.unwrap_or(stack_limit::NATIVE_STACK_BYTES));
+        // Calls that leave a frame without returning would unbalance the logical stack count
+        // (exceptions and typed function references need wasmtime's `gc` feature, left out).
+        config.wasm_tail_call(false);
+    } else {
+        // Stack depth decides where deep recursion traps: fixed explicitly, not left to defaults
+        // (in native bytes: the depth still varies with the CPU and the compiler).
+        config.max_wasm_stack(native_stack.unwrap_or(1 << 20));
+    }
     match layout {
         // wasmtime's defaults, as metashrew runs: a 4 GiB reservation (+ guard) per memory, pages
         // committed when first touched, so growth itself never fails.
@@ -105,6 +125,18 @@ impl std::fmt::Display for TimeLimitExceeded {
 
 impl std::error::Error for TimeLimitExceeded {}
 
+/// A call used all of the deterministic policy's fuel.
+#[derive(Debug)]
+pub struct FuelExhausted(pub u64);
+
+impl std::fmt::Display for FuelExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "fuel: the call used all of its {} units of fuel (the deterministic policy's time limit, the same on every host)", self.0)
+    }
+}
+
+impl std::error::Error for FuelExhausted {}
+
 /// How often the epoch advances: the resolution of the time limit.
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -122,6 +154,7 @@ impl HostState {
             host_budget: policy.budget(),
             pairs: Vec::new(),
             flushed_bytes: 0,
+            charged_bytes: 0,
         }
     }
 }
@@ -132,11 +165,29 @@ pub struct HostState {
     input: Vec<u8>,
     store: StateStore,
     limiter: MemoryLimiter,
-    /// Under the deterministic policy, the most the host holds for the guest (flushes, values).
+    /// Under the deterministic policy, the most the host may hold for the guest by the charge
+    /// rule ([`pair_charge`]).
     host_budget: Option<u64>,
     /// Flushed pairs, committed by the caller only if `_start` returns.
     pub pairs: Vec<(Bytes, Bytes)>,
     pub flushed_bytes: u64,
+    /// What this block's flushed pairs are charged ([`pair_charge`]), under every policy.
+    pub charged_bytes: u64,
+}
+
+/// What the host is charged for one flushed pair beside its key and value: its entry in the
+/// host's list of pairs (64 bytes, twice while the list grows), the commit's sort buffer (32) and
+/// leaf (64), and the batch's and memtable's bookkeeping for its entry (about 60). Fixed, so the
+/// charge depends on the guest and the blocks alone, never on the host. The trie nodes a block
+/// rewrites depend on the state too: the commit charges them as it writes them
+/// (`state_store::node_charge`). `cargo xtask bench` checks the bound with adversarial guests.
+pub const PAIR_OVERHEAD: u64 = 256;
+
+/// The charge of one flushed pair: its key and value bytes plus [`PAIR_OVERHEAD`]. While the
+/// guest runs, the host holds one copy of them; the commit, which runs after the guest's memory
+/// is freed, holds at most two (the batch, then RocksDB's memtable copy), within twice the charge.
+pub fn pair_charge(key: usize, value: usize) -> u64 {
+    (key + value) as u64 + PAIR_OVERHEAD
 }
 
 /// A compiled guest with its imports resolved, ready for one fresh instance per block or view.
@@ -153,6 +204,9 @@ pub struct Execution<T> {
     pub result: Result<T>,
     pub pairs: Vec<(Bytes, Bytes)>,
     pub flushed_bytes: u64,
+    pub charged_bytes: u64,
+    /// Fuel the call used (deterministic policy only).
+    pub fuel_consumed: Option<u64>,
     pub wasm_memory_bytes: u64,
     /// `memory.grow` requests the policy refused.
     pub refused_growths: u64,
@@ -161,10 +215,17 @@ pub struct Execution<T> {
 }
 
 impl Guest {
+    /// Compiles the guest at `wasm` (binary or text); under the deterministic policy with its
+    /// calls counted against the logical stack limit.
     pub fn load(engine: &Engine, policy: MemoryPolicy, time_limit: std::time::Duration, wasm: &Path) -> Result<Self> {
-        let module = Module::from_file(engine, wasm)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{} is not a valid wasm module", wasm.display()))?;
+        let not_wasm = || format!("{} is not a valid wasm module", wasm.display());
+        let bytes = std::fs::read(wasm).with_context(|| format!("reading guest {}", wasm.display()))?;
+        let binary = wat::parse_bytes(&bytes).with_context(not_wasm)?;
+        let binary = match policy.fuel() {
+            Some(_) => std::borrow::Cow::Owned(stack_limit::instrument(&binary).with_context(|| format!("loading {}", wasm.display()))?),
+            None => binary,
+        };
+        let module = Module::new(engine, &binary).map_err(anyhow::Error::from).with_context(not_wasm)?;
         anyhow::ensure!(
             matches!(module.get_export("memory"), Some(wasmtime::ExternType::Memory(_))),
             "{} exports no `memory`: not a metashrew guest",
@@ -179,6 +240,12 @@ impl Guest {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("linking {}", wasm.display()))?;
         Ok(Self { pre, engine: engine.clone(), policy, time_limit })
+    }
+
+    /// The size of the guest's compiled machine code (and its metadata), as loaded in memory.
+    pub fn code_bytes(&self) -> u64 {
+        let image = self.pre.module().image_range();
+        (image.end as usize - image.start as usize) as u64
     }
 
     pub fn has_export(&self, name: &str) -> bool {
@@ -209,15 +276,21 @@ impl Guest {
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| &mut host.limiter);
         store.set_epoch_deadline(epoch_ticks(self.time_limit));
+        let fuel = self.policy.fuel();
+        if let Some(fuel) = fuel {
+            store.set_fuel(fuel).expect("fuel is enabled under the deterministic policy");
+        }
 
         let started = Instant::now();
         let instance = self.pre.instantiate(&mut store);
         let instantiate_ms = elapsed_ms(started);
         let started = Instant::now();
         let mut memory = None;
+        let mut stack_counter = None;
         let result = instance.and_then(|instance| {
             let guest_memory = instance.get_memory(&mut store, "memory").expect("checked at load");
             memory = Some(guest_memory);
+            stack_counter = instance.get_global(&mut store, stack_limit::COUNTER_EXPORT);
             let func = instance
                 .get_typed_func::<(), R>(&mut store, name)
                 .map_err(|e| e.context(format!("export `{name}`")))?;
@@ -226,16 +299,25 @@ impl Guest {
         });
         let execute_ms = elapsed_ms(started);
         let wasm_memory_bytes = memory.map_or(0, |m| m.data_size(&store) as u64);
+        let fuel_consumed = fuel.map(|fuel| fuel - store.get_fuel().unwrap_or(0));
+        // Our counter past the limit means the trap was the logical stack limit's.
+        let over_stack_limit = stack_counter
+            .and_then(|counter| counter.get(&mut store).i32())
+            .is_some_and(|slots| slots as u32 > stack_limit::LIMIT_SLOTS);
         let host = store.into_data();
         let time_limit = self.time_limit;
         let result = result.map_err(|error| match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => anyhow::Error::new(TimeLimitExceeded(time_limit)),
+            Some(wasmtime::Trap::OutOfFuel) => anyhow::Error::new(FuelExhausted(fuel.unwrap_or(0))),
+            Some(wasmtime::Trap::UnreachableCodeReached) if over_stack_limit => anyhow::Error::new(StackLimitExceeded),
             _ => anyhow::Error::from(error),
         });
         Execution {
             result,
             pairs: host.pairs,
             flushed_bytes: host.flushed_bytes,
+            charged_bytes: host.charged_bytes,
+            fuel_consumed,
             wasm_memory_bytes,
             refused_growths: host.limiter.refused_growths,
             instantiate_ms,
@@ -248,13 +330,19 @@ pub fn elapsed_ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Under a deterministic budget, the host holds no more than the budget for the guest; going over
-/// traps the same way on every host.
+/// Under a deterministic budget, the host holds no more than the budget for the guest (by the
+/// charge rule); going over traps the same way on every host.
 fn within_budget(budget: Option<u64>, bytes: u64, what: &str) -> wasmtime::Result<()> {
     match budget {
         Some(budget) if bytes > budget => bail!("{what} would hold {bytes} bytes on the host, over the {budget} byte memory budget"),
         _ => Ok(()),
     }
+}
+
+/// A value read back for the guest is held twice for a moment (RocksDB's block, then the copy
+/// handed over) on top of what the block's flushes are charged.
+fn value_read_charge(host: &HostState, len: usize) -> u64 {
+    host.charged_bytes + 2 * len as u64
 }
 
 fn guest_memory_of<'c>(caller: &mut Caller<'c, HostState>) -> wasmtime::Result<wasmtime::Memory> {
@@ -298,7 +386,7 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
         let host = caller.data();
         let value = host.store.get(key).map_err(wasmtime::Error::from_anyhow)?;
         let len = value.map_or(0, |v| v.len());
-        within_budget(host.host_budget, len as u64, "__get_len: the value")?;
+        within_budget(host.host_budget, value_read_charge(host, len), "__get_len: reading the value")?;
         i32::try_from(len).or_else(|_| bail!("__get_len: value of {len} bytes does not fit an i32"))
     })?;
 
@@ -307,6 +395,7 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
         let (data, host) = memory.data_and_store_mut(&mut caller);
         let key = guest_memory::arraybuffer(data, key_ptr, "__get key")?;
         let value = host.store.get(key).map_err(wasmtime::Error::from_anyhow)?.unwrap_or_default();
+        within_budget(host.host_budget, value_read_charge(host, value.len()), "__get: reading the value")?;
         let target = guest_memory::span_mut(data, address(value_ptr), value.len() as u64, "__get value")?;
         target.copy_from_slice(&value);
         Ok(())
@@ -316,9 +405,13 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
         let memory = guest_memory_of(&mut caller)?;
         let (data, host) = memory.data_and_store_mut(&mut caller);
         let encoded = guest_memory::arraybuffer(data, ptr, "__flush")?;
-        within_budget(host.host_budget, host.flushed_bytes + encoded.len() as u64, "__flush: this block's flushes")?;
+        // The decoded pairs are charged at least their encoded length: refuse before copying.
+        within_budget(host.host_budget, host.charged_bytes + encoded.len() as u64, "__flush: this block's flushes")?;
         let pairs = decode_flush(encoded).map_err(|e| wasmtime::format_err!("__flush: not a KeyValueFlush protobuf: {e}"))?;
+        let charge: u64 = pairs.iter().map(|(k, v)| pair_charge(k.len(), v.len())).sum();
+        within_budget(host.host_budget, host.charged_bytes + charge, "__flush: this block's flushes")?;
         host.flushed_bytes += encoded.len() as u64;
+        host.charged_bytes += charge;
         host.pairs.extend(pairs);
         Ok(())
     })?;

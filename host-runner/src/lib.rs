@@ -10,6 +10,7 @@ pub mod host;
 pub mod memory_report;
 pub mod policy;
 pub mod runner;
+pub mod stack_limit;
 pub mod state_root;
 pub mod state_store;
 pub mod watch;

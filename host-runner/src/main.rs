@@ -56,6 +56,10 @@ enum Command {
         /// The deterministic policy's fixed budget, e.g. 192MiB.
         #[arg(long)]
         memory_budget: Option<ByteSize>,
+        /// The deterministic policy's fuel per block (about one unit per wasm instruction);
+        /// running out traps the block the same way on every host.
+        #[arg(long)]
+        fuel: Option<u64>,
         /// Limit the runner's own address space (RLIMIT_AS), e.g. 3g.
         #[arg(long)]
         address_space_limit: Option<ByteSize>,
@@ -65,6 +69,10 @@ enum Command {
         /// Wall-clock limit of one block, in seconds; past it the block traps (nothing committed).
         #[arg(long, default_value_t = 300.0)]
         block_time_limit: f64,
+        /// Replace wasmtime's native stack limit, in bytes (to check that the deterministic
+        /// policy's trap depth does not depend on it).
+        #[arg(long, hide = true)]
+        native_stack: Option<usize>,
     },
     /// Run `host-runner run ARGS…` as a child and write how it ended (exit, signal, OOM kills
     /// counted by this cgroup, the memory limit read back at start) to REPORT as JSON.
@@ -162,15 +170,17 @@ fn execute(command: Command) -> Result<ExitCode> {
             dump,
             policy,
             memory_budget,
+            fuel,
             address_space_limit,
             small_memories,
             block_time_limit,
+            native_stack,
         } => {
             let time_limit = std::time::Duration::try_from_secs_f64(block_time_limit)
                 .ok()
                 .filter(|limit| !limit.is_zero())
                 .context("--block-time-limit must be a positive number of seconds")?;
-            let policy = policy::MemoryPolicy::new(policy, memory_budget.map(ByteSize::bytes))?;
+            let policy = policy::MemoryPolicy::new(policy, memory_budget.map(ByteSize::bytes), fuel)?;
             let layout = policy::MemoryLayout::for_policy(policy, small_memories);
             let blocks = match (height, blocks) {
                 (Some(height), _) => vec![Block { height, payload: parse_hex(&payload).context("--payload")? }],
@@ -178,7 +188,7 @@ fn execute(command: Command) -> Result<ExitCode> {
                 (None, None) => unreachable!("clap requires --height or --blocks"),
             };
             let address_space_limit = address_space_limit.map(ByteSize::bytes);
-            let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit, time_limit, dump_file: dump };
+            let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit, time_limit, dump_file: dump, native_stack };
             let result = match run(&request) {
                 Err(error) if error.is::<policy::Refusal>() => {
                     eprintln!("host-runner: {error}");
@@ -229,7 +239,7 @@ fn execute(command: Command) -> Result<ExitCode> {
             let store = StateStore::open_read_only(&db)?;
             let policy = policy::MemoryPolicy::Unbounded;
             let time_limit = std::time::Duration::from_secs(60);
-            let guest = host::Guest::load(&host::engine(policy::MemoryLayout::Reserved)?, policy, time_limit, &wasm)?;
+            let guest = host::Guest::load(&host::engine(policy, policy::MemoryLayout::Reserved, None)?, policy, time_limit, &wasm)?;
             anyhow::ensure!(guest.has_export(&name), "{} exports no view `{name}`", wasm.display());
             let height = height.or(store.tip()?).unwrap_or(0);
             let execution = guest.run_view(&store, height, &parse_hex(&input).context("--input")?, &name);

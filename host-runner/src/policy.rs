@@ -16,15 +16,19 @@ use wasmtime::ResourceLimiter;
 use cgroup::{mem_available, Cgroup};
 use schema::Policy;
 
-/// What the runner itself needs beside the budget: code, compiled guest, RocksDB's memtable and
-/// caches. Measured peak RSS of a run with a tiny guest is about 40 MiB.
+/// What the runner itself needs beside the budget and the compiled guest: its own code, wasmtime,
+/// and RocksDB with its memory pinned (`state_store::memory`: 16 MiB of memtables, a 16 MiB block
+/// cache holding index and filter blocks too). `cargo xtask bench` measures the baseline (a run
+/// of a trivial guest over a store of a million keys) against it.
 pub const RUNNER_OVERHEAD: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryPolicy {
     Unbounded,
     Headroom,
-    Deterministic { budget: u64 },
+    /// A fixed memory budget (bytes) and a fixed fuel budget per block or view call (wasm
+    /// instructions, roughly): both run out at the same point on every host.
+    Deterministic { budget: u64, fuel: u64 },
 }
 
 impl MemoryPolicy {
@@ -40,26 +44,49 @@ impl MemoryPolicy {
         }
     }
 
-    pub fn budget(self) -> Option<u64> {
+    pub fn fuel(self) -> Option<u64> {
         match self {
-            Self::Deterministic { budget } => Some(budget),
+            Self::Deterministic { fuel, .. } => Some(fuel),
             _ => None,
         }
     }
 
-    /// Memory the host must be able to back under this policy: the guest's linear memory and the
-    /// host's copies of what it flushes are each bounded by the budget, plus the runner itself.
-    pub fn required_bytes(self) -> Option<u64> {
-        self.budget().map(|budget| 2 * budget + RUNNER_OVERHEAD)
+    pub fn budget(self) -> Option<u64> {
+        match self {
+            Self::Deterministic { budget, .. } => Some(budget),
+            _ => None,
+        }
+    }
+
+    /// Memory the host must be able to back under this policy, for a guest whose compiled code
+    /// takes `code_bytes`: while a block runs, its linear memory and what the host holds for it
+    /// (by the charge rule, `host::pair_charge`) are each bounded by the budget; the commit runs
+    /// after the guest's memory is freed and holds at most twice the block's charge. Plus the
+    /// runner itself and the compiled guest.
+    pub fn required_bytes(self, code_bytes: u64) -> Option<u64> {
+        self.budget().map(|budget| 2 * budget + RUNNER_OVERHEAD + code_bytes)
     }
 }
 
 impl MemoryPolicy {
-    pub fn new(name: Policy, budget: Option<u64>) -> Result<Self> {
+    /// The fuel of one block when `--fuel` is not given: about a minute of work at wasmtime's
+    /// speed here, far below the wall-clock limit's 300 s, so fuel (the same everywhere) decides
+    /// first on any host not several times slower.
+    pub const DEFAULT_FUEL: u64 = 100_000_000_000;
+
+    /// The policy, from the command line's policy, budget and fuel.
+    pub fn new(name: Policy, budget: Option<u64>, fuel: Option<u64>) -> Result<Self> {
+        if fuel.is_some() && name != Policy::Deterministic {
+            bail!("--fuel only applies to --policy deterministic");
+        }
         Ok(match (name, budget) {
             (Policy::Unbounded, None) => Self::Unbounded,
             (Policy::Headroom, None) => Self::Headroom,
-            (Policy::Deterministic, Some(budget)) if budget >= 64 << 10 => Self::Deterministic { budget },
+            (Policy::Deterministic, Some(budget)) if budget >= 64 << 10 => {
+                let fuel = fuel.unwrap_or(Self::DEFAULT_FUEL);
+                anyhow::ensure!(fuel > 0, "--fuel must be positive");
+                Self::Deterministic { budget, fuel }
+            }
             (Policy::Deterministic, Some(_)) => bail!("--memory-budget must be at least one wasm page (64KiB)"),
             (Policy::Deterministic, None) => bail!("the deterministic policy needs --memory-budget (e.g. 192MiB)"),
             (_, Some(_)) => bail!("--memory-budget only applies to --policy deterministic"),
@@ -74,6 +101,7 @@ pub struct Refusal {
     pub available: u64,
     pub source: &'static str,
     pub budget: u64,
+    pub code_bytes: u64,
 }
 
 impl fmt::Display for Refusal {
@@ -81,10 +109,11 @@ impl fmt::Display for Refusal {
         let mib = |bytes: u64| format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64);
         write!(
             f,
-            "refused: the deterministic policy needs {} (2 x the {} budget + {} runner overhead) but this host can back {} ({})",
+            "refused: the deterministic policy needs {} (2 x the {} budget + {} runner overhead + {:.1} MiB of compiled guest) but this host can back {} ({})",
             mib(self.needed),
             mib(self.budget),
             mib(RUNNER_OVERHEAD),
+            self.code_bytes as f64 / (1u64 << 20) as f64,
             mib(self.available),
             self.source
         )
@@ -93,16 +122,16 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// Refuses, before anything is written, to run a budget this host cannot back. Reads the
-/// cgroup's limit, else the machine's available memory.
-pub fn preflight(policy: MemoryPolicy) -> Result<(), Refusal> {
-    let (Some(needed), Some(budget)) = (policy.required_bytes(), policy.budget()) else { return Ok(()) };
+/// Refuses, before anything is written, to run a budget this host cannot back with a guest of
+/// `code_bytes` of compiled code. Reads the cgroup's limit, else the machine's available memory.
+pub fn preflight(policy: MemoryPolicy, code_bytes: u64) -> Result<(), Refusal> {
+    let (Some(needed), Some(budget)) = (policy.required_bytes(code_bytes), policy.budget()) else { return Ok(()) };
     let (available, source) = match Cgroup::of_this_process().and_then(|c| c.limit()) {
         Some(limit) => (limit, "the cgroup memory limit"),
         None => (mem_available().unwrap_or(0), "MemAvailable, no cgroup limit"),
     };
     if needed > available {
-        return Err(Refusal { needed, available, source, budget });
+        return Err(Refusal { needed, available, source, budget, code_bytes });
     }
     Ok(())
 }
@@ -169,7 +198,7 @@ impl MemoryLimiter {
         let growth = desired.saturating_sub(current) as u64;
         match self.policy {
             MemoryPolicy::Unbounded => true,
-            MemoryPolicy::Deterministic { budget } => desired as u64 <= budget,
+            MemoryPolicy::Deterministic { budget, .. } => desired as u64 <= budget,
             MemoryPolicy::Headroom => match self.free_memory() {
                 Some(free) => growth <= free,
                 None => true,
@@ -209,7 +238,7 @@ mod tests {
 
     #[test]
     fn the_deterministic_budget_allows_exactly_up_to_the_budget() {
-        let limiter = MemoryLimiter::new(MemoryPolicy::Deterministic { budget: 192 << 20 });
+        let limiter = MemoryLimiter::new(MemoryPolicy::Deterministic { budget: 192 << 20, fuel: 1 });
         assert!(limiter.allows(0, 192 * MIB));
         assert!(!limiter.allows(0, 192 * MIB + 65536));
         assert!(!limiter.allows(190 * MIB, 250 * MIB));
@@ -219,7 +248,7 @@ mod tests {
     /// 50 MiB + one 64 KiB page each. Under a 192 MiB budget the 4th (index 3) is the first refused.
     #[test]
     fn the_failing_allocation_is_the_same_on_every_host() {
-        let limiter = MemoryLimiter::new(MemoryPolicy::Deterministic { budget: 192 << 20 });
+        let limiter = MemoryLimiter::new(MemoryPolicy::Deterministic { budget: 192 << 20, fuel: 1 });
         let mut size = 17 * 65536;
         let mut granted = 0;
         while limiter.allows(size, size + 50 * MIB + 65536) {
@@ -236,17 +265,22 @@ mod tests {
 
     #[test]
     fn policies_and_budgets_must_match() {
-        assert_eq!(MemoryPolicy::new(Policy::Unbounded, None).unwrap(), MemoryPolicy::Unbounded);
-        assert!(MemoryPolicy::new(Policy::Deterministic, None).unwrap_err().to_string().contains("needs --memory-budget"));
-        assert!(MemoryPolicy::new(Policy::Headroom, Some(1 << 20)).is_err());
-        assert_eq!(MemoryPolicy::Deterministic { budget: 100 << 20 }.required_bytes(), Some((200 << 20) + RUNNER_OVERHEAD));
+        assert_eq!(MemoryPolicy::new(Policy::Unbounded, None, None).unwrap(), MemoryPolicy::Unbounded);
+        assert!(MemoryPolicy::new(Policy::Deterministic, None, None).unwrap_err().to_string().contains("needs --memory-budget"));
+        assert!(MemoryPolicy::new(Policy::Headroom, Some(1 << 20), None).is_err());
+        assert!(MemoryPolicy::new(Policy::Unbounded, None, Some(5)).unwrap_err().to_string().contains("--fuel only applies"));
+        assert_eq!(
+            MemoryPolicy::new(Policy::Deterministic, Some(1 << 20), None).unwrap(),
+            MemoryPolicy::Deterministic { budget: 1 << 20, fuel: MemoryPolicy::DEFAULT_FUEL }
+        );
+        assert_eq!(MemoryPolicy::Deterministic { budget: 100 << 20, fuel: 1 }.required_bytes(5), Some((200 << 20) + RUNNER_OVERHEAD + 5));
     }
 
     #[test]
     fn preflight_refuses_a_budget_larger_than_this_machine() {
-        let refusal = preflight(MemoryPolicy::Deterministic { budget: 1 << 50 }).unwrap_err();
-        assert_eq!(refusal.needed, (2 << 50) + RUNNER_OVERHEAD);
-        assert!(refusal.to_string().starts_with("refused: the deterministic policy needs"));
-        assert!(preflight(MemoryPolicy::Deterministic { budget: 1 << 20 }).is_ok());
+        let refusal = preflight(MemoryPolicy::Deterministic { budget: 1 << 50, fuel: 1 }, 1 << 20).unwrap_err();
+        assert_eq!(refusal.needed, (2 << 50) + RUNNER_OVERHEAD + (1 << 20));
+        assert!(refusal.to_string().contains("runner overhead + 1.0 MiB of compiled guest) but this host can back"), "{refusal}");
+        assert!(preflight(MemoryPolicy::Deterministic { budget: 1 << 20, fuel: 1 }, 1 << 20).is_ok());
     }
 }

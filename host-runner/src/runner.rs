@@ -11,7 +11,7 @@ use crate::dump::dump_inline_or_to;
 use crate::host::{elapsed_ms, engine, Guest, TimeLimitExceeded};
 use crate::memory_report::memory_report;
 use crate::policy::{limit_address_space, preflight, MemoryLayout, MemoryPolicy};
-use crate::state_store::StateStore;
+use crate::state_store::{NodeBudgetExceeded, StateStore};
 
 pub struct RunRequest {
     pub wasm: PathBuf,
@@ -25,21 +25,24 @@ pub struct RunRequest {
     pub time_limit: std::time::Duration,
     /// Stream the dump to this file instead of holding it in the result (big states).
     pub dump_file: Option<PathBuf>,
+    /// Replaces wasmtime's native stack limit (hidden `--native-stack`).
+    pub native_stack: Option<usize>,
 }
 
 /// Runs the blocks. Fails with a [`crate::policy::Refusal`] before anything is written when this
 /// host cannot back the policy's budget.
 pub fn run(request: &RunRequest) -> Result<RunResult> {
-    let started = std::time::Instant::now();
-    preflight(request.policy)?;
-    let preflight_ms = elapsed_ms(started);
     if let Some(limit) = request.address_space_limit {
         limit_address_space(limit)?;
     }
     let wasm_bytes = std::fs::read(&request.wasm)
         .with_context(|| format!("reading guest {}", request.wasm.display()))?;
-    let guest = Guest::load(&engine(request.layout)?, request.policy, request.time_limit, &request.wasm)?;
+    let guest = Guest::load(&engine(request.policy, request.layout, request.native_stack)?, request.policy, request.time_limit, &request.wasm)?;
     anyhow::ensure!(guest.has_export("_start"), "{} exports no `_start`", request.wasm.display());
+    // Before anything is written: can this host back the policy with this guest?
+    let started = std::time::Instant::now();
+    preflight(request.policy, guest.code_bytes())?;
+    let preflight_ms = elapsed_ms(started);
     let store = StateStore::open(&request.db)?;
 
     let mut reports = Vec::new();
@@ -51,11 +54,19 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         wasm_memory_bytes = execution.wasm_memory_bytes;
         let started = std::time::Instant::now();
         let flushed_pairs = execution.pairs.len() as u64;
+        let charged_bytes = execution.charged_bytes;
+        // The commit runs after the guest's memory is freed: its pairs take at most twice their
+        // charge, and its trie nodes what is left of twice the budget.
+        let node_allowance = request.policy.budget().map(|budget| (2 * budget).saturating_sub(2 * charged_bytes));
         let block_outcome = match execution.result {
-            Ok(()) => {
-                root = store.commit_block(block.height, execution.pairs)?;
-                BlockOutcome::Completed
-            }
+            Ok(()) => match store.commit_block(block.height, execution.pairs, node_allowance) {
+                Ok(new_root) => {
+                    root = new_root;
+                    BlockOutcome::Completed
+                }
+                Err(error) if error.is::<NodeBudgetExceeded>() => BlockOutcome::Trapped { message: error.to_string() },
+                Err(error) => return Err(error),
+            },
             Err(error) if error.is::<TimeLimitExceeded>() => BlockOutcome::TimedOut { message: error.to_string() },
             Err(trap) => BlockOutcome::Trapped { message: trap_message(&trap) },
         };
@@ -64,6 +75,8 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
             outcome: block_outcome.clone(),
             flushed_pairs,
             flushed_bytes: execution.flushed_bytes,
+            host_charged_bytes: charged_bytes,
+            fuel_consumed: execution.fuel_consumed,
             state_root: hex::encode(root),
             wasm_memory_bytes: execution.wasm_memory_bytes,
             refused_growths: execution.refused_growths,
@@ -102,11 +115,14 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         policy: schema::PolicyReport {
             name: request.policy.name().into(),
             memory_budget_bytes: request.policy.budget(),
-            required_bytes: request.policy.required_bytes(),
+            required_bytes: request.policy.required_bytes(guest.code_bytes()),
+            compiled_guest_bytes: guest.code_bytes(),
             memory_layout: request.layout.name().into(),
             address_space_limit_bytes: request.address_space_limit,
             preflight_ms,
             block_time_limit_secs: request.time_limit.as_secs_f64(),
+            fuel_per_block: request.policy.fuel(),
+            logical_stack_slots: request.policy.fuel().map(|_| crate::stack_limit::LIMIT_SLOTS),
         },
         inputs: request
             .blocks

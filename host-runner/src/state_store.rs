@@ -13,7 +13,6 @@
 //! A machine crash before that may lose the last blocks, never part of one (RocksDB recovers the
 //! log to a consistent point), and `tip` says where to resume. Keys are never deleted (the ABI has no delete), so a subtree never shrinks.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -35,10 +34,138 @@ enum Node {
     Leaf(Hash, Hash),
 }
 const TIP: &[u8] = b"tip";
+/// A batch entry's bytes beside its key and value: a tag and two length varints.
+const BATCH_ENTRY_OVERHEAD: usize = 11;
+/// Batch capacity reserved for the trie nodes a pair adds (a node is about 70 bytes; a block of
+/// N keys rewrites about N × (log2(state / N) + 2) of them).
+const NODES_RESERVED_PER_PAIR: usize = 8 * 80;
+
+/// What a trie node written by a commit costs the host: its entry in the batch and again in the
+/// memtable, plus the memtable's bookkeeping for the entry.
+pub fn node_charge(key: usize, value: usize) -> u64 {
+    2 * (key + value + BATCH_ENTRY_OVERHEAD) as u64 + MEMTABLE_ENTRY_OVERHEAD
+}
+
+/// A memtable entry's bytes beside its key and value (skip-list node, sequence number, lengths).
+const MEMTABLE_ENTRY_OVERHEAD: u64 = 48;
+
+/// A commit's trie nodes would need more than the block's allowance (deterministic policy).
+#[derive(Debug)]
+pub struct NodeBudgetExceeded {
+    pub allowance: u64,
+}
+
+impl std::fmt::Display for NodeBudgetExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "commit: the state trie nodes this block rewrites would take more than the {} bytes left of the memory budget (nothing of the block was written)",
+            self.allowance
+        )
+    }
+}
+
+impl std::error::Error for NodeBudgetExceeded {}
+
+/// Puts a commit's trie nodes into its batch, charging each against the allowance.
+struct NodeWriter<'a> {
+    batch: &'a mut WriteBatch,
+    allowance: Option<u64>,
+    charged: u64,
+}
+
+impl NodeWriter<'_> {
+    fn charge(&mut self, bytes: u64) -> Result<()> {
+        self.charged += bytes;
+        match self.allowance {
+            Some(allowance) if self.charged > allowance => Err(NodeBudgetExceeded { allowance }.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Sorts `pairs` by key and keeps, for each key, the pair flushed last.
+fn keep_last_per_key(pairs: &mut Vec<(Bytes, Bytes)>) {
+    // Stable: pairs of one key stay in flush order.
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept = 0;
+    for i in 0..pairs.len() {
+        if pairs.get(i + 1).is_some_and(|next| next.0 == pairs[i].0) {
+            continue;
+        }
+        pairs.swap(kept, i);
+        kept += 1;
+    }
+    pairs.truncate(kept);
+}
 
 #[derive(Clone)]
 pub struct StateStore {
     db: Arc<DB>,
+}
+
+/// Every RocksDB setting that decides how much memory the store holds, so that the runner's
+/// memory is bounded by construction (the deterministic policy's preflight counts on it, and
+/// `cargo xtask bench` measures the runner's baseline with these settings).
+pub mod memory {
+    /// One memtable of a column family; a write past it starts a new one and a flush.
+    pub const WRITE_BUFFER: usize = 8 << 20;
+    /// All memtables of all families together (RocksDB's write buffer manager flushes past it).
+    pub const ALL_MEMTABLES: usize = 16 << 20;
+    /// The one block cache of all families. Index and filter blocks live in it too (not beside
+    /// it, per open table file), so reading a large state costs no more than this. They are
+    /// partitioned (4 KiB partitions, the top level pinned): a whole index or filter of a large
+    /// table would be megabytes, evicted and read again at every lookup in a cache this size.
+    pub const BLOCK_CACHE: usize = 16 << 20;
+    /// Table files open at once (each holds a little beside the cache).
+    pub const OPEN_FILES: i32 = 256;
+    /// Values from this size on are kept in blob files (RocksDB's integrated BlobDB). Flushing a
+    /// memtable builds table blocks in memory, and a block holding a large value holds it whole,
+    /// twice (measured: a 180 MiB value took the flush to three copies of it); a blob file is
+    /// written straight from the memtable, so a block's commit never holds more than twice its
+    /// flushes.
+    pub const BLOB_FROM: u64 = 64 << 10;
+}
+
+/// DB-wide options: memory as in [`memory`], reads through the cache (no mmap).
+fn db_options() -> Options {
+    let mut options = Options::default();
+    options.set_write_buffer_manager(&rocksdb::WriteBufferManager::new_write_buffer_manager(memory::ALL_MEMTABLES, false));
+    options.set_max_open_files(memory::OPEN_FILES);
+    options.set_allow_mmap_reads(false);
+    options.set_allow_mmap_writes(false);
+    options.set_max_background_jobs(2);
+    options
+}
+
+/// A family's options, sharing `cache`. Trie lookups often miss (an empty side): a Bloom filter
+/// answers those without reading.
+fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_cache_index_and_filter_blocks_with_high_priority(true);
+    table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
+    if name == NODES {
+        table.set_bloom_filter(10.0, false);
+    }
+    let mut options = Options::default();
+    options.set_write_buffer_size(memory::WRITE_BUFFER);
+    options.set_max_write_buffer_number(2);
+    options.set_block_based_table_factory(&table);
+    if name == "default" {
+        options.set_enable_blob_files(true);
+        options.set_min_blob_size(memory::BLOB_FROM);
+    }
+    options
+}
+
+fn families() -> Vec<ColumnFamilyDescriptor> {
+    let cache = rocksdb::Cache::new_lru_cache(memory::BLOCK_CACHE);
+    FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, &cache))).collect()
 }
 
 impl StateStore {
@@ -48,24 +175,9 @@ impl StateStore {
             Self::create(dir)?;
         }
         check_families(dir)?;
-        let db = DB::open_cf_descriptors(&Options::default(), dir, Self::families())
+        let db = DB::open_cf_descriptors(&db_options(), dir, families())
             .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
         Ok(Self { db: Arc::new(db) })
-    }
-
-    fn families() -> [ColumnFamilyDescriptor; 3] {
-        FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Self::family_options(name)))
-    }
-
-    /// Trie lookups often miss (an empty side): a Bloom filter answers those without reading.
-    fn family_options(name: &str) -> Options {
-        let mut options = Options::default();
-        if name == NODES {
-            let mut table = rocksdb::BlockBasedOptions::default();
-            table.set_bloom_filter(10.0, false);
-            options.set_block_based_table_factory(&table);
-        }
-        options
     }
 
     /// Creates an empty store with all its column families beside `dir` and renames it into
@@ -73,10 +185,10 @@ impl StateStore {
     fn create(dir: &Path) -> Result<()> {
         let creating = dir.with_extension("creating");
         let _ = std::fs::remove_dir_all(&creating);
-        let mut options = Options::default();
+        let mut options = db_options();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let db = DB::open_cf_descriptors(&options, &creating, Self::families())
+        let db = DB::open_cf_descriptors(&options, &creating, families())
             .with_context(|| format!("creating RocksDB in {}", creating.display()))?;
         drop(db);
         std::fs::rename(&creating, dir).with_context(|| format!("moving the new database into {}", dir.display()))
@@ -90,7 +202,7 @@ impl StateStore {
             dir.display()
         );
         check_families(dir)?;
-        let db = DB::open_cf_for_read_only(&Options::default(), dir, FAMILIES, false)
+        let db = DB::open_cf_descriptors_read_only(&db_options(), dir, families(), false)
             .with_context(|| format!("opening RocksDB in {} read-only", dir.display()))?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -116,33 +228,46 @@ impl StateStore {
 
     /// Commits a block's pairs (in flush order; a later pair for a key wins) in one batch and
     /// returns the new state root.
-    pub fn commit_block(&self, height: u32, pairs: Vec<(Bytes, Bytes)>) -> Result<Hash> {
-        let mut latest: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
+    ///
+    /// What it holds at most, beside the flushed pairs it is given: a sort buffer and a leaf
+    /// (64 bytes) per pair, then the batch and RocksDB's memtable copy of it. The flushed bytes
+    /// are freed before the memtable copy is made, and a block larger than a memtable is flushed
+    /// to disk before the next one starts, so no block's memtable outlives it.
+    ///
+    /// With a `node_allowance` (the deterministic policy), every trie node written is charged
+    /// [`node_charge`] against it, and a block that would need more fails with
+    /// [`NodeBudgetExceeded`] before it is written: the trie a block rewrites depends on the state
+    /// and the block alone, so it fails the same way on every host.
+    pub fn commit_block(&self, height: u32, mut pairs: Vec<(Bytes, Bytes)>, node_allowance: Option<u64>) -> Result<Hash> {
+        keep_last_per_key(&mut pairs);
+        let pair_bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + BATCH_ENTRY_OVERHEAD).sum();
+        // Reserved once, generously: trie nodes are appended after the pairs, and growing the
+        // batch would copy it. Capacity never written costs address space, not memory.
+        let mut batch = WriteBatch::with_capacity_bytes(pair_bytes + pairs.len() * NODES_RESERVED_PER_PAIR + 1024);
+        let mut leaves = Vec::with_capacity(pairs.len());
         for (key, value) in &pairs {
-            latest.insert(key, value);
-        }
-        let mut batch = WriteBatch::default();
-        let mut leaves = Vec::with_capacity(latest.len());
-        for (key, value) in &latest {
             batch.put(key, value);
             leaves.push((path_of(key), leaf_hash(key, value)));
         }
-        // The batch holds its own copy: free the flushed bytes before RocksDB copies them again
-        // into its memtable, so a block costs at most twice its flushes, never three times.
-        drop(latest);
         drop(pairs);
         leaves.sort_unstable();
+        let mut nodes = NodeWriter { batch: &mut batch, allowance: node_allowance, charged: 0 };
         let root = match leaves.is_empty() {
             true => self.state_root()?,
-            false => self.update_subtree(0, &leaves, &mut batch)?.hash(),
+            false => self.update_subtree(0, &leaves, &mut nodes)?.hash(),
         };
+        drop(leaves);
         batch.put_cf(self.cf(META), format!("root/{height:010}"), root);
         batch.put_cf(self.cf(META), TIP, height.to_le_bytes());
+        let batch_bytes = batch.size_in_bytes();
         self.db.write(batch).context("committing the block to RocksDB")?;
+        if batch_bytes > memory::WRITE_BUFFER {
+            self.sync()?;
+        }
         Ok(root)
     }
 
-    /// Makes every committed block durable (fsyncs the write-ahead log).
+    /// Writes every memtable to table files (durable, and the memtables' memory is freed).
     pub fn sync(&self) -> Result<()> {
         let cfs: Vec<_> = FAMILIES.iter().map(|name| self.cf(name)).collect();
         self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default()).context("flushing RocksDB's memtables")
@@ -150,7 +275,7 @@ impl StateStore {
 
     /// The subtree at `depth` holding `updates` (sorted, distinct paths sharing their first
     /// `depth` bits) after they are applied; every node that changes goes into `batch`.
-    fn update_subtree(&self, depth: usize, updates: &[(Hash, Hash)], batch: &mut WriteBatch) -> Result<Subtree> {
+    fn update_subtree(&self, depth: usize, updates: &[(Hash, Hash)], nodes: &mut NodeWriter) -> Result<Subtree> {
         let &(path, _) = updates.first().expect("called with updates");
         match self.node(depth, &path)? {
             // Two or more leaves already: only the sides with updates change.
@@ -163,11 +288,11 @@ impl StateStore {
                         set_bit(&mut sibling, depth, side == 1);
                         self.stored_subtree(depth + 1, &sibling)?
                     } else {
-                        self.update_subtree(depth + 1, updates, batch)?
+                        self.update_subtree(depth + 1, updates, nodes)?
                     };
                 }
                 let subtree = Subtree::join(sides[0], sides[1]);
-                self.put_node(batch, depth, &path, Node::Branch(subtree.hash()));
+                self.put_node(nodes, depth, &path, Node::Branch(subtree.hash()))?;
                 Ok(subtree)
             }
             // One leaf so far: the new subtree is that leaf (unless updated) and the updates.
@@ -176,17 +301,17 @@ impl StateStore {
                 if let Err(at) = leaves.binary_search_by(|(p, _)| p.cmp(&existing)) {
                     leaves.insert(at, (existing, leaf));
                 }
-                self.build_subtree(depth, &leaves, batch)
+                self.build_subtree(depth, &leaves, nodes)
             }
-            None => self.build_subtree(depth, updates, batch),
+            None => self.build_subtree(depth, updates, nodes),
         }
     }
 
-    /// The subtree of `leaves` (sorted by path, at least one) built from scratch, its nodes into `batch`.
-    fn build_subtree(&self, depth: usize, leaves: &[(Hash, Hash)], batch: &mut WriteBatch) -> Result<Subtree> {
+    /// The subtree of `leaves` (sorted by path, at least one) built from scratch, its nodes written.
+    fn build_subtree(&self, depth: usize, leaves: &[(Hash, Hash)], nodes: &mut NodeWriter) -> Result<Subtree> {
         let &(path, leaf) = leaves.first().expect("called with leaves");
         if leaves.len() == 1 {
-            self.put_node(batch, depth, &path, Node::Leaf(path, leaf));
+            self.put_node(nodes, depth, &path, Node::Leaf(path, leaf))?;
             return Ok(Subtree::Single(leaf));
         }
         anyhow::ensure!(depth < 256, "two keys share a whole SHA-256 path");
@@ -194,11 +319,11 @@ impl StateStore {
         let mut sides = [Subtree::Empty; 2];
         for (side, leaves) in [&leaves[..split], &leaves[split..]].into_iter().enumerate() {
             if !leaves.is_empty() {
-                sides[side] = self.build_subtree(depth + 1, leaves, batch)?;
+                sides[side] = self.build_subtree(depth + 1, leaves, nodes)?;
             }
         }
         let subtree = Subtree::join(sides[0], sides[1]);
-        self.put_node(batch, depth, &path, Node::Branch(subtree.hash()));
+        self.put_node(nodes, depth, &path, Node::Branch(subtree.hash()))?;
         Ok(subtree)
     }
 
@@ -222,12 +347,15 @@ impl StateStore {
         }))
     }
 
-    fn put_node(&self, batch: &mut WriteBatch, depth: usize, path: &Hash, node: Node) {
+    fn put_node(&self, nodes: &mut NodeWriter, depth: usize, path: &Hash, node: Node) -> Result<()> {
         let value = match node {
             Node::Branch(hash) => [&[0x01][..], &hash].concat(),
             Node::Leaf(path, leaf) => [&[0x00][..], &path, &leaf].concat(),
         };
-        batch.put_cf(self.cf(NODES), node_key(depth, path), value);
+        let key = node_key(depth, path);
+        nodes.charge(node_charge(key.len(), value.len()))?;
+        nodes.batch.put_cf(self.cf(NODES), key, value);
+        Ok(())
     }
 
     /// Every committed pair in key order.
@@ -290,8 +418,35 @@ fn check_families(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::state_root::root_of;
+
+    #[test]
+    fn a_key_flushed_twice_keeps_its_last_value_and_keys_come_out_sorted() {
+        let mut flushed = pairs(&[("b".into(), "1".into()), ("a".into(), "2".into()), ("b".into(), "3".into()), ("c".into(), "4".into()), ("b".into(), "5".into())]);
+        keep_last_per_key(&mut flushed);
+        assert_eq!(flushed, pairs(&[("a".into(), "2".into()), ("b".into(), "5".into()), ("c".into(), "4".into())]));
+    }
+
+    /// The nodes a block rewrites are charged as they are written; over the allowance the block
+    /// fails before anything is written, and the same block fits a larger allowance.
+    #[test]
+    fn a_commit_over_its_node_allowance_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("db")).unwrap();
+        let block: Vec<(String, String)> = (0..1000).map(|i| (format!("k{i}"), "v".into())).collect();
+        let error = store.commit_block(1, pairs(&block), Some(10_000)).unwrap_err();
+        assert!(error.is::<NodeBudgetExceeded>(), "{error:#}");
+        assert_eq!((store.tip().unwrap(), store.get(b"k1").unwrap()), (None, None));
+        assert_eq!(store.state_root().unwrap(), [0; 32]);
+        // A node is charged about 150 to 210 bytes (twice its entry, plus the memtable's 48), and
+        // 1000 keys make a few thousand nodes.
+        let root = store.commit_block(1, pairs(&block), Some(1_000_000)).unwrap();
+        let mut leaves: Vec<_> = block.iter().map(|(k, v)| (path_of(k.as_bytes()), leaf_hash(k.as_bytes(), v.as_bytes()))).collect();
+        assert_eq!(root, root_of(&mut leaves));
+    }
 
     fn pairs(items: &[(String, String)]) -> Vec<(Bytes, Bytes)> {
         items.iter().map(|(k, v)| (Bytes::from(k.clone()), Bytes::from(v.clone()))).collect()
@@ -323,7 +478,7 @@ mod tests {
                 for (key, value) in &block {
                     state.insert(key.clone(), value.clone());
                 }
-                let root = store.commit_block(height, pairs(&block)).unwrap();
+                let root = store.commit_block(height, pairs(&block), None).unwrap();
                 let mut leaves: Vec<_> = state.iter().map(|(k, v)| (path_of(k.as_bytes()), leaf_hash(k.as_bytes(), v.as_bytes()))).collect();
                 assert_eq!(root, root_of(&mut leaves), "seed {seed}, height {height}");
                 assert_eq!(store.state_root().unwrap(), root, "seed {seed}, height {height}");
@@ -337,10 +492,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = StateStore::open(&dir.path().join("one")).unwrap();
         let many = StateStore::open(&dir.path().join("many")).unwrap();
-        let root = one.commit_block(1, pairs(&items)).unwrap();
+        let root = one.commit_block(1, pairs(&items), None).unwrap();
         let mut last = [0; 32];
         for (height, chunk) in items.chunks(37).enumerate() {
-            last = many.commit_block(height as u32, pairs(chunk)).unwrap();
+            last = many.commit_block(height as u32, pairs(chunk), None).unwrap();
         }
         assert_eq!(root, last);
     }

@@ -57,8 +57,12 @@ pub struct PolicyReport {
     pub name: String,
     /// The deterministic policy's fixed budget for linear memory (and for the host's buffers).
     pub memory_budget_bytes: Option<u64>,
-    /// What the preflight required this host to back.
+    /// What the preflight required this host to back: 2 x the budget + the runner's overhead +
+    /// the compiled guest.
     pub required_bytes: Option<u64>,
+    /// The guest's compiled code and metadata, as loaded.
+    #[serde(default)]
+    pub compiled_guest_bytes: u64,
     /// `reserved-4gib` (wasmtime's default), `budget` or `small-movable`.
     pub memory_layout: String,
     /// RLIMIT_AS the runner applied to itself.
@@ -67,6 +71,12 @@ pub struct PolicyReport {
     pub preflight_ms: f64,
     /// Wall-clock limit of one block; a block past it traps with `time limit: …`.
     pub block_time_limit_secs: f64,
+    /// The deterministic policy's fuel per block.
+    #[serde(default)]
+    pub fuel_per_block: Option<u64>,
+    /// The deterministic policy's logical stack limit, in slots.
+    #[serde(default)]
+    pub logical_stack_slots: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +93,13 @@ pub struct BlockReport {
     /// Key-value pairs the guest flushed (committed only when the block completed).
     pub flushed_pairs: u64,
     pub flushed_bytes: u64,
+    /// What the host was charged for holding and committing this block's flushes (its keys and
+    /// values plus a fixed cost per pair); the deterministic policy caps it at the budget.
+    #[serde(default)]
+    pub host_charged_bytes: u64,
+    /// Fuel `_start` used (the deterministic policy's time measure); `None` under other policies.
+    #[serde(default)]
+    pub fuel_consumed: Option<u64>,
     /// State root after this block (unchanged from the previous one when it trapped).
     pub state_root: String,
     /// Linear memory size of the guest when `_start` ended.
@@ -269,10 +286,13 @@ mod tests {
                 name: "deterministic".into(),
                 memory_budget_bytes: Some(1),
                 required_bytes: Some(2),
+                compiled_guest_bytes: 1,
                 memory_layout: "budget".into(),
                 address_space_limit_bytes: None,
                 preflight_ms: 0.5,
                 block_time_limit_secs: 60.0,
+                fuel_per_block: Some(10),
+                logical_stack_slots: Some(65536),
             },
             inputs: vec![BlockInput { height: 1, payload_hex: "00".into() }],
             blocks: vec![BlockReport {
@@ -280,6 +300,8 @@ mod tests {
                 outcome: BlockOutcome::Trapped { message: "m".into() },
                 flushed_pairs: 2,
                 flushed_bytes: 9,
+                host_charged_bytes: 2050,
+                fuel_consumed: Some(1234),
                 state_root: "00".into(),
                 wasm_memory_bytes: 65536,
                 refused_growths: 1,

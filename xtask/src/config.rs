@@ -138,6 +138,9 @@ pub struct ReproConfig {
     pub policy: Policy,
     /// The deterministic policy's fixed budget (written like a limit: `192m`).
     pub memory_budget: ByteSize,
+    /// The deterministic policy's fuel per block; the runner's default when absent.
+    #[serde(default)]
+    pub fuel: Option<u64>,
     pub timeout_secs: u64,
     pub profiles: Vec<Profile>,
     /// The profiles `cargo xtask matrix` runs under every policy.
@@ -153,6 +156,9 @@ impl ReproConfig {
         let mut args = vec!["--policy".to_string(), self.policy.name().to_string()];
         if self.policy == Policy::Deterministic {
             args.extend(["--memory-budget".to_string(), self.memory_budget.bytes().to_string()]);
+            if let Some(fuel) = self.fuel {
+                args.extend(["--fuel".to_string(), fuel.to_string()]);
+            }
         }
         args
     }

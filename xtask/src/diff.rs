@@ -390,6 +390,8 @@ mod tests {
             outcome: schema::BlockOutcome::Completed,
             flushed_pairs: 0,
             flushed_bytes: 0,
+            host_charged_bytes: 0,
+            fuel_consumed: None,
             state_root: root.into(),
             wasm_memory_bytes: 0,
             refused_growths: 0,

@@ -33,6 +33,9 @@ pub struct RunFlags {
     /// The deterministic policy's budget, e.g. `192m`.
     #[arg(long)]
     pub memory_budget: Option<ByteSize>,
+    /// The deterministic policy's fuel per block (default: the runner's, 10^11).
+    #[arg(long)]
+    pub fuel: Option<u64>,
     /// Where run directories go (default: target/repro).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -44,6 +47,7 @@ impl RunFlags {
         config.payload = self.payload.unwrap_or(config.payload);
         config.policy = self.policy.unwrap_or(config.policy);
         config.memory_budget = self.memory_budget.unwrap_or(config.memory_budget);
+        config.fuel = self.fuel.or(config.fuel);
         config
     }
 }

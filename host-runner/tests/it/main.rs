@@ -2,6 +2,7 @@
 //! its own RocksDB in a temporary directory.
 
 mod abi_bounds;
+mod adversaries;
 mod big_state;
 mod crash_safety;
 mod fuzz_corpus;

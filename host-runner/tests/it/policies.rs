@@ -31,7 +31,8 @@ fn the_deterministic_budget_fails_the_same_allocation_and_stays_within_what_pref
         assert_eq!(result.blocks[0].refused_growths, 1);
         assert!(result.memory.wasm_memory_bytes <= 192 << 20);
         let required = result.policy.required_bytes.unwrap();
-        assert_eq!(required, (2 * 192 + 64) << 20);
+        assert!(result.policy.compiled_guest_bytes > 0);
+        assert_eq!(required, ((2 * 192 + 64) << 20) + result.policy.compiled_guest_bytes);
         let peak = result.memory.peak_rss_bytes.unwrap();
         assert!(peak < required, "peak RSS {peak} over the {required} the preflight demanded");
         roots.push(result.state_root.clone());
@@ -62,7 +63,7 @@ fn a_budget_this_host_cannot_back_is_refused_with_exit_3_and_nothing_written() -
     let db = dir.path().join("db");
     let run = run_with(&["--policy", "deterministic", "--memory-budget", "100000g"], &stress_payload(1, 1, &[]), &db);
     assert_eq!(run.code(), Some(3), "{}", run.stderr());
-    assert!(run.stderr().contains("refused: the deterministic policy needs 204800064 MiB (2 x the 102400000 MiB budget + 64 MiB runner overhead) but this host can back"), "{}", run.stderr());
+    assert!(run.stderr().contains("refused: the deterministic policy needs 204800064 MiB (2 x the 102400000 MiB budget + 64 MiB runner overhead + 0.2 MiB of compiled guest) but this host can back"), "{}", run.stderr());
     assert!(!db.exists() && run.result.is_none(), "nothing written");
     Ok(())
 }
@@ -86,7 +87,8 @@ fn policy_flags_are_checked() {
     for (args, expected) in [
         (&["--policy", "deterministic"][..], "needs --memory-budget"),
         (&["--policy", "headroom", "--memory-budget", "1g"][..], "only applies to --policy deterministic"),
-        (&["--policy", "deterministic", "--memory-budget", "12x"][..], "is not a size"),
+        (&["--policy", "deterministic", "--memory-budget", "12x"][..], "bad size `12x`"),
+        (&["--policy", "unbounded", "--fuel", "1000"][..], "--fuel only applies to --policy deterministic"),
         (&["--policy", "lenient"][..], "invalid value 'lenient'"),
         (&["--block-time-limit", "0"][..], "--block-time-limit must be a positive number of seconds"),
         (&["--block-time-limit", "1e300"][..], "--block-time-limit must be a positive number of seconds"),
