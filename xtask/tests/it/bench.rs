@@ -48,3 +48,22 @@ fn bench_measures_overhead_blocks_and_dump_compare_side_by_side() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("benchmark") && stdout.contains("<= 1.10x") && stdout.contains("<= 2 s"), "{stdout}");
 }
+
+/// The deterministic policy's adversaries: every peak within its requirement, the requirement
+/// not wasteful, the runner's baseline within its overhead.
+#[test]
+fn bench_measures_each_adversary_against_the_preflight_requirement() {
+    let out = tempfile::tempdir().unwrap();
+    let output = xtask(&["bench", "--only", "adversaries", "--keys", "20000"], out.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let figures = read_json(&run_dir(out.path()).join("bench.json"));
+    let figures = figures.as_array().unwrap();
+    assert_eq!(figures.len(), 10, "8 adversaries, the requirement, the baseline");
+    for figure in figures {
+        assert_eq!(figure["met"], true, "{figure}");
+    }
+    assert_eq!(figures[2]["name"], "adversary: one 180 MiB value");
+    assert_eq!(figures[2]["details"]["outcome"]["status"], "completed");
+    assert!(figures[1]["details"]["outcome"]["message"].as_str().unwrap().starts_with("__flush: this block's flushes would hold"));
+    assert_eq!(figures[8]["name"], "requirement vs worst adversary");
+}
