@@ -252,3 +252,100 @@ fn leave(function: &mut wasm_encoder::Function, counter: u32, cost: u32) {
         .instruction(&Instruction::I32Sub)
         .instruction(&Instruction::GlobalSet(counter));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instrumented(wat: &str) -> Vec<u8> {
+        let wasm = instrument(&wat::parse_str(wat).unwrap()).unwrap();
+        wasmparser::Validator::new_with_features(features()).validate_all(&wasm).expect("the instrumented module is valid");
+        wasm
+    }
+
+    /// The counter's exported index and initial value.
+    fn counter(wasm: &[u8]) -> (u32, i32) {
+        let (mut index, mut init) = (None, Vec::new());
+        for payload in Parser::new(0).parse_all(wasm) {
+            match payload.unwrap() {
+                Payload::ExportSection(exports) => {
+                    index = exports.into_iter().map(|e| e.unwrap()).find(|e| e.name == COUNTER_EXPORT).map(|e| e.index);
+                }
+                Payload::GlobalSection(globals) => {
+                    for global in globals {
+                        let mut reader = global.unwrap().init_expr.get_operators_reader();
+                        init.push(match reader.read().unwrap() {
+                            Operator::I32Const { value } => value,
+                            _ => -1,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Ours is the last global defined.
+        (index.expect("the counter is exported"), *init.last().expect("a global section"))
+    }
+
+    #[test]
+    fn the_counter_is_a_new_global_after_the_imported_and_defined_ones() {
+        let wasm = instrumented(
+            r#"(module
+                 (import "env" "g" (global i32))
+                 (global $own (mut i32) (i32.const 7))
+                 (memory (export "memory") 1)
+                 (func $leaf (param i32) (result i32) (local i64 i64) (local.get 0))
+                 (func (export "_start") (drop (call $leaf (i32.const 1)))))"#,
+        );
+        let (index, start) = counter(&wasm);
+        assert_eq!(index, 2, "after the imported global and the defined one");
+        // _start's own frame: no locals, and its deepest operand stack is 1.
+        assert_eq!(start, (FRAME_SLOTS + 1) as i32);
+    }
+
+    #[test]
+    fn a_module_without_globals_gets_a_global_section_in_its_place() {
+        let wasm = instrumented(r#"(module (memory (export "memory") 1) (func (export "_start")))"#);
+        assert_eq!(counter(&wasm).0, 0);
+    }
+
+    #[test]
+    fn direct_and_indirect_calls_are_counted_and_imports_are_not() {
+        let wasm = instrumented(
+            r#"(module
+                 (import "env" "__log" (func $log (param i32)))
+                 (type $t (func))
+                 (table 1 funcref)
+                 (elem (i32.const 0) $f)
+                 (memory (export "memory") 1)
+                 (func $f)
+                 (func (export "_start")
+                   (call $f)
+                   (call_indirect (type $t) (i32.const 0))
+                   (call $log (i32.const 0))))"#,
+        );
+        let calls = |wasm: &[u8]| -> usize {
+            let mut globals_set = 0;
+            for payload in Parser::new(0).parse_all(wasm) {
+                if let Payload::CodeSectionEntry(body) = payload.unwrap() {
+                    let mut reader = body.get_operators_reader().unwrap();
+                    while !reader.eof() {
+                        if matches!(reader.read().unwrap(), Operator::GlobalSet { .. }) {
+                            globals_set += 1;
+                        }
+                    }
+                }
+            }
+            globals_set
+        };
+        // Two counted calls, each setting the counter on the way in and on the way out.
+        assert_eq!(calls(&wasm), 4);
+    }
+
+    #[test]
+    fn tail_calls_are_refused_with_the_reason() {
+        let wasm = wat::parse_str(r#"(module (memory (export "memory") 1) (func $f) (func (export "_start") (return_call $f)))"#).unwrap();
+        let error = format!("{:#}", instrument(&wasm).unwrap_err());
+        assert!(error.starts_with("the deterministic policy cannot run this guest") && error.contains("tail calls"), "{error}");
+    }
+}
