@@ -69,9 +69,9 @@ impl MemoryPolicy {
 }
 
 impl MemoryPolicy {
-    /// The fuel of one block when `--fuel` is not given: about a minute of work at wasmtime's
-    /// speed here, far below the wall-clock limit's 300 s, so fuel (the same everywhere) decides
-    /// first on any host not several times slower.
+    /// The fuel of one block when `--fuel` is not given (about one unit per wasm instruction):
+    /// about 7 s of a tight loop here, far below the wall-clock limit's 300 s, so fuel (the same
+    /// everywhere) decides first on any host not many times slower.
     pub const DEFAULT_FUEL: u64 = 100_000_000_000;
 
     /// The policy, from the command line's policy, budget and fuel.

@@ -33,7 +33,8 @@ pub struct RunFlags {
     /// The deterministic policy's budget, e.g. `192m`.
     #[arg(long)]
     pub memory_budget: Option<ByteSize>,
-    /// The deterministic policy's fuel per block (default: the runner's, 10^11).
+    /// The deterministic policy's fuel per block (default: the runner's, 10^11, about one unit
+    /// per wasm instruction).
     #[arg(long)]
     pub fuel: Option<u64>,
     /// Where run directories go (default: target/repro).
