@@ -16,10 +16,11 @@ use wasmtime::ResourceLimiter;
 use cgroup::{mem_available, Cgroup};
 use schema::Policy;
 
-/// What the runner itself needs beside the budget and the compiled guest: its own code, wasmtime,
-/// and RocksDB with its memory pinned (`state_store::memory`: 16 MiB of memtables, a 16 MiB block
-/// cache holding index and filter blocks too). `cargo xtask bench` measures the baseline (a run
-/// of a trivial guest over a store of a million keys) against it.
+/// What the runner itself needs beside the budget and the compiled guest: its own code and
+/// wasmtime (about 20 MiB resident), and RocksDB with its memory pinned (`state_store::memory`:
+/// at most 16 MiB of memtables and a 16 MiB block cache that also holds index and filter
+/// blocks), 52 MiB in all at worst. `cargo xtask bench` measures the baseline (one block over a
+/// store of a million keys: 30 MiB here) against it.
 pub const RUNNER_OVERHEAD: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

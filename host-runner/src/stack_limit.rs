@@ -51,8 +51,8 @@ struct Analysis {
     /// Each defined function's type index, then its frame cost in slots.
     function_types: Vec<u32>,
     costs: Vec<u32>,
-    /// Exported functions: the host calls them with nothing counted yet.
-    exported_functions: Vec<u32>,
+    /// Exported functions and the start function: the host calls them with nothing counted yet.
+    entry_functions: Vec<u32>,
 }
 
 impl Analysis {
@@ -65,7 +65,7 @@ impl Analysis {
     /// The counter's start: the dearest entry point's frame, which no call site counts.
     fn entry_cost(&self) -> u32 {
         let defined = |index: &u32| index.checked_sub(self.imported_functions).map(|i| self.costs[i as usize]);
-        self.exported_functions.iter().filter_map(defined).max().unwrap_or(0)
+        self.entry_functions.iter().filter_map(defined).max().unwrap_or(0)
     }
 }
 
@@ -102,11 +102,12 @@ fn analyse(wasm: &[u8]) -> Result<Analysis> {
                 }
             }
             Payload::GlobalSection(globals) => analysis.defined_globals = globals.count(),
+            Payload::StartSection { func, .. } => analysis.entry_functions.push(*func),
             Payload::ExportSection(exports) => {
                 for export in exports.clone() {
                     let export = export?;
                     if export.kind == wasmparser::ExternalKind::Func {
-                        analysis.exported_functions.push(export.index);
+                        analysis.entry_functions.push(export.index);
                     }
                 }
             }
@@ -301,6 +302,18 @@ mod tests {
         assert_eq!(index, 2, "after the imported global and the defined one");
         // _start's own frame: no locals, and its deepest operand stack is 1.
         assert_eq!(start, (FRAME_SLOTS + 1) as i32);
+    }
+
+    #[test]
+    fn the_start_function_s_frame_counts_as_an_entry_point() {
+        let wasm = instrumented(
+            r#"(module
+                 (memory (export "memory") 1)
+                 (func $init (local i64 i64 i64 i64 i64 i64 i64 i64 i64 i64))
+                 (start $init)
+                 (func (export "_start")))"#,
+        );
+        assert_eq!(counter(&wasm).1, (FRAME_SLOTS + 10) as i32);
     }
 
     #[test]
