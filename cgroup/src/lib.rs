@@ -145,16 +145,27 @@ impl Cgroup {
     }
 }
 
+/// The cgroup version whose memory controller is mounted at `root`.
+pub fn mounted_version(root: &Path) -> Option<u8> {
+    if root.join("cgroup.controllers").exists() {
+        Some(2)
+    } else if root.join("memory").is_dir() {
+        Some(1)
+    } else {
+        None
+    }
+}
+
 /// Where new memory cgroups go on this machine: the version and the directory to create them
 /// in. v2 needs the memory controller enabled for the root's children (tried here).
 pub fn hierarchy(root: &Path) -> Result<(u8, PathBuf)> {
-    if root.join("cgroup.controllers").exists() {
-        let _ = fs::write(root.join("cgroup.subtree_control"), "+memory");
-        Ok((2, root.to_path_buf()))
-    } else if root.join("memory").is_dir() {
-        Ok((1, root.join("memory")))
-    } else {
-        bail!("no memory cgroup controller is mounted under {}", root.display())
+    match mounted_version(root) {
+        Some(2) => {
+            let _ = fs::write(root.join("cgroup.subtree_control"), "+memory");
+            Ok((2, root.to_path_buf()))
+        }
+        Some(_) => Ok((1, root.join("memory"))),
+        None => bail!("no memory cgroup controller is mounted under {}", root.display()),
     }
 }
 

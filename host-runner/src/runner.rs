@@ -107,6 +107,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     Ok(RunResult {
         schema_version: schema::SCHEMA_VERSION,
         runner_version: env!("CARGO_PKG_VERSION").to_string(),
+        runner: identity(),
         wasm: schema::WasmInfo {
             path: request.wasm.display().to_string(),
             sha256: hex::encode(Sha256::digest(&wasm_bytes)),
@@ -137,6 +138,19 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         dump_file,
         memory: memory_report(wasm_memory_bytes),
     })
+}
+
+/// This runner: version, its executable's SHA-256, its wasmtime, its CPU architecture.
+pub fn identity() -> schema::RunnerIdentity {
+    let sha256 = std::env::current_exe()
+        .and_then(std::fs::read)
+        .map_or_else(|_| "unknown".into(), |binary| hex::encode(Sha256::digest(binary)));
+    schema::RunnerIdentity {
+        version: env!("CARGO_PKG_VERSION").into(),
+        sha256,
+        wasmtime_version: env!("MEMREPRO_WASMTIME_VERSION").into(),
+        arch: std::env::consts::ARCH.into(),
+    }
 }
 
 /// `/memory-stress-result/{height}`, as text, when the guest stored one.

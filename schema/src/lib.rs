@@ -14,6 +14,9 @@ pub const SCHEMA_VERSION: u32 = 3;
 pub struct RunResult {
     pub schema_version: u32,
     pub runner_version: String,
+    /// What ran: the runner binary's SHA-256, its wasmtime, the CPU architecture.
+    #[serde(default)]
+    pub runner: RunnerIdentity,
     pub wasm: WasmInfo,
     pub policy: PolicyReport,
     /// Every block asked for, in order, with what happened to it. Blocks after a trapped one are
@@ -31,6 +34,17 @@ pub struct RunResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dump_file: Option<DumpFile>,
     pub memory: MemoryReport,
+}
+
+/// Which runner produced a result, so runs made on different machines can be told apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerIdentity {
+    pub version: String,
+    /// SHA-256 of the runner's own executable.
+    pub sha256: String,
+    pub wasmtime_version: String,
+    /// The CPU architecture it was built for (`x86_64`, `aarch64`).
+    pub arch: String,
 }
 
 /// A storage dump written to a file: the same lines as an inline `dump`, newline-terminated.
@@ -281,6 +295,7 @@ mod tests {
         let result = RunResult {
             schema_version: SCHEMA_VERSION,
             runner_version: "0.1.0".into(),
+            runner: RunnerIdentity { version: "0.1.0".into(), sha256: "ab".into(), wasmtime_version: "48.0.8".into(), arch: "x86_64".into() },
             wasm: WasmInfo { path: "g.wasm".into(), sha256: "ab".into(), size_bytes: 3 },
             policy: PolicyReport {
                 name: "deterministic".into(),

@@ -290,7 +290,7 @@ pub fn colorize(diff: &str) -> String {
 }
 
 /// Where two runs first part ways.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Divergence {
     /// The first height whose state root differs (or that only one run committed); `None` when
     /// per-block roots are unknown (a killed run) or all agree.

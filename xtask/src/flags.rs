@@ -106,6 +106,17 @@ pub enum Command {
         #[command(flatten)]
         run: RunFlags,
     },
+    /// The verdict over run directories made anywhere (other machines, backends, CPU
+    /// architectures): the same table, diff and exit codes as `repro`. Runs of different guests
+    /// or blocks are refused.
+    Compare {
+        /// Run directories `cargo xtask repro` wrote (each holds report.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the comparison goes (default: target/compare).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
     /// Compare two storage dumps (as `host-runner dump` prints them, sorted by key) in one
     /// streaming pass: a unified diff and the first differing key. Exit 0 identical, 1 different.
     Diff {

@@ -7,6 +7,7 @@
 mod artifacts;
 mod bench;
 mod bisect;
+mod compare;
 mod config;
 mod diff;
 mod docker;
@@ -98,6 +99,10 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
             };
             let report = bisect::bisect(&sh, &root, args).context("bisect")?;
             Ok(if report.threshold.is_some() { 0 } else { 1 })
+        }
+        Command::Compare { dirs, out_dir } => {
+            let report = compare::compare(&root, &dirs, out_dir).context("compare")?;
+            Ok(report.decision.verdict.exit_code())
         }
         Command::Diff { old, new } => {
             let found = diff::diff_dump_files(Some(&old), Some(&new), &old.display().to_string(), &new.display().to_string())?;

@@ -2,14 +2,14 @@
 //! JSON, the watcher's report from inside the run's cgroup (its limit, swap and event counters),
 //! and how the process or container ended. An exit code alone decides nothing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use schema::{RunOutcome, RunResult, SwapState, WatchReport};
 
 use crate::config::ByteSize;
 use crate::supervise::RunExit;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Every block completed and was committed.

@@ -1,13 +1,13 @@
 //! The verdict of a repro run and its renderings: `report.json`, the terminal table and the
 //! Markdown summary (also appended to `$GITHUB_STEP_SUMMARY` in GitHub Actions).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::diff::Divergence;
 use crate::outcome::Outcome;
 use crate::verdict::{outcome_reason, Decision};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProfileReport {
     pub name: String,
     pub limit: String,
@@ -32,7 +32,7 @@ pub struct ProfileReport {
     pub blocks: Option<Vec<schema::BlockReport>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Comparison {
     pub baseline: String,
     pub profile: String,
@@ -66,22 +66,63 @@ impl Comparison {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub started_at: String,
     /// What ran the runner: the image (and its size) or the local backend and its limit.
     pub backend: String,
+    /// The machine the runs were made on.
+    pub machine: Machine,
+    /// The runner that made them, as it reported itself (`None` when no run left a result).
+    pub runner: Option<schema::RunnerIdentity>,
     pub policy: String,
     pub memory_budget_bytes: Option<u64>,
     pub wasm: String,
     pub wasm_sha256: String,
-    /// The blocks given to every profile, as `HEIGHT PAYLOAD_HEX` lines.
+    /// The blocks given to every profile, as `HEIGHT PAYLOAD_HEX` lines, and their SHA-256.
     pub blocks: Vec<String>,
+    pub blocks_sha256: String,
     pub profiles: Vec<ProfileReport>,
     pub comparisons: Vec<Comparison>,
     /// `verdict` and `verdict_reason` in report.json.
     #[serde(flatten)]
     pub decision: Decision,
+}
+
+/// Where runs were made: enough to tell two machines (and CPU architectures) apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub hostname: String,
+    pub arch: String,
+    pub cpu_model: String,
+    pub kernel: String,
+    /// The cgroup version whose memory controller is mounted (`None`: none).
+    pub cgroup_version: Option<u8>,
+}
+
+impl Machine {
+    /// This machine, from /proc.
+    pub fn this_one() -> Self {
+        let read = |path: &str| std::fs::read_to_string(path).map(|text| text.trim().to_string()).unwrap_or_else(|_| "unknown".into());
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        // x86 names the model; arm64 often only its implementer and part numbers.
+        let field = |name: &str| {
+            cpuinfo.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key.trim() == name).then(|| value.trim().to_string())
+            })
+        };
+        let cpu_model = field("model name")
+            .or_else(|| Some(format!("implementer {} part {}", field("CPU implementer")?, field("CPU part")?)))
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            hostname: read("/proc/sys/kernel/hostname"),
+            arch: std::env::consts::ARCH.into(),
+            cpu_model,
+            kernel: read("/proc/sys/kernel/osrelease"),
+            cgroup_version: cgroup::mounted_version(std::path::Path::new(cgroup::ROOT)),
+        }
+    }
 }
 
 const HEADERS: [&str; 7] = ["profile", "limit", "outcome", "stored result", "state root", "peak memory", "time"];
@@ -203,11 +244,14 @@ pub(crate) mod tests {
         Report {
             started_at: "t".into(),
             backend: "docker image i".into(),
+            machine: Machine::this_one(),
+            runner: None,
             policy: "unbounded".into(),
             memory_budget_bytes: None,
             wasm: "w".into(),
             wasm_sha256: "s".into(),
             blocks: vec![],
+            blocks_sha256: "b".into(),
             decision: decide(&profiles, &comparisons),
             profiles,
             comparisons,

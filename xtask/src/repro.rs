@@ -20,7 +20,7 @@ use crate::docker::{check_engine, container_user, docker_answers, make_writable_
 use crate::image::{runner_image, ImageBuild, RunnerImage};
 use crate::local::{run_local, LocalLimit};
 use crate::outcome::{classify, Enforcement, Evidence, Kind, Outcome};
-use crate::report::{markdown, mib, outcome_details, table, Comparison, ProfileReport, Report};
+use crate::report::{markdown, mib, outcome_details, table, Comparison, Machine, ProfileReport, Report};
 use crate::supervise::RunExit;
 use crate::verdict::decide;
 
@@ -229,15 +229,18 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     }
 
     let report = phase(total, total, "compare", || {
-        let comparisons = compare(&run_dir, &profiles)?;
+        let comparisons = compare_profiles(&run_dir, &profiles)?;
         Ok(Report {
             started_at: run_dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
             backend: harness.describe(),
+            machine: Machine::this_one(),
+            runner: runner_identity(&run_dir, &profiles),
             policy: config.policy.name().into(),
             memory_budget_bytes: (config.policy == Policy::Deterministic).then(|| config.memory_budget.bytes()),
             wasm: harness.wasm.display().to_string(),
             wasm_sha256: hex::encode(Sha256::digest(&harness.wasm_bytes)),
             blocks: blocks_text.lines().map(String::from).collect(),
+            blocks_sha256: hex::encode(Sha256::digest(blocks_text.as_bytes())),
             decision: decide(&profiles, &comparisons),
             profiles: profiles.clone(),
             comparisons,
@@ -245,6 +248,14 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     })?;
     publish(&run_dir, &report)?;
     Ok(report)
+}
+
+/// The runner as the first profile's result describes it.
+fn runner_identity(run_dir: &Path, profiles: &[ProfileReport]) -> Option<schema::RunnerIdentity> {
+    profiles.iter().find_map(|p| {
+        let text = std::fs::read_to_string(run_dir.join(&p.dir).join("result.json")).ok()?;
+        Some(RunResult::from_json(&text).ok()?.runner)
+    })
 }
 
 /// `oom-killed` or `completed, stored SUCCESS:1000MB`.
@@ -364,8 +375,9 @@ fn read_json<T, E: std::error::Error + Send + Sync + 'static>(path: &Path, parse
     }
 }
 
-/// Every compared run (neither refused nor untrusted) against the first one.
-fn compare(run_dir: &Path, profiles: &[ProfileReport]) -> Result<Vec<Comparison>> {
+/// Every compared run (neither refused nor untrusted) against the first one. Dumps are found
+/// relative to `run_dir` (or absolute).
+pub fn compare_profiles(run_dir: &Path, profiles: &[ProfileReport]) -> Result<Vec<Comparison>> {
     let compared: Vec<&ProfileReport> =
         profiles.iter().filter(|p| matches!(p.outcome.kind(), Kind::Deterministic | Kind::HostEvent)).collect();
     let Some((baseline, others)) = compared.split_first() else { return Ok(Vec::new()) };
@@ -385,7 +397,7 @@ fn compare(run_dir: &Path, profiles: &[ProfileReport]) -> Result<Vec<Comparison>
 }
 
 /// Writes report.json, summary.md and the diffs, and prints the table, details and diffs.
-fn publish(run_dir: &Path, report: &Report) -> Result<()> {
+pub fn publish(run_dir: &Path, report: &Report) -> Result<()> {
     std::fs::write(run_dir.join("report.json"), serde_json::to_string_pretty(report)?)?;
     let summary = markdown(report);
     std::fs::write(run_dir.join("summary.md"), &summary)?;

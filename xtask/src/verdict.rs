@@ -11,12 +11,12 @@
 //! compared. Host events (oom-killed, killed, timed-out) are never a deterministic ending: next to
 //! a run that completed or trapped they are a difference; on their own they prove nothing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::outcome::Kind;
 use crate::report::{Comparison, ProfileReport};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Identical,
@@ -47,7 +47,7 @@ impl Verdict {
 }
 
 /// A verdict and the evidence it rests on, in a sentence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub verdict: Verdict,
     #[serde(rename = "verdict_reason")]

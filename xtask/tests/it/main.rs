@@ -3,6 +3,7 @@
 
 mod adversaries;
 mod bench;
+mod compare;
 mod breaking_point;
 mod doctor;
 mod local_backend;
