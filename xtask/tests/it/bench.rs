@@ -1,13 +1,11 @@
 //! `cargo xtask diff` on dump files and `cargo xtask bench` at small sizes, end to end.
 
-use std::process::Command;
-
 use crate::support::*;
 
 fn diff(dir: &std::path::Path, old: &str, new: &str) -> std::process::Output {
     std::fs::write(dir.join("old.txt"), old).unwrap();
     std::fs::write(dir.join("new.txt"), new).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_xtask")).arg("diff").arg(dir.join("old.txt")).arg(dir.join("new.txt")).output().unwrap()
+    xtask_command().arg("diff").arg(dir.join("old.txt")).arg(dir.join("new.txt")).output().unwrap()
 }
 
 #[test]
@@ -23,7 +21,7 @@ fn diff_prints_the_hunks_and_exits_1_only_when_the_dumps_differ() {
     assert!(stdout.contains("@@ -1,2 +1,3 @@\n \"a\" = \"1\"\n-\"b\" = \"2\"\n+\"b\" = \"3\"\n+\"c\" = \"4\"\n"), "{stdout}");
     assert!(String::from_utf8_lossy(&differ.stderr).contains("2 differing keys; first: \"b\""), "{}", describe(&differ));
 
-    let missing = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["diff", "/nonexistent/a", "/nonexistent/b"]).output().unwrap();
+    let missing = xtask_command().args(["diff", "/nonexistent/a", "/nonexistent/b"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("opening dump /nonexistent/a"), "{}", describe(&missing));
 }

@@ -1,10 +1,10 @@
 //! `cargo xtask doctor` on this machine, where every prerequisite is installed (CI installs them).
 
-use std::process::Command;
+use crate::support::*;
 
 #[test]
 fn doctor_finds_every_piece_this_machine_has() {
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("doctor").output().unwrap();
+    let output = xtask_command().arg("doctor").output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     for line in ["ok       docker CLI      Docker version", "ok       docker engine   reachable, version ", "ok       memory limits   the engine supports --memory", "ok       libclang        /", "ok       wasm32 target   wasm32-unknown-unknown", "ok       disk space      "] {
@@ -16,7 +16,7 @@ fn doctor_finds_every_piece_this_machine_has() {
 
 #[test]
 fn doctor_names_the_fix_for_an_unreachable_daemon() {
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let output = xtask_command()
         .arg("doctor")
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .output()

@@ -1,11 +1,10 @@
 //! The local backend: the runner as a child process under a cgroup this tool creates (or RLIMIT_AS).
 
-use std::process::Command;
-
 use crate::support::*;
 
 #[test]
 fn the_local_backend_oom_kills_512m_in_its_own_cgroup() {
+    let _gibs = memory_hungry();
     let out = tempfile::tempdir().unwrap();
     let output = xtask(&["--backend", "local", "repro"], out.path());
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
@@ -20,7 +19,7 @@ fn the_local_backend_oom_kills_512m_in_its_own_cgroup() {
 #[test]
 fn without_a_docker_daemon_the_local_backend_is_chosen_with_a_note() {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let output = xtask_command()
         .args(["repro", "--limit", "1g", "--limit", "2g", "--payload", "10x5", "--out-dir"])
         .arg(out.path())
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
@@ -36,7 +35,7 @@ fn without_a_docker_daemon_the_local_backend_is_chosen_with_a_note() {
 #[test]
 fn under_rlimit_as_default_reservations_fail_instantiation() {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let output = xtask_command()
         .args(["--backend", "local", "repro", "--limit", "1g", "--limit", "16g", "--payload", "10x2", "--out-dir"])
         .arg(out.path())
         .env("MEMREPRO_LOCAL_LIMIT", "address-space")

@@ -1,11 +1,10 @@
 //! `cargo xtask repro` end to end.
 
-use std::process::Command;
-
 use crate::support::*;
 
 #[test]
 fn the_seed_experiment_512m_is_oom_killed_and_never_reported_as_a_pass() {
+    let _gibs = memory_hungry();
     let out = tempfile::tempdir().unwrap();
     let output = xtask(&["repro"], out.path());
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
@@ -72,6 +71,7 @@ fn two_generous_limits_with_a_small_payload_are_identical() {
 
 #[test]
 fn a_multi_block_run_with_another_guest_reports_the_first_diverging_height() {
+    let _gibs = memory_hungry();
     // A guest whose state depends on memory: it stores memory.grow's answer for 40000 pages
     // (2.5 GiB, touched) — the 1g container is killed at block 2, 3g completes.
     let dir = tempfile::tempdir().unwrap();
@@ -143,7 +143,7 @@ fn bad_input_is_one_clear_line_and_exit_2_with_nothing_written() {
 #[test]
 fn a_missing_docker_daemon_is_exit_2_with_the_fix() {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let output = xtask_command()
         .args(["--backend", "docker", "repro", "--out-dir"])
         .arg(out.path())
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
@@ -156,6 +156,7 @@ fn a_missing_docker_daemon_is_exit_2_with_the_fix() {
 
 #[test]
 fn headroom_reproduces_the_silent_divergence_both_complete_with_different_state() {
+    let _gibs = memory_hungry();
     let out = tempfile::tempdir().unwrap();
     let output = xtask(&["repro", "--policy", "headroom"], out.path());
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));

@@ -5,8 +5,22 @@ use std::process::{Command, Output};
 
 pub use serde_json::Value;
 
+/// Held by each test whose runs need GiBs (a 3-4 GiB container or process): one such test at a
+/// time, so the suite fits a 16 GB CI runner whatever the number of test threads.
+pub fn memory_hungry() -> std::sync::MutexGuard<'static, ()> {
+    static GIBS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GIBS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The xtask binary, kept out of the CI job's summary: what the tests run is not the job's result.
+pub fn xtask_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.env_remove("GITHUB_STEP_SUMMARY");
+    command
+}
+
 pub fn xtask(args: &[&str], out_dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    xtask_command()
         .args(args)
         .arg("--out-dir")
         .arg(out_dir)

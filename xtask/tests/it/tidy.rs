@@ -63,3 +63,17 @@ fn the_workflow_runs_the_readme_commands_and_uploads_the_results() {
         assert!(workflow.contains(expected), "the workflow lacks `{expected}`");
     }
 }
+
+/// The tests' own `xtask` runs never write into a CI job's summary: each is started through
+/// `support::xtask_command`, which removes `GITHUB_STEP_SUMMARY`.
+#[test]
+fn test_runs_of_xtask_stay_out_of_the_job_summary() {
+    let command = crate::support::xtask_command();
+    assert!(command.get_envs().any(|(key, value)| key == "GITHUB_STEP_SUMMARY" && value.is_none()));
+    for entry in std::fs::read_dir(root().join("xtask/tests/it")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let starts_xtask = text.contains(&["CARGO_BIN_EXE", "_xtask"].concat());
+        assert!(!starts_xtask || path.ends_with("support.rs"), "{} starts xtask without support::xtask_command", path.display());
+    }
+}

@@ -112,7 +112,7 @@ fn a_container_killed_from_outside_is_killed_not_oom_killed() {
     std::fs::write(&wasm, LOOP_FOREVER).unwrap();
     std::fs::write(&blocks, "1\n").unwrap();
     let out = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let mut child = xtask_command()
         .args(["repro", "--wasm", wasm.to_str().unwrap(), "--blocks", blocks.to_str().unwrap(), "--limit", "256m", "--limit", "512m", "--out-dir"])
         .arg(out.path())
         .stdout(Stdio::piped())
