@@ -1,6 +1,7 @@
 //! The real pipeline: `cargo xtask …` with real Docker on this machine. These tests need a Docker
 //! engine (CI starts one); without it they fail, they are never skipped.
 
+mod action;
 mod adversaries;
 mod bench;
 mod compare;

@@ -8,8 +8,12 @@ fn root() -> PathBuf {
 }
 
 fn check_workflow(path: &Path) -> std::process::Output {
+    check_schema("vendor.github-workflows", path)
+}
+
+fn check_schema(schema: &str, path: &Path) -> std::process::Output {
     Command::new("python3")
-        .args(["-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows"])
+        .args(["-m", "check_jsonschema", "--builtin-schema", schema])
         .arg(path)
         .output()
         .expect("check-jsonschema is not installed: run ci/install-prereqs.sh (pip install check-jsonschema)")
@@ -57,11 +61,32 @@ fn the_workflow_passes_the_github_workflow_schema_and_a_broken_one_does_not() {
 }
 
 #[test]
-fn the_workflow_runs_the_readme_commands_and_uploads_the_results() {
+fn the_workflow_tests_then_reproduces_on_two_architectures_through_the_action_and_compares() {
     let workflow = std::fs::read_to_string(root().join("ci/repro.yml")).unwrap();
-    for expected in ["targets: wasm32-unknown-unknown", "run: ci/install-prereqs.sh", "run: cargo xtask test", "run: cargo xtask repro", "actions/upload-artifact", "target/repro/**/report.json"] {
+    for expected in [
+        "targets: wasm32-unknown-unknown",
+        "run: ci/install-prereqs.sh",
+        "run: cargo xtask test",
+        "runs-on: ${{ matrix.runner }}",
+        "runner: ubuntu-latest",
+        "runner: ubuntu-24.04-arm",
+        "uses: ./",
+        "artifact-name: run-${{ matrix.arch }}",
+        "actions/download-artifact",
+        "run: cargo xtask compare runs/*",
+    ] {
         assert!(workflow.contains(expected), "the workflow lacks `{expected}`");
     }
+}
+
+#[test]
+fn the_action_passes_the_github_action_schema_and_a_broken_one_does_not() {
+    let output = check_schema("vendor.github-actions", &root().join("action.yml"));
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("action.yml");
+    std::fs::write(&broken, "name: x\ndescription: y\nruns:\n  using: composite\n  steps: run tests\n").unwrap();
+    assert!(!check_schema("vendor.github-actions", &broken).status.success());
 }
 
 /// The tests' own `xtask` runs never write into a CI job's summary: each is started through
