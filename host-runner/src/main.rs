@@ -82,6 +82,10 @@ enum Command {
         /// RLIMIT_AS for the watcher and the run it starts, e.g. 512m.
         #[arg(long)]
         address_space_limit: Option<ByteSize>,
+        /// Afterwards print the report's directory (result, dump, …) framed on stdout, for runs
+        /// whose only way out is their log (Kubernetes Jobs; `cargo xtask k8s collect`).
+        #[arg(long)]
+        export_to_log: bool,
         /// The arguments of the child, starting with `run`.
         #[arg(last = true, required = true)]
         run_args: Vec<String>,
@@ -206,7 +210,9 @@ fn execute(command: Command) -> Result<ExitCode> {
                 schema::RunOutcome::Trapped { .. } | schema::RunOutcome::TimedOut { .. } => ExitCode::from(1),
             })
         }
-        Command::Watch { report, address_space_limit, run_args } => watch::watch(&report, address_space_limit.map(ByteSize::bytes), &run_args),
+        Command::Watch { report, address_space_limit, export_to_log, run_args } => {
+            watch::watch(&report, address_space_limit.map(ByteSize::bytes), &run_args, export_to_log)
+        }
         Command::Dump { db } => {
             let store = StateStore::open_read_only(&db)?;
             dump::write_dump(&store, std::io::stdout().lock())?;

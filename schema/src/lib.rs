@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod log_files;
 mod size;
 pub use size::{BadSize, ByteSize, Policy};
 

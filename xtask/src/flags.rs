@@ -117,6 +117,11 @@ pub enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Kubernetes Jobs from the same profiles, and the verdict over what their logs bring back.
+    K8s {
+        #[command(subcommand)]
+        command: K8sCommand,
+    },
     /// Compare two storage dumps (as `host-runner dump` prints them, sorted by key) in one
     /// streaming pass: a unified diff and the first differing key. Exit 0 identical, 1 different.
     Diff {
@@ -155,5 +160,39 @@ pub enum Command {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum K8sCommand {
+    /// Write a ConfigMap (the guest and the blocks) and one Job per profile, checked.
+    Render {
+        /// The runner image as the cluster pulls it, e.g. `registry.example/memrepro-runner:<tag>`
+        /// (the tag `cargo xtask repro` built, pushed to your registry).
+        #[arg(long)]
+        image: String,
+        /// Replace the configured profiles with one per limit (repeatable).
+        #[arg(long = "limit", value_name = "LIMIT")]
+        limits: Vec<ByteSize>,
+        /// Run this metashrew-ABI guest instead of building ours.
+        #[arg(long, requires = "blocks")]
+        wasm: Option<PathBuf>,
+        /// Blocks for --wasm: lines of `HEIGHT [PAYLOAD_HEX]`.
+        #[arg(long)]
+        blocks: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunFlags,
+    },
+    /// Rebuild a run directory from the Jobs' logs and give the verdict (exit codes as `repro`).
+    Collect {
+        /// The directory `k8s render` wrote.
+        #[arg(long)]
+        rendered: PathBuf,
+        /// Each Job's log, named `<profile>.log` (`kubectl logs job/memrepro-low > low.log`).
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// Where the run directory goes (default: target/k8s-runs).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
     },
 }

@@ -14,6 +14,7 @@ mod docker;
 mod doctor;
 mod flags;
 mod image;
+mod k8s;
 mod local;
 mod matrix;
 mod outcome;
@@ -32,7 +33,7 @@ use clap::Parser;
 use xshell::Shell;
 
 use config::{Policy, ReproConfig};
-use flags::{Command, Flags};
+use flags::{Command, Flags, K8sCommand};
 use image::ImageBuild;
 use repro::{BackendChoice, ReproArgs};
 
@@ -102,6 +103,27 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
         }
         Command::Compare { dirs, out_dir } => {
             let report = compare::compare(&root, &dirs, out_dir).context("compare")?;
+            Ok(report.decision.verdict.exit_code())
+        }
+        Command::K8s { command: K8sCommand::Render { image, limits, wasm, blocks, run } } => {
+            let mut config = run.apply(configured()?);
+            config.replace_limits(&limits)?;
+            let blocks_text = repro::blocks_text(blocks.as_deref(), &config)?;
+            let wasm = match wasm {
+                Some(path) => path,
+                None => artifacts::build_guest(&sh)?,
+            };
+            let dir = k8s::render(&config, &wasm, &blocks_text, &image, run.out_dir.unwrap_or_else(|| root.join("target/k8s")))?;
+            println!("rendered: {}", dir.display());
+            println!("  kubectl apply -f {}", dir.display());
+            for profile in &config.profiles {
+                println!("  kubectl wait --for=condition=complete --timeout={}s job/{} ; kubectl logs job/{} > {}.log", config.timeout_secs, k8s::job_name(&profile.name), k8s::job_name(&profile.name), profile.name);
+            }
+            println!("  cargo xtask k8s collect --rendered {} {}", dir.display(), config.profiles.iter().map(|p| format!("{}.log", p.name)).collect::<Vec<_>>().join(" "));
+            Ok(0)
+        }
+        Command::K8s { command: K8sCommand::Collect { rendered, logs, out_dir } } => {
+            let report = k8s::collect(&rendered, &logs, out_dir.unwrap_or_else(|| root.join("target/k8s-runs"))).context("k8s collect")?;
             Ok(report.decision.verdict.exit_code())
         }
         Command::Diff { old, new } => {

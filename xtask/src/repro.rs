@@ -295,25 +295,30 @@ fn run_profile(harness: &Harness, input_dir: &Path, dir: &Path, profile: &Profil
     let name = unique_container_name(&profile.name);
     let exit = harness.run_runner(&name, Some(profile.memory), Some(input_dir), dir, run_args, timeout, &dir.join("run.log"))?;
 
+    profile_report(profile, dir, &exit, harness.enforcement(), || read_back_state(harness, dir, &name, timeout))
+}
+
+/// What one profile's run left in `dir` (watch.json, result.json, run.log, the dump), classified;
+/// `read_back` gives the state a run without a result left behind.
+pub fn profile_report(
+    profile: &Profile,
+    dir: &Path,
+    exit: &RunExit,
+    enforced_by: Enforcement,
+    read_back: impl FnOnce() -> Result<StoredState>,
+) -> Result<ProfileReport> {
     let watch = read_json(&dir.join("watch.json"), WatchReport::from_json)?;
     let result = read_json(&dir.join("result.json"), RunResult::from_json)?;
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
-    let log_tail = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)").to_string();
-    let outcome = classify(&Evidence {
-        limit: profile.memory,
-        enforced_by: harness.enforcement(),
-        exit: &exit,
-        watch: watch.as_ref(),
-        result: result.as_ref(),
-        log_tail: &log_tail,
-    });
+    let log_tail = log.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("=== memrepro-") && !l.chars().all(|c| c.is_ascii_hexdigit())).unwrap_or("(no output)").to_string();
+    let outcome = classify(&Evidence { limit: profile.memory, enforced_by, exit, watch: watch.as_ref(), result: result.as_ref(), log_tail: &log_tail });
 
     // The committed state: from the result, or read back from what a killed run left behind.
     let (state_root, dump, stored_result) = match &result {
         Some(result) => (Some(result.state_root.clone()), Some(dump_path(&profile.name)), result.stress_result.clone()),
         None if matches!(outcome, Outcome::Refused { .. }) => (None, None, None),
         None => {
-            let state = read_back_state(harness, dir, &name, timeout)?;
+            let state = read_back()?;
             let dump = state.tip.map(|_| dump_path(&profile.name));
             (Some(state.state_root), dump, state.stress_result)
         }
@@ -367,7 +372,7 @@ fn read_back_state(harness: &Harness, dir: &Path, name: &str, timeout: Duration)
     }
 }
 
-fn read_json<T, E: std::error::Error + Send + Sync + 'static>(path: &Path, parse: impl Fn(&str) -> Result<T, E>) -> Result<Option<T>> {
+pub fn read_json<T, E: std::error::Error + Send + Sync + 'static>(path: &Path, parse: impl Fn(&str) -> Result<T, E>) -> Result<Option<T>> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text).map(Some).with_context(|| format!("{} is not valid", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

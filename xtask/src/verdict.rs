@@ -71,7 +71,10 @@ pub fn decide(profiles: &[ProfileReport], comparisons: &[Comparison]) -> Decisio
     if let Some(p) = profiles.iter().find(|p| p.outcome.kind() == Kind::HarnessError) {
         return Decision::new(Verdict::HarnessError, format!("`{}` cannot be trusted: {}", p.name, outcome_reason(p)));
     }
-    if let Some(c) = comparisons.iter().find(|c| c.same_dump() != c.same_root) {
+    // Two known roots that disagree with their dumps: the runner's root or dump is wrong. (A run
+    // whose state could not be read back has no root to disagree with.)
+    let root_known = |name: &str| profiles.iter().any(|p| p.name == name && p.state_root.is_some());
+    if let Some(c) = comparisons.iter().find(|c| c.same_dump() != c.same_root && root_known(&c.baseline) && root_known(&c.profile)) {
         let (dumps, roots) = if c.same_root { ("different", "equal") } else { ("byte-identical", "different") };
         return Decision::new(
             Verdict::HarnessError,

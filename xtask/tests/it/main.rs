@@ -7,6 +7,7 @@ mod bench;
 mod compare;
 mod breaking_point;
 mod doctor;
+mod k8s;
 mod local_backend;
 mod repro;
 mod support;
