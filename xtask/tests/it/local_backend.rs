@@ -2,7 +2,6 @@
 
 use crate::support::*;
 
-#[test]
 /// Whether this test process can make a memory cgroup, as the local backend will try to.
 fn cgroups_writable() -> bool {
     let name = format!("memrepro-it-probe-{}", std::process::id());
