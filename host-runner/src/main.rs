@@ -153,6 +153,8 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts (an inherited RLIMIT_AS; see the function).
+    policy::share_malloc_arenas_under_an_address_space_limit();
     match execute(Cli::parse().command) {
         Ok(code) => code,
         Err(error) => {

@@ -175,7 +175,19 @@ pub fn limit_address_space(bytes: u64) -> Result<()> {
     if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
         bail!("setrlimit(RLIMIT_AS, {bytes}) failed: {}", std::io::Error::last_os_error());
     }
+    share_malloc_arenas_under_an_address_space_limit();
     Ok(())
+}
+
+/// Under RLIMIT_AS (set here, or inherited from a watcher), one malloc arena for all threads:
+/// glibc reserves 64 MiB of address space for each thread's own arena, so which thread first
+/// allocates decided whether RocksDB could start its threads in a tight limit (seen: a 512 MiB
+/// limit aborted the runner in some runs and not in others). Call before threads start.
+pub fn share_malloc_arenas_under_an_address_space_limit() {
+    if crate::memory_report::address_space_limit().is_some() {
+        // SAFETY: mallopt only changes the allocator's tuning for arenas created from now on.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
 }
 
 /// The wasmtime limiter behind each policy. It also counts refusals for the report.

@@ -26,15 +26,14 @@ fn the_local_backend_runs_the_seed_experiment_under_the_mechanism_it_can_use() {
         assert_eq!(report["profiles"][1]["stored_result"], "SUCCESS:1000MB");
     } else {
         // RLIMIT_AS (an unprivileged user without a delegated cgroup) limits address space:
-        // within 512 MiB RocksDB cannot even start its threads (their stacks and malloc arenas
-        // are address space too) and aborts; within 4 GiB wasmtime's 4 GiB reservation plus its
-        // guard does not fit, and instantiation fails. Different ends: exit 1.
-        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        // wasmtime's 4 GiB reservation plus its guard fits neither limit, so both fail the same
+        // way at instantiation (with one malloc arena, RocksDB's threads start even in 512 MiB).
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
         assert!(backend.contains("RLIMIT_AS"), "{backend}");
-        let (low, high) = (&report["profiles"][0], &report["profiles"][1]);
-        assert_eq!((&low["outcome"], &low["reason"]), (&Value::from("killed"), &Value::from("the runner died of signal 6")), "{low}");
-        assert_eq!(high["outcome"], "trapped", "{high}");
-        assert!(high["message"].as_str().unwrap().contains("mmap failed to reserve"), "{high}");
+        for profile in report["profiles"].as_array().unwrap() {
+            assert_eq!(profile["outcome"], "trapped", "{profile}");
+            assert!(profile["message"].as_str().unwrap().contains("mmap failed to reserve"), "{profile}");
+        }
     }
 }
 
