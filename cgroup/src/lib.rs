@@ -109,6 +109,9 @@ impl Cgroup {
 
     fn swap_given(&self, host_swap: Option<u64>) -> SwapState {
         let limit_file = if self.version == 2 { "memory.swap.max" } else { "memory.memsw.limit_in_bytes" };
+        if host_swap == Some(0) {
+            return SwapState::Off { because: "the host has no swap (SwapTotal 0)".into() };
+        }
         let Ok(text) = fs::read_to_string(self.dir.join(limit_file)) else {
             return match host_swap {
                 Some(0) => SwapState::Off { because: format!("no {limit_file} (swap not accounted), and the host has no swap (SwapTotal 0)") },
@@ -308,6 +311,9 @@ mod tests {
     fn without_swap_accounting_the_hosts_swap_decides() {
         let files = [("memory/memory.limit_in_bytes", "1000\n")];
         assert!(matches!(swap(&files, "4:memory:/\n", Some(0)), SwapState::Off { because } if because.contains("SwapTotal 0")));
+        // A cgroup allowed to swap, on a host without swap: nothing to swap to.
+        let unlimited = [("memory.max", "100\n"), ("memory.swap.max", "max\n")];
+        assert!(matches!(swap(&unlimited, "0::/\n", Some(0)), SwapState::Off { .. }));
         assert!(matches!(swap(&files, "4:memory:/\n", Some(2 << 30)), SwapState::Allowed { bytes: None, because } if because.contains("2048 MiB of swap")));
         assert_eq!(swap(&files, "4:memory:/\n", None), SwapState::Unknown);
     }

@@ -183,11 +183,12 @@ pub struct HostState {
 /// (`state_store::node_charge`). `cargo xtask bench` checks the bound with adversarial guests.
 pub const PAIR_OVERHEAD: u64 = 256;
 
-/// The charge of one flushed pair: its key and value bytes plus [`PAIR_OVERHEAD`]. While the
-/// guest runs, the host holds one copy of them; the commit, which runs after the guest's memory
-/// is freed, holds at most two (the batch, then RocksDB's memtable copy), within twice the charge.
+/// The charge of one flushed pair: its key twice (the key itself, and its value-length record),
+/// its value, plus [`PAIR_OVERHEAD`]. While the guest runs, the host holds one copy of them; the
+/// commit, which runs after the guest's memory is freed, holds at most two (the batch, then
+/// RocksDB's memtable copy), within twice the charge.
 pub fn pair_charge(key: usize, value: usize) -> u64 {
-    (key + value) as u64 + PAIR_OVERHEAD
+    (2 * key + value) as u64 + PAIR_OVERHEAD
 }
 
 /// A compiled guest with its imports resolved, ready for one fresh instance per block or view.
@@ -339,10 +340,12 @@ fn within_budget(budget: Option<u64>, bytes: u64, what: &str) -> wasmtime::Resul
     }
 }
 
-/// A value read back for the guest is held twice for a moment (RocksDB's block, then the copy
-/// handed over) on top of what the block's flushes are charged.
-fn value_read_charge(host: &HostState, len: usize) -> u64 {
-    host.charged_bytes + 2 * len as u64
+/// A value read back for the guest is held twice for a moment (RocksDB's read of it, then the
+/// pinned copy handed over: measured, a 180 MiB value read back peaked 2 × its size above the
+/// guest's memory), on top of what the block's flushes are charged. Its length comes from the
+/// store (`StateStore::value_len`), so the charge is checked before anything is read.
+fn value_read_charge(host: &HostState, len: u64) -> u64 {
+    host.charged_bytes + 2 * len
 }
 
 fn guest_memory_of<'c>(caller: &mut Caller<'c, HostState>) -> wasmtime::Result<wasmtime::Memory> {
@@ -384,8 +387,8 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
         let memory = guest_memory_of(&mut caller)?;
         let key = guest_memory::arraybuffer(memory.data(&caller), key_ptr, "__get_len key")?;
         let host = caller.data();
-        let value = host.store.get(key).map_err(wasmtime::Error::from_anyhow)?;
-        let len = value.map_or(0, |v| v.len());
+        // The stored length: the value itself is not loaded.
+        let len = host.store.value_len(key).map_err(wasmtime::Error::from_anyhow)?.unwrap_or(0);
         within_budget(host.host_budget, value_read_charge(host, len), "__get_len: reading the value")?;
         i32::try_from(len).or_else(|_| bail!("__get_len: value of {len} bytes does not fit an i32"))
     })?;
@@ -393,11 +396,16 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap("env", "__get", |mut caller: Caller<'_, HostState>, key_ptr: i32, value_ptr: i32| {
         let memory = guest_memory_of(&mut caller)?;
         let (data, host) = memory.data_and_store_mut(&mut caller);
+        let store = host.store.clone();
         let key = guest_memory::arraybuffer(data, key_ptr, "__get key")?;
-        let value = host.store.get(key).map_err(wasmtime::Error::from_anyhow)?.unwrap_or_default();
-        within_budget(host.host_budget, value_read_charge(host, value.len()), "__get: reading the value")?;
+        // Charged from the stored length before the value is read; then copied from RocksDB's
+        // pinned slice straight into guest memory.
+        let len = store.value_len(key).map_err(wasmtime::Error::from_anyhow)?.unwrap_or(0);
+        within_budget(host.host_budget, value_read_charge(host, len), "__get: reading the value")?;
+        let value = store.get_pinned(key).map_err(wasmtime::Error::from_anyhow)?;
+        let value: &[u8] = value.as_deref().unwrap_or_default();
         let target = guest_memory::span_mut(data, address(value_ptr), value.len() as u64, "__get value")?;
-        target.copy_from_slice(&value);
+        target.copy_from_slice(value);
         Ok(())
     })?;
 
@@ -408,7 +416,10 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
         // The decoded pairs are charged at least their encoded length: refuse before copying.
         within_budget(host.host_budget, host.charged_bytes + encoded.len() as u64, "__flush: this block's flushes")?;
         let pairs = decode_flush(encoded).map_err(|e| wasmtime::format_err!("__flush: not a KeyValueFlush protobuf: {e}"))?;
-        let charge: u64 = pairs.iter().map(|(k, v)| pair_charge(k.len(), v.len())).sum();
+        // The pairs are slices of one copy of the whole message, which lives as long as any of
+        // them: what the message carries beside them (unknown fields, an odd trailing key) is
+        // held too, so the charge is never less than the message.
+        let charge = pairs.iter().map(|(k, v)| pair_charge(k.len(), v.len())).sum::<u64>().max(encoded.len() as u64);
         within_budget(host.host_budget, host.charged_bytes + charge, "__flush: this block's flushes")?;
         host.flushed_bytes += encoded.len() as u64;
         host.charged_bytes += charge;

@@ -20,7 +20,7 @@ use schema::Policy;
 /// wasmtime (about 20 MiB resident), and RocksDB with its memory pinned (`state_store::memory`:
 /// at most 16 MiB of memtables and a 16 MiB block cache that also holds index and filter
 /// blocks), 52 MiB in all at worst. `cargo xtask bench` measures the baseline (one block over a
-/// store of a million keys: 30 MiB here) against it.
+/// store of a million keys: 32 MiB here) against it.
 pub const RUNNER_OVERHEAD: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

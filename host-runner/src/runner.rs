@@ -142,9 +142,13 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
 
 /// This runner: version, its executable's SHA-256, its wasmtime, its CPU architecture.
 pub fn identity() -> schema::RunnerIdentity {
-    let sha256 = std::env::current_exe()
-        .and_then(std::fs::read)
-        .map_or_else(|_| "unknown".into(), |binary| hex::encode(Sha256::digest(binary)));
+    // Streamed: the executable is tens of MiB, and the runner's memory is counted.
+    let hash = || -> std::io::Result<String> {
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut std::fs::File::open(std::env::current_exe()?)?, &mut hasher)?;
+        Ok(hex::encode(hasher.finalize()))
+    };
+    let sha256 = hash().unwrap_or_else(|_| "unknown".into());
     schema::RunnerIdentity {
         version: env!("CARGO_PKG_VERSION").into(),
         sha256,

@@ -48,18 +48,18 @@ struct Analysis {
     imported_functions: u32,
     imported_globals: u32,
     defined_globals: u32,
-    /// Each defined function's type index, then its frame cost in slots.
-    function_types: Vec<u32>,
+    /// Each defined function's frame cost in slots.
     costs: Vec<u32>,
     /// Exported functions and the start function: the host calls them with nothing counted yet.
     entry_functions: Vec<u32>,
 }
 
 impl Analysis {
-    /// The cost of an indirect call through `type_index`: the dearest function of that type.
-    fn indirect_cost(&self, type_index: u32) -> u32 {
-        let matching = self.function_types.iter().zip(&self.costs).filter(|(t, _)| **t == type_index);
-        matching.map(|(_, cost)| *cost).max().unwrap_or(FRAME_SLOTS)
+    /// The cost of an indirect call: the dearest defined function. A call through a table reaches
+    /// any function whose signature matches, whatever type index declared it, so the type index
+    /// alone would undercount; the dearest of all is never less than the real frame.
+    fn indirect_cost(&self) -> u32 {
+        self.costs.iter().copied().max().unwrap_or(FRAME_SLOTS)
     }
 
     /// The counter's start: the dearest entry point's frame, which no call site counts.
@@ -94,11 +94,6 @@ fn analyse(wasm: &[u8]) -> Result<Analysis> {
                         wasmparser::TypeRef::Global(_) => analysis.imported_globals += 1,
                         _ => {}
                     }
-                }
-            }
-            Payload::FunctionSection(functions) => {
-                for ty in functions.clone() {
-                    analysis.function_types.push(ty?);
                 }
             }
             Payload::GlobalSection(globals) => analysis.defined_globals = globals.count(),
@@ -212,7 +207,7 @@ fn counted_body(body: &wasmparser::FunctionBody, analysis: &Analysis, counter: u
             Operator::Call { function_index } => {
                 function_index.checked_sub(analysis.imported_functions).map(|i| analysis.costs[i as usize])
             }
-            Operator::CallIndirect { type_index, .. } => Some(analysis.indirect_cost(type_index)),
+            Operator::CallIndirect { .. } => Some(analysis.indirect_cost()),
             _ => None,
         };
         let instruction = reencoder.instruction(operator)?;
@@ -353,6 +348,32 @@ mod tests {
         };
         // Two counted calls, each setting the counter on the way in and on the way out.
         assert_eq!(calls(&wasm), 4);
+    }
+
+    /// `call_indirect (type $a)` may reach `$big`, declared under another type of the same
+    /// signature: it is costed as the dearest function, not as a bare frame.
+    #[test]
+    fn an_indirect_call_costs_the_dearest_function_whatever_its_type_index() {
+        let wasm = instrumented(
+            r#"(module
+                 (type $a (func)) (type $b (func))
+                 (table 1 funcref) (elem (i32.const 0) $big)
+                 (memory (export "memory") 1)
+                 (func $big (type $b) (local i64 i64 i64 i64 i64 i64 i64 i64 i64 i64 i64 i64 i64 i64 i64 i64 i64 i64 i64 i64))
+                 (func (export "_start") (call_indirect (type $a) (i32.const 0))))"#,
+        );
+        let mut costs = Vec::new();
+        for payload in Parser::new(0).parse_all(&wasm) {
+            if let Payload::CodeSectionEntry(body) = payload.unwrap() {
+                let mut reader = body.get_operators_reader().unwrap();
+                while !reader.eof() {
+                    if let Operator::I32Const { value } = reader.read().unwrap() {
+                        costs.push(value);
+                    }
+                }
+            }
+        }
+        assert!(costs.contains(&((FRAME_SLOTS + 20) as i32)), "{costs:?}");
     }
 
     #[test]

@@ -34,6 +34,12 @@ enum Node {
     Leaf(Hash, Hash),
 }
 const TIP: &[u8] = b"tip";
+/// In `meta`: present when the store keeps every value's length (`len/` ++ key = u32 LE).
+const VALUE_LENGTHS: &[u8] = b"value-lengths";
+
+fn length_key(key: &[u8]) -> Vec<u8> {
+    [b"len/".as_slice(), key].concat()
+}
 /// A batch entry's bytes beside its key and value: a tag and two length varints.
 const BATCH_ENTRY_OVERHEAD: usize = 11;
 /// Batch capacity reserved for the trie nodes a pair adds (a node is about 70 bytes; a block of
@@ -102,6 +108,9 @@ fn keep_last_per_key(pairs: &mut Vec<(Bytes, Bytes)>) {
 #[derive(Clone)]
 pub struct StateStore {
     db: Arc<DB>,
+    /// Whether every committed value has its length in `meta` (stores made by this runner
+    /// version on); older stores read the value to learn its length.
+    value_lengths: bool,
 }
 
 /// Every RocksDB setting that decides how much memory the store holds, so that the runner's
@@ -177,7 +186,7 @@ impl StateStore {
         check_families(dir)?;
         let db = DB::open_cf_descriptors(&db_options(), dir, families())
             .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self::with(db))
     }
 
     /// Creates an empty store with all its column families beside `dir` and renames it into
@@ -190,6 +199,8 @@ impl StateStore {
         options.create_missing_column_families(true);
         let db = DB::open_cf_descriptors(&options, &creating, families())
             .with_context(|| format!("creating RocksDB in {}", creating.display()))?;
+        let meta = db.cf_handle(META).expect("created with its families");
+        db.put_cf(meta, VALUE_LENGTHS, b"1").context("marking the new store")?;
         drop(db);
         std::fs::rename(&creating, dir).with_context(|| format!("moving the new database into {}", dir.display()))
     }
@@ -204,7 +215,27 @@ impl StateStore {
         check_families(dir)?;
         let db = DB::open_cf_descriptors_read_only(&db_options(), dir, families(), false)
             .with_context(|| format!("opening RocksDB in {} read-only", dir.display()))?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self::with(db))
+    }
+
+    fn with(db: DB) -> Self {
+        let value_lengths = db.cf_handle(META).is_some_and(|meta| matches!(db.get_cf(meta, VALUE_LENGTHS), Ok(Some(_))));
+        Self { db: Arc::new(db), value_lengths }
+    }
+
+    /// The length of the value under `key` without loading the value (so a read can be charged
+    /// before it is made); `None` when there is none.
+    pub fn value_len(&self, key: &[u8]) -> Result<Option<u64>> {
+        if !self.value_lengths {
+            return Ok(self.db.get_pinned(key).context("reading from RocksDB")?.map(|v| v.len() as u64));
+        }
+        let stored = self.db.get_cf(self.cf(META), length_key(key)).context("reading a value's length")?;
+        Ok(stored.map(|bytes| u32::from_le_bytes(bytes.as_slice().try_into().unwrap_or_default()).into()))
+    }
+
+    /// The value under `key`, pinned in RocksDB (not copied out of it).
+    pub fn get_pinned(&self, key: &[u8]) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
+        self.db.get_pinned(key).context("reading from RocksDB")
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -243,10 +274,12 @@ impl StateStore {
         let pair_bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + BATCH_ENTRY_OVERHEAD).sum();
         // Reserved once, generously: trie nodes are appended after the pairs, and growing the
         // batch would copy it. Capacity never written costs address space, not memory.
-        let mut batch = WriteBatch::with_capacity_bytes(pair_bytes + pairs.len() * NODES_RESERVED_PER_PAIR + 1024);
+        // Bounded: under RLIMIT_AS even reserved capacity counts.
+        let mut batch = WriteBatch::with_capacity_bytes(pair_bytes + (pairs.len() * NODES_RESERVED_PER_PAIR).min(64 << 20) + 1024);
         let mut leaves = Vec::with_capacity(pairs.len());
         for (key, value) in &pairs {
             batch.put(key, value);
+            batch.put_cf(self.cf(META), length_key(key), (value.len() as u32).to_le_bytes());
             leaves.push((path_of(key), leaf_hash(key, value)));
         }
         drop(pairs);

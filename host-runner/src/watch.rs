@@ -71,7 +71,10 @@ fn export_to_log(dir: &Path, exe: &Path) -> Result<()> {
             .arg(dir.join("dump.txt"))
             .status()
             .context("reading back the state the run left")?;
-        anyhow::ensure!(status.success(), "reading back the state the run left failed");
+        if !status.success() {
+            // The files there still say how the run ended: hand them over all the same.
+            eprintln!("host-runner: reading back the state the run left failed ({status})");
+        }
     }
     let mut names: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(|entry| entry.ok())

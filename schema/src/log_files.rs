@@ -34,7 +34,8 @@ pub fn read_files(log: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
         let Some(header) = line.strip_prefix(START) else { continue };
         let (name, len) = header.rsplit_once(' ').ok_or_else(|| format!("bad frame header `{line}`"))?;
         let len: usize = len.parse().map_err(|_| format!("bad length in `{line}`"))?;
-        let mut bytes = Vec::with_capacity(len);
+        // The header's length is not trusted for the allocation: a damaged one must not abort.
+        let mut bytes = Vec::with_capacity(len.min(1 << 20));
         loop {
             let line = lines.next().ok_or_else(|| format!("the log ends inside {name}"))?;
             if line == format!("{END}{name}") {
@@ -42,7 +43,7 @@ pub fn read_files(log: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
             }
             let pair = |i: usize| u8::from_str_radix(line.get(i..i + 2).unwrap_or("zz"), 16);
             for i in (0..line.len()).step_by(2) {
-                bytes.push(pair(i).map_err(|_| format!("{name}: not hex: `{}`", &line[..line.len().min(40)]))?);
+                bytes.push(pair(i).map_err(|_| format!("{name}: not hex: `{}`", line.chars().take(40).collect::<String>()))?);
             }
         }
         if bytes.len() != len {
@@ -78,5 +79,7 @@ mod tests {
         assert_eq!(read_files(cut).unwrap_err(), "the log ends inside result.json");
         let damaged = text.replace("3031", "zz31");
         assert!(read_files(&damaged).unwrap_err().starts_with("result.json: not hex"));
+        let huge = "=== memrepro-file x 18446744073709551615\n3é\n=== memrepro-end x\n";
+        assert!(read_files(huge).unwrap_err().starts_with("x: not hex"));
     }
 }

@@ -28,13 +28,13 @@ pub fn compare(root: &Path, dirs: &[PathBuf], out_dir: Option<PathBuf>) -> Resul
         if other.wasm_sha256 != first.wasm_sha256 {
             bail!(
                 "refusing to compare runs of different guests: {} ran {} (sha256 {}), {} ran {} (sha256 {})",
-                sources[0].dir.display(), first.wasm, &first.wasm_sha256[..16], source.dir.display(), other.wasm, &other.wasm_sha256[..16]
+                sources[0].dir.display(), first.wasm, short(&first.wasm_sha256), source.dir.display(), other.wasm, short(&other.wasm_sha256)
             );
         }
         if other.blocks_sha256 != first.blocks_sha256 {
             bail!(
                 "refusing to compare runs of different blocks: {} (sha256 {}) and {} (sha256 {})",
-                sources[0].dir.display(), &first.blocks_sha256[..16], source.dir.display(), &other.blocks_sha256[..16]
+                sources[0].dir.display(), short(&first.blocks_sha256), source.dir.display(), short(&other.blocks_sha256)
             );
         }
     }
@@ -102,11 +102,16 @@ fn placed(source: &Source, profile: &ProfileReport) -> Result<ProfileReport> {
     Ok(placed)
 }
 
+/// The first 16 characters of a hash read from a report (whatever it holds).
+fn short(hash: &str) -> String {
+    hash.chars().take(16).collect()
+}
+
 /// `label: host (arch, cpu, kernel, cgroup vN), backend, runner version sha256…, wasmtime V, policy`.
 fn describe(source: &Source) -> String {
     let (report, machine) = (&source.report, &source.report.machine);
     let runner = report.runner.as_ref().map_or("runner unknown (no run left a result)".into(), |r| {
-        format!("runner {} ({} build, sha256 {}…, wasmtime {})", r.version, r.arch, &r.sha256[..r.sha256.len().min(16)], r.wasmtime_version)
+        format!("runner {} ({} build, sha256 {}…, wasmtime {})", r.version, r.arch, short(&r.sha256), r.wasmtime_version)
     });
     format!(
         "{}: {} ({}, {}, kernel {}, cgroup {}), {}, {}, policy {}\n  {}",

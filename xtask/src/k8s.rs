@@ -188,6 +188,12 @@ pub fn collect(rendered: &Path, logs: &[PathBuf], out: PathBuf) -> Result<Report
             .with_context(|| format!("{}: no Job for profile `{name}` in {}", log.display(), rendered.display()))?;
         let text = std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
         let files = schema::log_files::read_files(&text).map_err(|e| anyhow::anyhow!("{}: {e}", log.display()))?;
+        ensure!(
+            !files.is_empty(),
+            "{}: no result files in this log: give the output of `kubectl logs job/{}` (without --timestamps) of a Job `k8s render` wrote",
+            log.display(),
+            job_name(name)
+        );
         jobs.push((name.to_string(), job, text, files));
     }
     let dir = new_run_dir(out)?;

@@ -112,7 +112,10 @@ pub fn decide(profiles: &[ProfileReport], comparisons: &[Comparison]) -> Decisio
         );
     }
     let by_name = |name: &str| compared.iter().find(|p| p.name == name).expect("compared profiles are in the report");
-    if let Some(c) = comparisons.iter().find(|c| !c.same_ending) {
+    let deterministic = |name: &str| by_name(name).outcome.kind() == Kind::Deterministic;
+    let differing_endings = || comparisons.iter().filter(|c| !c.same_ending);
+    // Two host events never end "the same way"; the difference worth naming has a deterministic side.
+    if let Some(c) = differing_endings().find(|c| deterministic(&c.baseline) || deterministic(&c.profile)).or_else(|| differing_endings().next()) {
         let (a, b) = (by_name(&c.baseline), by_name(&c.profile));
         return Decision::new(
             Verdict::Different,
@@ -253,6 +256,14 @@ mod tests {
         let decision = decide(&profiles, &[comparison(&profiles[1], &profiles[2], "")]);
         assert_eq!(decision.line(), "VERDICT: identical — 2 runs compared (`low`, `high`): all completed, byte-identical dumps and equal state roots; `tiny` was refused by the deterministic preflight (safe: that node would not start)");
         assert_eq!(decision.verdict.exit_code(), 0);
+    }
+
+    #[test]
+    fn the_difference_named_is_one_with_a_deterministic_side() {
+        let killed = || Outcome::OomKilled { evidence: "e".into() };
+        let profiles = vec![profile("a", killed(), "r"), profile("b", killed(), "r"), profile("c", Outcome::Completed, "r")];
+        let comparisons = vec![comparison(&profiles[0], &profiles[1], ""), comparison(&profiles[0], &profiles[2], "")];
+        assert_eq!(decide(&profiles, &comparisons).why, "`a` oom-killed but `c` completed");
     }
 
     #[test]

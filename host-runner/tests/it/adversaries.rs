@@ -35,6 +35,40 @@ fn deterministic(name: &str, db: &Path, height: u32, payload: &[u8], extra: &[&s
     Run { output, result }
 }
 
+/// The pairs of a flush are slices of one copy of the whole message: what the message carries
+/// beside them (here a 1 MiB unknown field) is charged too.
+#[test]
+fn a_flush_is_charged_at_least_its_whole_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = wat_guest(
+        dir.path(),
+        "padded",
+        r#"(module
+             (import "env" "__flush" (func $flush (param i32)))
+             (memory (export "memory") 32)
+             ;; "k" = "v", then field 2 of 1 MiB (varint 80 80 40), which the decoder skips.
+             (data (i32.const 16) "\0a\01k\0a\01v\12\80\80\40")
+             (func (export "_start")
+               (i32.store (i32.const 12) (i32.const 1048586))
+               (memory.fill (i32.const 26) (i32.const 0) (i32.const 1048576))
+               (call $flush (i32.const 16))))"#,
+    );
+    let out = dir.path().join("r.json");
+    let output = runner()
+        .args(["run", "--height", "1", "--policy", "deterministic", "--memory-budget", "8MiB", "--wasm"])
+        .arg(&wasm)
+        .arg("--db")
+        .arg(dir.path().join("db"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let result = schema::RunResult::from_json(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(result.blocks[0].flushed_pairs, 1);
+    assert_eq!(result.blocks[0].host_charged_bytes, 1048586, "the message, not the pair's 258 bytes");
+}
+
 /// Within what the preflight demanded.
 fn assert_within_requirement(run: &Run) {
     let result = run.result();
@@ -127,12 +161,14 @@ fn a_value_near_the_budget_commits_within_the_requirement_and_reads_are_charged_
     let db = dir.path().join("db");
     let stored = deterministic("big_value", &db, 1, &pair(180 << 20, 0), &[]);
     assert_eq!(stored.code(), Some(0), "{}", stored.stderr());
-    assert_eq!(stored.result().blocks[0].host_charged_bytes, (180 << 20) + 3 + 256);
+    assert_eq!(stored.result().blocks[0].host_charged_bytes, (180 << 20) + 2 * 3 + 256);
     assert_within_requirement(&stored);
-    // Reading it back would hold it twice on top of the guest's copy: over a 192 MiB budget.
+    // Reading it back would hold it twice on top of the guest's copy: over a 192 MiB budget,
+    // refused from its stored length before anything is read.
     let read = deterministic("big_value", &db, 2, &pair(0, 3), &[]);
     assert_eq!(read.code(), Some(1), "{}", read.stderr());
     assert!(read.trap().starts_with("__get_len: reading the value would hold 377487360 bytes on the host, over the 201326592 byte memory budget"), "{}", read.trap());
+    assert_within_requirement(&read);
     // A value half the size reads back many times within the requirement.
     let db = dir.path().join("half");
     assert_eq!(deterministic("big_value", &db, 1, &pair(90 << 20, 0), &[]).code(), Some(0));

@@ -50,7 +50,8 @@ fn many_tiny_pairs_commit_or_fail_alike_under_512m_and_4g() {
 
 #[test]
 fn a_value_near_the_budget_and_its_reads_behave_alike_under_512m_and_4g() {
-    // Block 1 stores 180 MiB; block 2 reads it back, which would hold it twice more: a trap.
+    // Block 1 stores 180 MiB; block 2 reads it back, which would hold it twice more: refused,
+    // from its stored length, before it is read.
     let blocks = format!("1 {}\n2 {}\n", payload(&[180 << 20, 0]), payload(&[0, 3]));
     let report = deterministic_repro("big_value", &blocks, &[]);
     assert_eq!(outcomes(&report), ["\"trapped\" 2", "\"trapped\" 2"]);
