@@ -108,10 +108,18 @@ impl Cgroup {
     }
 
     fn swap_given(&self, host_swap: Option<u64>) -> SwapState {
-        let limit_file = if self.version == 2 { "memory.swap.max" } else { "memory.memsw.limit_in_bytes" };
-        if host_swap == Some(0) {
-            return SwapState::Off { because: "the host has no swap (SwapTotal 0)".into() };
+        // A cgroup allowed to swap on a host with no swap has nothing to swap to.
+        match self.cgroup_swap(host_swap) {
+            SwapState::Allowed { because, .. } if host_swap == Some(0) => {
+                SwapState::Off { because: format!("{because}, but the host has no swap (SwapTotal 0)") }
+            }
+            state => state,
         }
+    }
+
+    /// What the cgroup's own swap limit says (the host's swap only where it has none).
+    fn cgroup_swap(&self, host_swap: Option<u64>) -> SwapState {
+        let limit_file = if self.version == 2 { "memory.swap.max" } else { "memory.memsw.limit_in_bytes" };
         let Ok(text) = fs::read_to_string(self.dir.join(limit_file)) else {
             return match host_swap {
                 Some(0) => SwapState::Off { because: format!("no {limit_file} (swap not accounted), and the host has no swap (SwapTotal 0)") },
