@@ -219,9 +219,14 @@ impl Guest {
     /// Compiles the guest at `wasm` (binary or text); under the deterministic policy with its
     /// calls counted against the logical stack limit.
     pub fn load(engine: &Engine, policy: MemoryPolicy, time_limit: std::time::Duration, wasm: &Path) -> Result<Self> {
-        let not_wasm = || format!("{} is not a valid wasm module", wasm.display());
         let bytes = std::fs::read(wasm).with_context(|| format!("reading guest {}", wasm.display()))?;
-        let binary = wat::parse_bytes(&bytes).with_context(not_wasm)?;
+        Self::from_bytes(engine, policy, time_limit, wasm, &bytes)
+    }
+
+    /// [`Guest::load`] of `bytes` already read from `wasm` (named in errors).
+    pub fn from_bytes(engine: &Engine, policy: MemoryPolicy, time_limit: std::time::Duration, wasm: &Path, bytes: &[u8]) -> Result<Self> {
+        let not_wasm = || format!("{} is not a valid wasm module", wasm.display());
+        let binary = wat::parse_bytes(bytes).with_context(not_wasm)?;
         let binary = match policy.fuel() {
             Some(_) => std::borrow::Cow::Owned(stack_limit::instrument(&binary).with_context(|| format!("loading {}", wasm.display()))?),
             None => binary,

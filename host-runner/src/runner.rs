@@ -37,7 +37,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     }
     let wasm_bytes = std::fs::read(&request.wasm)
         .with_context(|| format!("reading guest {}", request.wasm.display()))?;
-    let guest = Guest::load(&engine(request.policy, request.layout, request.native_stack)?, request.policy, request.time_limit, &request.wasm)?;
+    let guest = Guest::from_bytes(&engine(request.policy, request.layout, request.native_stack)?, request.policy, request.time_limit, &request.wasm, &wasm_bytes)?;
     anyhow::ensure!(guest.has_export("_start"), "{} exports no `_start`", request.wasm.display());
     // Before anything is written: can this host back the policy with this guest?
     let started = std::time::Instant::now();

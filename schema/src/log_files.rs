@@ -26,6 +26,26 @@ pub fn write_file(out: &mut impl Write, name: &str, bytes: &[u8]) -> std::io::Re
     writeln!(out, "{END}{name}")
 }
 
+/// `log` without its framed files: the run's own output.
+pub fn without_files(log: &str) -> String {
+    let mut out = String::new();
+    let mut inside: Option<String> = None;
+    for line in log.lines() {
+        match &inside {
+            Some(name) if line == format!("{END}{name}") => inside = None,
+            Some(_) => {}
+            None => match line.strip_prefix(START).and_then(|header| header.rsplit_once(' ')) {
+                Some((name, _)) => inside = Some(name.to_string()),
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            },
+        }
+    }
+    out
+}
+
 /// The files framed in `log`, in order; an error names the first damaged frame.
 pub fn read_files(log: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
     let mut files = Vec::new();
@@ -66,7 +86,9 @@ mod tests {
         log.extend_from_slice(b"[guest] something\n");
         write_file(&mut log, "dump.txt", &big).unwrap();
         write_file(&mut log, "empty", b"").unwrap();
-        let files = read_files(&String::from_utf8(log).unwrap()).unwrap();
+        let text = String::from_utf8(log).unwrap();
+        assert_eq!(without_files(&text), "RESULT: WASM completed\n[guest] something\n");
+        let files = read_files(&text).unwrap();
         assert_eq!(files, [("result.json".into(), b"{\"a\": 1}\n".to_vec()), ("dump.txt".into(), big), ("empty".into(), vec![])]);
     }
 

@@ -206,7 +206,7 @@ pub fn collect(rendered: &Path, logs: &[PathBuf], out: PathBuf) -> Result<Report
         let profile = Profile { name: name.clone(), ..Profile::with_limit(limit) };
         let profile_dir = dir.join(&name);
         std::fs::create_dir_all(&profile_dir)?;
-        std::fs::write(profile_dir.join("run.log"), &text)?;
+        std::fs::write(profile_dir.join("run.log"), schema::log_files::without_files(&text))?;
         for (file, bytes) in &files {
             ensure!(!file.contains('/') && !file.starts_with('.'), "{name}: a file named `{file}` in the log");
             std::fs::write(profile_dir.join(file), bytes)?;

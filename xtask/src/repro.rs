@@ -310,7 +310,7 @@ pub fn profile_report(
     let watch = read_json(&dir.join("watch.json"), WatchReport::from_json)?;
     let result = read_json(&dir.join("result.json"), RunResult::from_json)?;
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
-    let log_tail = log.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("=== memrepro-") && !l.chars().all(|c| c.is_ascii_hexdigit())).unwrap_or("(no output)").to_string();
+    let log_tail = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)").to_string();
     let outcome = classify(&Evidence { limit: profile.memory, enforced_by, exit, watch: watch.as_ref(), result: result.as_ref(), log_tail: &log_tail });
 
     // The committed state: from the result, or read back from what a killed run left behind.
