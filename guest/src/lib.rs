@@ -11,11 +11,7 @@
 //!
 //! A payload shorter than 8 bytes is an ordinary block: it is stored under `/blocks/{height}`.
 
-extern crate alloc;
-
-pub mod abi;
-
-use abi::KeyPointer;
+use guest_abi::{self as abi, KeyPointer};
 use sha2::{Digest, Sha256};
 
 const MB: usize = 1024 * 1024;

@@ -3,6 +3,12 @@
 //!
 //! A buffer handed to the host is `len: u32 LE ++ bytes`; the pointer passed points at the
 //! bytes, so the host finds the length at `ptr - 4`.
+//!
+//! Shared by every guest of the workspace (the stress guest and the chain guest).
+
+#![no_std]
+
+extern crate alloc;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
