@@ -1,0 +1,65 @@
+//! A directory of raw blocks, one consensus-serialized Bitcoin block per `HEIGHT.bin` file.
+//! Heights may have gaps (single blocks need not form a chain), unless a range asks for them;
+//! where two consecutive heights are both present, the second must be the first's child.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::bitcoin::{decode_block, display};
+use crate::{Block, HeightRange};
+
+/// `HEIGHT.bin` files by height; any other file in the directory is an error (a typo in a
+/// height must not silently drop a block).
+fn list(dir: &Path) -> Result<BTreeMap<u32, PathBuf>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading block directory {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let height = name
+            .strip_suffix(".bin")
+            .filter(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|stem| stem.parse::<u32>().ok())
+            .with_context(|| format!("{}: expected only HEIGHT.bin files, found `{name}`", dir.display()))?;
+        if let Some(other) = files.insert(height, path.clone()) {
+            bail!("height {height} given twice: {} and {}", other.display(), path.display());
+        }
+    }
+    if files.is_empty() {
+        bail!("{}: no HEIGHT.bin files", dir.display());
+    }
+    Ok(files)
+}
+
+pub fn read(dir: &Path, range: HeightRange) -> Result<Vec<Block>> {
+    let files = list(dir)?;
+    let wanted: Vec<(u32, &PathBuf)> = files.iter().filter(|(h, _)| range.contains(**h)).map(|(h, p)| (*h, p)).collect();
+    if wanted.is_empty() {
+        bail!("{}: no block in {range} (heights {}..={})", dir.display(), files.keys().next().unwrap(), files.keys().last().unwrap());
+    }
+    if let (Some(from), Some(to)) = (range.from, range.to) {
+        if let Some(missing) = (from..=to).find(|h| !files.contains_key(h)) {
+            bail!("gap in the chain: {range} asks for height {missing} but {} has no {missing}.bin", dir.display());
+        }
+    }
+    let mut blocks: Vec<Block> = Vec::with_capacity(wanted.len());
+    let mut previous_hash = None;
+    for (height, path) in wanted {
+        let payload = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let header = decode_block(&payload).with_context(|| format!("block {height} ({})", path.display()))?;
+        if let Some((prev_height, prev_hash)) = previous_hash {
+            if prev_height + 1 == height && header.prev != prev_hash {
+                bail!(
+                    "block {height} ({}) does not follow block {prev_height}: its parent is {}, block {prev_height} is {}",
+                    path.display(),
+                    display(&header.prev),
+                    display(&prev_hash)
+                );
+            }
+        }
+        previous_hash = Some((height, header.hash));
+        blocks.push(Block { height, payload });
+    }
+    Ok(blocks)
+}

@@ -1,0 +1,82 @@
+//! What the block sources need to know of a Bitcoin block: that it decodes, its hash and its
+//! parent's. Parsing is bitcoin_slices' (no allocation, the whole block must be consumed).
+
+use anyhow::{bail, Result};
+use bitcoin_slices::{bsl, Parse};
+
+/// A block hash in internal byte order (as stored in headers); [`display`] shows it the usual way.
+pub type BlockHash = [u8; 32];
+
+#[derive(Debug)]
+pub struct Header {
+    pub hash: BlockHash,
+    pub prev: BlockHash,
+}
+
+/// The hash and parent of an 80-byte header.
+pub fn header(bytes: &[u8]) -> Result<Header> {
+    let parsed = bsl::BlockHeader::parse(bytes).map_err(|e| anyhow::anyhow!("the header does not decode: {e:?}"))?;
+    let header = parsed.parsed();
+    Ok(Header { hash: header.block_hash_sha2().into(), prev: header.prev_blockhash().try_into().expect("32 bytes") })
+}
+
+/// Decodes the whole block (header, every transaction, nothing after them) and returns its header.
+pub fn decode_block(bytes: &[u8]) -> Result<Header> {
+    let parsed = bsl::Block::parse(bytes).map_err(|e| anyhow::anyhow!("not a Bitcoin block: {}", describe(e)))?;
+    if !parsed.remaining().is_empty() {
+        bail!("not a Bitcoin block: {} bytes follow its last transaction", parsed.remaining().len());
+    }
+    header(bytes)
+}
+
+fn describe(error: bitcoin_slices::Error) -> String {
+    match error {
+        bitcoin_slices::Error::MoreBytesNeeded => "it ends inside a transaction (truncated)".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A hash as Bitcoin shows it (byte-reversed hex).
+pub fn display(hash: &BlockHash) -> String {
+    let mut reversed = *hash;
+    reversed.reverse();
+    hex::encode(reversed)
+}
+
+/// A hash as Bitcoin shows it, back to internal byte order.
+pub fn parse_hash(text: &str) -> Result<BlockHash> {
+    let mut bytes: BlockHash = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("`{text}` is not a block hash (64 hex digits)"))?;
+    bytes.reverse();
+    Ok(bytes)
+}
+
+pub const ZERO_HASH: BlockHash = [0; 32];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c0101000000010000000000000000000000000000000000000000000000000000000000000000ffffffff4d04ffff001d0104455468652054696d65732030332f4a616e2f32303039204368616e63656c6c6f72206f6e206272696e6b206f66207365636f6e64206261696c6f757420666f722062616e6b73ffffffff0100f2052a01000000434104678afdb0fe5548271967f1a67130b7105cd6a828e03909a67962e0ea1f61deb649f6bc3f4cef38c4f35504e51ec112de5c384df7ba0b8d578a4c702b6bf11d5fac00000000";
+
+    #[test]
+    fn genesis_decodes_to_its_known_hash() {
+        let header = decode_block(&hex::decode(GENESIS).unwrap()).unwrap();
+        assert_eq!(display(&header.hash), "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f");
+        assert_eq!(header.prev, ZERO_HASH);
+        assert_eq!(parse_hash(&display(&header.hash)).unwrap(), header.hash);
+    }
+
+    #[test]
+    fn truncated_or_padded_blocks_are_refused() {
+        let block = hex::decode(GENESIS).unwrap();
+        let err = decode_block(&block[..block.len() - 3]).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        let mut padded = block.clone();
+        padded.push(0);
+        let err = decode_block(&padded).unwrap_err().to_string();
+        assert!(err.contains("1 bytes follow"), "{err}");
+    }
+}

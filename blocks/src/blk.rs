@@ -1,0 +1,289 @@
+//! Bitcoin Core's block files (`blk*.dat`): records of network magic, u32 LE size and the block,
+//! in arrival order (not height order), possibly with stale blocks, zero padding at the end of a
+//! preallocated file, and, from Bitcoin Core 28 on, XOR-obfuscated with the 8-byte key in
+//! `xor.dat` (byte `i` of a file is XORed with `key[i % 8]`).
+//!
+//! The files are scanned header by header (a whole data directory is never loaded), the chain is
+//! followed by prev-hash links from genesis or from `--start-hash`, and only the blocks of the
+//! requested heights are read and decoded.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::bitcoin::{self, decode_block, display, BlockHash, ZERO_HASH};
+use crate::{Block, HeightRange};
+
+/// Network magics: mainnet, testnet3, testnet4, signet, regtest.
+const MAGICS: [([u8; 4], &str); 5] = [
+    ([0xf9, 0xbe, 0xb4, 0xd9], "mainnet"),
+    ([0x0b, 0x11, 0x09, 0x07], "testnet3"),
+    ([0x1c, 0x16, 0x3f, 0x28], "testnet4"),
+    ([0x0a, 0x03, 0xcf, 0x40], "signet"),
+    ([0xfa, 0xbf, 0xb5, 0xda], "regtest"),
+];
+/// No block is larger than this (4 MB of weight): a larger size field means damage.
+const MAX_BLOCK_SIZE: u32 = 4_000_000;
+
+/// Block files and the XOR key that applies to them.
+#[derive(Debug, Clone)]
+pub struct BlockFiles {
+    pub files: Vec<PathBuf>,
+    pub xor_key: [u8; 8],
+}
+
+impl BlockFiles {
+    /// A `blk*.dat` file, or a directory of them (Bitcoin Core's `blocks/`); `xor.dat` beside
+    /// them gives the key.
+    pub fn open(path: &Path) -> Result<Self> {
+        let (dir, files) = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| is_block_file_name(p))
+                .collect();
+            files.sort();
+            (path.to_path_buf(), files)
+        } else {
+            (path.parent().unwrap_or(Path::new(".")).to_path_buf(), vec![path.to_path_buf()])
+        };
+        if files.is_empty() {
+            bail!("{}: no blk*.dat files", path.display());
+        }
+        Ok(Self { files, xor_key: read_xor_key(&dir)? })
+    }
+
+    /// Whether `path` starts like a block file (a known magic, after the XOR key beside it).
+    pub fn looks_like(path: &Path) -> bool {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let key = read_xor_key(dir).unwrap_or_default();
+        let mut start = [0u8; 4];
+        File::open(path).and_then(|mut f| f.read_exact(&mut start)).is_ok() && network(unxor(start, &key, 0)).is_some()
+    }
+}
+
+fn is_block_file_name(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name.starts_with("blk") && name.ends_with(".dat")
+}
+
+fn read_xor_key(dir: &Path) -> Result<[u8; 8]> {
+    let path = dir.join("xor.dat");
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes.try_into().map_err(|b: Vec<u8>| anyhow::anyhow!("{}: {} bytes, expected an 8-byte key", path.display(), b.len())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok([0; 8]),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn unxor<const N: usize>(mut bytes: [u8; N], key: &[u8; 8], offset: u64) -> [u8; N] {
+    xor_in_place(&mut bytes, key, offset);
+    bytes
+}
+
+fn xor_in_place(bytes: &mut [u8], key: &[u8; 8], offset: u64) {
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte ^= key[((offset + i as u64) % 8) as usize];
+    }
+}
+
+fn network(magic: [u8; 4]) -> Option<&'static str> {
+    MAGICS.iter().find(|(m, _)| *m == magic).map(|(_, name)| *name)
+}
+
+/// Where a block is, and its place in the chain.
+struct Record {
+    file: usize,
+    offset: u64,
+    size: u32,
+    hash: BlockHash,
+    prev: BlockHash,
+}
+
+/// Reads `len` bytes at `offset`, de-obfuscated.
+fn read_at(file: &mut File, key: &[u8; 8], offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0; len];
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(&mut bytes)?;
+    xor_in_place(&mut bytes, key, offset);
+    Ok(bytes)
+}
+
+/// Every block record of one file: its headers only.
+fn scan(index: usize, path: &Path, key: &[u8; 8], network_seen: &mut Option<&'static str>) -> Result<Vec<Record>> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata()?.len();
+    let mut records = Vec::new();
+    let mut offset = 0u64;
+    while offset + 8 <= len {
+        let frame = read_at(&mut file, key, offset, 8)?;
+        if frame.iter().all(|&b| b == 0) {
+            break; // the preallocated, unwritten end of the file
+        }
+        let at = || format!("{} at byte {offset}", path.display());
+        let magic: [u8; 4] = frame[..4].try_into().expect("4 bytes");
+        let Some(this_network) = network(magic) else {
+            bail!("{}: wrong magic {} (not a Bitcoin network's; an obfuscated file without its xor.dat?)", at(), hex::encode(magic));
+        };
+        match network_seen {
+            Some(seen) if *seen != this_network => bail!("{}: a {this_network} block among {seen} blocks", at()),
+            _ => *network_seen = Some(this_network),
+        }
+        let size = u32::from_le_bytes(frame[4..].try_into().expect("4 bytes"));
+        if size < 80 || size > MAX_BLOCK_SIZE {
+            bail!("{}: block size {size} is impossible (80..={MAX_BLOCK_SIZE})", at());
+        }
+        if offset + 8 + u64::from(size) > len {
+            bail!("{}: truncated block: {size} bytes announced, {} left in the file", at(), len - offset - 8);
+        }
+        let header = bitcoin::header(&read_at(&mut file, key, offset + 8, 80)?).with_context(at)?;
+        records.push(Record { file: index, offset: offset + 8, size, hash: header.hash, prev: header.prev });
+        offset += 8 + u64::from(size);
+    }
+    if offset < len && offset + 8 > len && !read_at(&mut file, key, offset, (len - offset) as usize)?.iter().all(|&b| b == 0) {
+        bail!("{} at byte {offset}: truncated record ({} bytes)", path.display(), len - offset);
+    }
+    Ok(records)
+}
+
+/// Where the chain starts: genesis (the one block whose parent is zero), or a given hash at a
+/// given height.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    Genesis,
+    Hash { hash: BlockHash, height: u32 },
+}
+
+/// The blocks of `range` in chain order, each decoded.
+pub fn read(files: &BlockFiles, start: Start, range: HeightRange) -> Result<Vec<Block>> {
+    let mut network = None;
+    let mut records = Vec::new();
+    for (index, path) in files.files.iter().enumerate() {
+        records.extend(scan(index, path, &files.xor_key, &mut network)?);
+    }
+    let chain = follow_chain(&records, start)?;
+    let (from, to) = (range.from.unwrap_or(chain.start_height), range.to.unwrap_or(chain.tip_height()));
+    if from < chain.start_height {
+        bail!("{range} starts before the chain's first block (height {})", chain.start_height);
+    }
+    if to > chain.tip_height() {
+        bail!("{}; {range} asks for height {to}", chain.describe_end(&records));
+    }
+    if range.to.is_none() && chain.unconnected > 0 {
+        bail!("gap in the chain: {}; give --to {} to index up to it", chain.describe_end(&records), chain.tip_height());
+    }
+    let mut handles: HashMap<usize, File> = HashMap::new();
+    let mut blocks = Vec::new();
+    for height in from..=to {
+        let record = &records[chain.records[(height - chain.start_height) as usize]];
+        let path = &files.files[record.file];
+        let file = match handles.entry(record.file) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(File::open(path)?),
+        };
+        let payload = read_at(file, &files.xor_key, record.offset, record.size as usize)?;
+        decode_block(&payload).with_context(|| format!("block {height} ({}) in {} at byte {}", display(&record.hash), path.display(), record.offset - 8))?;
+        blocks.push(Block { height, payload });
+    }
+    Ok(blocks)
+}
+
+struct Chain {
+    start_height: u32,
+    /// Indexes into the records, by height from `start_height`.
+    records: Vec<usize>,
+    /// Records neither on the chain nor on a branch off it.
+    unconnected: usize,
+    first_unconnected: Option<usize>,
+}
+
+impl Chain {
+    fn tip_height(&self) -> u32 {
+        self.start_height + self.records.len() as u32 - 1
+    }
+
+    fn describe_end(&self, records: &[Record]) -> String {
+        let tip = &records[*self.records.last().expect("a chain has a block")];
+        let mut text = format!("the chain in the files ends at height {} (block {})", self.tip_height(), display(&tip.hash));
+        if let Some(first) = self.first_unconnected {
+            text += &format!(
+                ", and {} blocks do not connect to it (the first, {}, has a parent {} that is not in the files)",
+                self.unconnected,
+                display(&records[first].hash),
+                display(&records[first].prev)
+            );
+        }
+        text
+    }
+}
+
+/// The chain from `start` by prev-hash links. Where a block has several children (a stale
+/// branch), the branch with the most blocks is followed; a tie takes the one stored first.
+fn follow_chain(records: &[Record], start: Start) -> Result<Chain> {
+    let mut by_hash: HashMap<BlockHash, usize> = HashMap::new();
+    let mut children: HashMap<BlockHash, Vec<usize>> = HashMap::new();
+    for (i, record) in records.iter().enumerate() {
+        if by_hash.insert(record.hash, i).is_none() {
+            children.entry(record.prev).or_default().push(i);
+        }
+    }
+    let (first, start_height) = match start {
+        Start::Hash { hash, height } => {
+            let first = *by_hash.get(&hash).with_context(|| format!("the start block {} is not in the block files", display(&hash)))?;
+            (first, height)
+        }
+        Start::Genesis => match children.get(&ZERO_HASH).map(Vec::as_slice) {
+            Some([genesis]) => (*genesis, 0),
+            Some(several) => bail!("{} blocks have no parent: give --start-hash and --from", several.len()),
+            None => bail!("no genesis block in the block files (none has a zero parent): give --start-hash and --from"),
+        },
+    };
+    let length = branch_lengths(records, &children, first);
+    let mut chain = vec![first];
+    while let Some(next) = children.get(&records[*chain.last().unwrap()].hash).and_then(|kids| kids.iter().copied().max_by_key(|k| (length[k], std::cmp::Reverse(*k)))) {
+        chain.push(next);
+    }
+    let reached: std::collections::HashSet<usize> = length.keys().copied().collect();
+    let unconnected: Vec<usize> = (0..records.len()).filter(|i| by_hash[&records[*i].hash] == *i && !reached.contains(i) && records[*i].prev != ZERO_HASH).collect();
+    // Blocks before a given start hash are not "unconnected": they are the chain before it.
+    let unconnected: Vec<usize> = match start {
+        Start::Genesis => unconnected,
+        Start::Hash { .. } => unconnected.into_iter().filter(|i| !is_ancestor_side(records, &by_hash, *i, first)).collect(),
+    };
+    Ok(Chain { start_height, records: chain, unconnected: unconnected.len(), first_unconnected: unconnected.first().copied() })
+}
+
+/// Longest path (in blocks) from each block reachable from `first`, computed without recursion.
+fn branch_lengths(records: &[Record], children: &HashMap<BlockHash, Vec<usize>>, first: usize) -> HashMap<usize, u32> {
+    let mut order = vec![first];
+    let mut i = 0;
+    while i < order.len() {
+        if let Some(kids) = children.get(&records[order[i]].hash) {
+            order.extend(kids.iter().copied());
+        }
+        i += 1;
+    }
+    let mut length = HashMap::new();
+    for &node in order.iter().rev() {
+        let longest_child = children.get(&records[node].hash).map_or(0, |kids| kids.iter().map(|k| length[k]).max().unwrap_or(0));
+        length.insert(node, longest_child + 1);
+    }
+    length
+}
+
+/// Whether following parents from `record` reaches a block that is an ancestor of `first`
+/// (i.e. `record` lies before the start, not after a gap).
+fn is_ancestor_side(records: &[Record], by_hash: &HashMap<BlockHash, usize>, record: usize, first: usize) -> bool {
+    let mut ancestors = std::collections::HashSet::new();
+    let mut at = Some(first);
+    while let Some(i) = at {
+        if !ancestors.insert(i) {
+            break;
+        }
+        at = by_hash.get(&records[i].prev).copied();
+    }
+    ancestors.contains(&record)
+}

@@ -1,0 +1,266 @@
+//! Every block source over the real blocks in testdata/blocks, and each kind of bad input.
+
+use std::path::{Path, PathBuf};
+
+use blocks::bitcoin::{decode_block, display};
+use blocks::blk::{BlockFiles, Start};
+use blocks::stand_in::{Behaviour, StandIn};
+use blocks::{Block, BlockArgs, HeightRange, Source};
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/blocks").join(name)
+}
+
+fn chain_file() -> PathBuf {
+    testdata("mainnet-0-589.blk")
+}
+
+fn hash(block: &Block) -> String {
+    display(&decode_block(&block.payload).unwrap().hash)
+}
+
+fn error(result: anyhow::Result<impl std::fmt::Debug>) -> String {
+    format!("{:#}", result.unwrap_err())
+}
+
+const GENESIS: &str = "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f";
+const H170: &str = "00000000d1145790a8694403d4063f323d499e655c83426834d4ce2f8dd4a2ee";
+const H589: &str = "00000000b96305605f1eb5ab800024ff3fa260deedf6005e1e3987daa11d3935";
+
+fn all_of(source: &Source) -> Vec<Block> {
+    source.read(HeightRange::default(), Start::Genesis).unwrap()
+}
+
+/// The records of the real block file: (magic+size frame, block).
+fn records() -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(chain_file()).unwrap();
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        records.push(bytes[at..at + 8 + size].to_vec());
+        at += 8 + size;
+    }
+    records
+}
+
+#[test]
+fn a_block_file_gives_the_real_chain_in_order() {
+    let source = Source::detect(&chain_file()).unwrap();
+    assert!(matches!(source, Source::BlockFiles(_)), "{source:?}");
+    let blocks = all_of(&source);
+    assert_eq!(blocks.len(), 590);
+    assert!(blocks.iter().enumerate().all(|(i, b)| b.height == i as u32));
+    assert_eq!((hash(&blocks[0]).as_str(), hash(&blocks[170]).as_str(), hash(&blocks[589]).as_str()), (GENESIS, H170, H589));
+    let some = source.read(HeightRange { from: Some(168), to: Some(171) }, Start::Genesis).unwrap();
+    assert_eq!(some.iter().map(|b| b.height).collect::<Vec<_>>(), [168, 169, 170, 171]);
+    assert_eq!(some[2], blocks[170]);
+}
+
+#[test]
+fn block_files_out_of_order_across_files_with_a_stale_branch_are_put_in_chain_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = records();
+    // A stale sibling of block 5: the same parent, another nonce (the sources check links and
+    // decoding, not proof of work).
+    let mut stale = records[5].clone();
+    stale[8 + 76] ^= 0xff;
+    records.reverse();
+    let (first, second) = records.split_at(300);
+    std::fs::write(dir.path().join("blk00000.dat"), first.concat()).unwrap();
+    std::fs::write(dir.path().join("blk00001.dat"), [second.concat(), stale, vec![0; 4096]].concat()).unwrap();
+    let source = Source::detect(dir.path()).unwrap();
+    assert_eq!(source.describe(), format!("2 Bitcoin Core block files in {}", dir.path().display()));
+    let blocks = all_of(&source);
+    assert_eq!(blocks, all_of(&Source::detect(&chain_file()).unwrap()));
+}
+
+#[test]
+fn obfuscated_block_files_are_read_with_xor_dat_and_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = [0x3c, 0x91, 0x05, 0xe2, 0x7a, 0x00, 0xd4, 0x18];
+    let mut bytes = std::fs::read(chain_file()).unwrap();
+    bytes.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i % 8]);
+    std::fs::write(dir.path().join("blk00000.dat"), &bytes).unwrap();
+    let err = error(Source::detect(dir.path()).unwrap().read(HeightRange::default(), Start::Genesis));
+    assert!(err.contains("at byte 0: wrong magic") && err.contains("without its xor.dat?"), "{err}");
+    std::fs::write(dir.path().join("xor.dat"), key).unwrap();
+    let source = Source::detect(&dir.path().join("blk00000.dat")).unwrap();
+    assert!(source.describe().ends_with("XOR-obfuscated"), "{}", source.describe());
+    assert_eq!(all_of(&source), all_of(&Source::detect(&chain_file()).unwrap()));
+}
+
+#[test]
+fn a_start_hash_starts_the_chain_there() {
+    let files = BlockFiles::open(&chain_file()).unwrap();
+    let genesis_chain = blocks::blk::read(&files, Start::Genesis, HeightRange::default()).unwrap();
+    let start = Start::Hash { hash: decode_block(&genesis_chain[170].payload).unwrap().hash, height: 170 };
+    let blocks = blocks::blk::read(&files, start, HeightRange { from: Some(170), to: Some(175) }).unwrap();
+    assert_eq!(blocks, genesis_chain[170..=175]);
+    let args = BlockArgs { blocks: Some(chain_file()), start_hash: Some(H170.into()), from: Some(170), to: Some(172), ..Default::default() };
+    assert_eq!(args.read().unwrap().unwrap().1, genesis_chain[170..=172]);
+}
+
+#[test]
+fn a_gap_in_the_chain_is_named_and_indexing_up_to_it_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = records();
+    records.remove(300);
+    std::fs::write(dir.path().join("blk00000.dat"), records.concat()).unwrap();
+    let source = Source::detect(dir.path()).unwrap();
+    let err = error(source.read(HeightRange::default(), Start::Genesis));
+    assert!(
+        err.starts_with("gap in the chain: the chain in the files ends at height 299 (block ")
+            && err.contains("and 289 blocks do not connect to it")
+            && err.ends_with("give --to 299 to index up to it"),
+        "{err}"
+    );
+    assert_eq!(source.read(HeightRange { from: Some(290), to: Some(299) }, Start::Genesis).unwrap().len(), 10);
+    let err = error(source.read(HeightRange { from: None, to: Some(400) }, Start::Genesis));
+    assert!(err.ends_with("--to 400 asks for height 400"), "{err}");
+}
+
+#[test]
+fn damaged_block_files_are_refused_with_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blk00000.dat");
+    let bytes = std::fs::read(chain_file()).unwrap();
+    let records = records();
+    let offset_of_2: usize = records[..2].iter().map(Vec::len).sum();
+
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    let err = error(Source::detect(&path).unwrap().read(HeightRange::default(), Start::Genesis));
+    let last = records.last().unwrap().len() - 8;
+    assert!(err.contains(&format!("truncated block: {last} bytes announced, {} left in the file", last - 10)), "{err}");
+
+    let mut wrong_magic = bytes.clone();
+    wrong_magic[offset_of_2] = 0xaa;
+    std::fs::write(&path, &wrong_magic).unwrap();
+    let err = error(Source::detect(&path).unwrap().read(HeightRange::default(), Start::Genesis));
+    assert!(err.contains(&format!("at byte {offset_of_2}: wrong magic aabeb4d9")), "{err}");
+
+    let mut undecodable = bytes.clone();
+    undecodable[offset_of_2 + 8 + 80] = 0x09; // block 2 claims 9 transactions; it holds one
+    std::fs::write(&path, &undecodable).unwrap();
+    let err = error(Source::detect(&path).unwrap().read(HeightRange::default(), Start::Genesis));
+    assert!(err.starts_with(&format!("block 2 (")) && err.contains(&format!("at byte {offset_of_2}: not a Bitcoin block")), "{err}");
+
+    let mut testnet_among_mainnet = bytes.clone();
+    testnet_among_mainnet[offset_of_2..offset_of_2 + 4].copy_from_slice(&[0x0b, 0x11, 0x09, 0x07]);
+    std::fs::write(&path, &testnet_among_mainnet).unwrap();
+    let err = error(Source::detect(&path).unwrap().read(HeightRange::default(), Start::Genesis));
+    assert!(err.contains("a testnet3 block among mainnet blocks"), "{err}");
+}
+
+fn bin_dir(blocks: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in blocks {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_directory_of_height_bin_files_gives_its_blocks_decoded() {
+    let big = ["540107", "574200", "702861"].map(|h| std::fs::read(testdata(&format!("mainnet/{h}.bin"))).unwrap());
+    let dir = bin_dir(&[("540107.bin", &big[0]), ("574200.bin", &big[1]), ("702861.bin", &big[2])]);
+    let source = Source::detect(dir.path()).unwrap();
+    let blocks = all_of(&source);
+    assert_eq!(blocks.iter().map(|b| (b.height, b.payload.len())).collect::<Vec<_>>(), [(540107, 2_259_447), (574200, 1_245_250), (702861, 1_381_836)]);
+    assert_eq!(hash(&blocks[2]), "000000000000000000000c835b2adcaedc20fdf6ee440009c249452c726dafae");
+    let err = error(source.read(HeightRange { from: Some(540107), to: Some(540108) }, Start::Genesis));
+    assert_eq!(err, format!("gap in the chain: --from 540107 --to 540108 asks for height 540108 but {} has no 540108.bin", dir.path().display()));
+    let only = source.read(HeightRange { from: Some(574200), to: None }, Start::Genesis).unwrap();
+    assert_eq!(only.len(), 2);
+}
+
+#[test]
+fn bad_height_bin_directories_are_refused() {
+    let chain = all_of(&Source::detect(&chain_file()).unwrap());
+    let twice = bin_dir(&[("5.bin", &chain[5].payload), ("05.bin", &chain[5].payload)]);
+    let err = error(Source::detect(twice.path()).unwrap().read(HeightRange::default(), Start::Genesis));
+    assert!(err.starts_with("height 5 given twice"), "{err}");
+    let misnamed = bin_dir(&[("5.bin", &chain[5].payload), ("six.bin", &chain[6].payload)]);
+    let err = error(Source::detect(misnamed.path()).unwrap().read(HeightRange::default(), Start::Genesis));
+    assert!(err.ends_with("expected only HEIGHT.bin files, found `six.bin`"), "{err}");
+    let swapped = bin_dir(&[("100.bin", &chain[101].payload), ("101.bin", &chain[100].payload)]);
+    let err = error(Source::detect(swapped.path()).unwrap().read(HeightRange::default(), Start::Genesis));
+    assert!(err.contains("does not follow block 100"), "{err}");
+    let garbage = bin_dir(&[("7.bin", b"not a block at all, though long enough to hold a header of eighty bytes........")]);
+    let err = error(Source::detect(garbage.path()).unwrap().read(HeightRange::default(), Start::Genesis));
+    assert!(err.starts_with("block 7 (") && err.contains("not a Bitcoin block"), "{err}");
+}
+
+#[test]
+fn text_files_stay_as_they_were_and_binary_junk_is_not_taken_for_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("blocks.txt");
+    std::fs::write(&text, "1 ff\n2\n3 00\n").unwrap();
+    let source = Source::detect(&text).unwrap();
+    assert!(matches!(source, Source::Text(_)));
+    assert_eq!(source.read(HeightRange { from: Some(2), to: None }, Start::Genesis).unwrap().len(), 2);
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, [0xffu8, 0xfe, 0x00, 0x01, 0x80]).unwrap();
+    let err = error(Source::detect(&junk).unwrap().read(HeightRange::default(), Start::Genesis));
+    assert!(err.ends_with("is neither `HEIGHT HEX` text nor a Bitcoin Core block file (no known network magic at its start)"), "{err}");
+    let err = error(Source::detect(&dir.path().join("missing")));
+    assert!(err.ends_with("missing: no such file or directory"), "{err}");
+}
+
+fn stand_in(behaviour: Behaviour) -> StandIn {
+    StandIn::start(all_of(&Source::detect(&chain_file()).unwrap()), behaviour, 0).unwrap()
+}
+
+fn rpc_args(url: &str, from: u32, to: u32) -> BlockArgs {
+    BlockArgs { rpc: Some(url.into()), from: Some(from), to: Some(to), ..Default::default() }
+}
+
+#[test]
+fn rpc_fetches_the_same_blocks_as_the_block_file() {
+    let node = stand_in(Behaviour { credentials: Some("alice:secret".into()), ..Default::default() });
+    let args = BlockArgs { rpc_user: Some("alice".into()), rpc_password: Some("secret".into()), ..rpc_args(&node.url, 160, 175) };
+    let (source, blocks) = args.read().unwrap().unwrap();
+    assert_eq!(source.describe(), format!("Bitcoin Core RPC {}", node.url));
+    let chain = all_of(&Source::detect(&chain_file()).unwrap());
+    assert_eq!(blocks, chain[160..=175]);
+    assert_eq!(node.requests(), 1 + 2 * 16);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".cookie"), "alice:secret\n").unwrap();
+    let args = BlockArgs { rpc_cookie: Some(dir.path().join(".cookie")), ..rpc_args(&node.url, 0, 0) };
+    assert_eq!(args.read().unwrap().unwrap().1, chain[..1]);
+
+    let args = BlockArgs { rpc_user: Some("alice".into()), rpc_password: Some("wrong".into()), ..rpc_args(&node.url, 0, 0) };
+    assert!(error(args.read()).ends_with("refused the credentials (HTTP 401): check --rpc-cookie or --rpc-user/--rpc-password"));
+    let args = BlockArgs { rpc_cookie: Some(dir.path().join("gone")), ..rpc_args(&node.url, 0, 0) };
+    assert!(error(args.read()).contains("(it exists only while the node runs)"));
+}
+
+#[test]
+fn rpc_retries_a_busy_or_warming_node() {
+    let node = stand_in(Behaviour { busy_first: 2, warming_up_first: 1, ..Default::default() });
+    let blocks = rpc_args(&node.url, 5, 6).read().unwrap().unwrap().1;
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(node.requests(), 3 + 1 + 2 * 2);
+}
+
+#[test]
+fn rpc_names_an_unreachable_syncing_or_short_node() {
+    let unreachable = {
+        let node = stand_in(Behaviour::default());
+        node.url.clone()
+    };
+    let err = error(rpc_args(&unreachable, 0, 1).read());
+    assert!(err.starts_with(&format!("Bitcoin Core at {unreachable} did not answer `getblockchaininfo` after 5 attempts: unreachable")), "{err}");
+
+    let syncing = stand_in(Behaviour { syncing_headers_ahead: Some(1000), ..Default::default() });
+    let err = error(rpc_args(&syncing.url, 580, 600).read());
+    assert_eq!(err, "the node is still syncing: it has blocks up to height 589 (headers to 1589); --to 600 is beyond them");
+
+    let node = stand_in(Behaviour::default());
+    let err = error(rpc_args(&node.url, 580, 600).read());
+    assert_eq!(err, "height 600 is missing: the node's chain (main) ends at height 589");
+    let err = error(BlockArgs { rpc: Some(node.url.clone()), ..Default::default() }.read());
+    assert_eq!(err, "--rpc needs --from and --to: which heights to fetch");
+    assert_eq!(error(rpc_args(&node.url, 3, 1).read()), "--from 3 is above --to 1");
+}
