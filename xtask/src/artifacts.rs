@@ -49,15 +49,21 @@ pub fn ensure_wasm_target(sh: &Shell) -> Result<()> {
     }
 }
 
-/// `cargo build --release --target wasm32-unknown-unknown -p guest`: the path of guest.wasm.
+/// The stress guest (`-p guest`): the path of guest.wasm.
 pub fn build_guest(sh: &Shell) -> Result<PathBuf> {
+    build_guest_package(sh, "guest")
+}
+
+/// `cargo build --release --target wasm32-unknown-unknown -p PACKAGE`: the path of its .wasm.
+pub fn build_guest_package(sh: &Shell, package: &str) -> Result<PathBuf> {
     ensure_wasm_target(sh)?;
     let cargo = cargo();
-    let messages = cmd!(sh, "{cargo} build --release --target {WASM_TARGET} -p guest --message-format=json-render-diagnostics")
+    let messages = cmd!(sh, "{cargo} build --release --target {WASM_TARGET} -p {package} --message-format=json-render-diagnostics")
         .env_remove("RUSTFLAGS")
         .read()
-        .with_context(|| format!("building the guest failed (is the {WASM_TARGET} target installed? `rustup target add {WASM_TARGET}`)"))?;
-    artifact(&messages, "guest", |path| path.extension() == Some("wasm"))
+        .with_context(|| format!("building {package} failed (is the {WASM_TARGET} target installed? `rustup target add {WASM_TARGET}`)"))?;
+    // Cargo names a library target after its package, with `-` as `_`.
+    artifact(&messages, &package.replace('-', "_"), |path| path.extension() == Some("wasm"))
 }
 
 /// The static release build of host-runner for `triple`: the executable's path.
