@@ -1,4 +1,5 @@
-//! A directory of raw blocks, one consensus-serialized Bitcoin block per `HEIGHT.bin` file.
+//! A directory of raw blocks, one consensus-serialized Bitcoin block per `HEIGHT.bin` file (or
+//! one such file).
 //! Heights may have gaps (single blocks need not form a chain), unless a range asks for them;
 //! where two consecutive heights are both present, the second must be the first's child.
 
@@ -10,18 +11,24 @@ use anyhow::{bail, Context, Result};
 use crate::bitcoin::{decode_block, display};
 use crate::{Block, HeightRange};
 
-/// `HEIGHT.bin` files by height; any other file in the directory is an error (a typo in a
-/// height must not silently drop a block).
+/// The height a `HEIGHT.bin` file name gives.
+pub fn height_of(path: &Path) -> Option<u32> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_suffix(".bin").filter(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()
+}
+
+/// `HEIGHT.bin` files by height (a directory of them, or one); any other file in the directory
+/// is an error (a typo in a height must not silently drop a block).
 fn list(dir: &Path) -> Result<BTreeMap<u32, PathBuf>> {
+    if dir.is_file() {
+        let height = height_of(dir).with_context(|| format!("{}: not a HEIGHT.bin file", dir.display()))?;
+        return Ok(BTreeMap::from([(height, dir.to_path_buf())]));
+    }
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading block directory {}", dir.display()))? {
         let path = entry?.path();
         let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let height = name
-            .strip_suffix(".bin")
-            .filter(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|stem| stem.parse::<u32>().ok())
-            .with_context(|| format!("{}: expected only HEIGHT.bin files, found `{name}`", dir.display()))?;
+        let height = height_of(&path).with_context(|| format!("{}: expected only HEIGHT.bin files, found `{name}`", dir.display()))?;
         if let Some(other) = files.insert(height, path.clone()) {
             bail!("height {height} given twice: {} and {}", other.display(), path.display());
         }

@@ -1,7 +1,7 @@
 //! Block sources: what a run indexes, read and checked before anything runs.
 //!
 //! One `--blocks PATH` recognises what it is given: a text file of `HEIGHT HEX` lines
-//! ([`text`]), a directory of `HEIGHT.bin` raw blocks ([`bin_dir`]), or Bitcoin Core block files,
+//! ([`text`]), a directory of `HEIGHT.bin` raw blocks or one such file ([`bin_dir`]), Bitcoin Core block files,
 //! a `blk*.dat` file or a `blocks/` directory ([`blk`]). `--rpc URL` asks a Bitcoin Core node
 //! ([`rpc`]). `--from`/`--to` choose heights. Every source yields [`Block`]s in ascending height
 //! order, each height once; Bitcoin sources also decode every block and check the prev-hash links.
@@ -80,6 +80,9 @@ impl Source {
         if blk::BlockFiles::looks_like(path) {
             return Ok(Self::BlockFiles(blk::BlockFiles::open(path)?));
         }
+        if bin_dir::height_of(path).is_some() {
+            return Ok(Self::BinDir(path.to_path_buf()));
+        }
         Ok(Self::Text(path.to_path_buf()))
     }
 
@@ -106,6 +109,7 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Self::Text(path) => format!("HEIGHT HEX text {}", path.display()),
+            Self::BinDir(path) if path.is_file() => format!("raw block {}", path.display()),
             Self::BinDir(dir) => format!("HEIGHT.bin directory {}", dir.display()),
             Self::BlockFiles(files) => {
                 let xor = if files.xor_key == [0; 8] { "" } else { ", XOR-obfuscated" };
@@ -124,7 +128,7 @@ impl Source {
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 #[cfg_attr(feature = "clap", group(id = "block_source", args = ["blocks", "rpc"], multiple = false))]
 pub struct BlockArgs {
-    /// Blocks: a file of `HEIGHT HEX` lines, a directory of `HEIGHT.bin` raw blocks, or Bitcoin
+    /// Blocks: a file of `HEIGHT HEX` lines, a `HEIGHT.bin` raw block or a directory of them, or Bitcoin
     /// Core block files (a `blk*.dat` file or a `blocks/` directory; `xor.dat` beside them is applied).
     #[cfg_attr(feature = "clap", arg(long))]
     pub blocks: Option<PathBuf>,
@@ -137,7 +141,8 @@ pub struct BlockArgs {
     /// RPC user name (with --rpc-password, or the RPC_PASSWORD environment variable).
     #[cfg_attr(feature = "clap", arg(long, requires = "rpc"))]
     pub rpc_user: Option<String>,
-    #[cfg_attr(feature = "clap", arg(long, requires = "rpc_user", env = "RPC_PASSWORD", hide_env_values = true))]
+    /// RPC password (default: the RPC_PASSWORD environment variable, kept off the command line).
+    #[cfg_attr(feature = "clap", arg(long, requires = "rpc_user"))]
     pub rpc_password: Option<String>,
     /// First height to index (inclusive).
     #[cfg_attr(feature = "clap", arg(long))]
@@ -156,7 +161,10 @@ impl BlockArgs {
         if let Some(url) = &self.rpc {
             let auth = match (&self.rpc_cookie, &self.rpc_user) {
                 (Some(cookie), _) => rpc::Auth::Cookie(cookie.clone()),
-                (None, Some(user)) => rpc::Auth::UserPassword(user.clone(), self.rpc_password.clone().unwrap_or_default()),
+                (None, Some(user)) => {
+                    let password = self.rpc_password.clone().or_else(|| std::env::var("RPC_PASSWORD").ok()).unwrap_or_default();
+                    rpc::Auth::UserPassword(user.clone(), password)
+                }
                 (None, None) => rpc::Auth::None,
             };
             return Ok(Some(Source::Rpc { url: url.clone(), auth }));

@@ -172,6 +172,9 @@ fn a_directory_of_height_bin_files_gives_its_blocks_decoded() {
     assert_eq!(err, format!("gap in the chain: --from 540107 --to 540108 asks for height 540108 but {} has no 540108.bin", dir.path().display()));
     let only = source.read(HeightRange { from: Some(574200), to: None }, Start::Genesis).unwrap();
     assert_eq!(only.len(), 2);
+    let one = Source::detect(&testdata("mainnet/702861.bin")).unwrap();
+    assert_eq!(one.describe(), format!("raw block {}", testdata("mainnet/702861.bin").display()));
+    assert_eq!(all_of(&one), blocks[2..]);
 }
 
 #[test]

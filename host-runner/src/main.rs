@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use host_runner::blocks::{parse_hex, read_blocks_file, Block};
+use host_runner::blocks::{parse_hex, Block, BlockArgs};
 use host_runner::runner::{self, run, summary_line, write_atomically, RunRequest};
 use host_runner::state_store::StateStore;
 use host_runner::{dump, host, policy, watch};
@@ -36,14 +36,13 @@ enum Command {
         #[arg(long)]
         db: PathBuf,
         /// Height of the single block to run.
-        #[arg(long, conflicts_with = "blocks", required_unless_present = "blocks")]
+        #[arg(long, conflicts_with = "block_source", required_unless_present = "block_source")]
         height: Option<u32>,
         /// That block's bytes as hex, without the height (the host prepends it). May be empty.
         #[arg(long, requires = "height", default_value = "")]
         payload: String,
-        /// A file of `HEIGHT [PAYLOAD_HEX]` lines, for several blocks.
-        #[arg(long)]
-        blocks: Option<PathBuf>,
+        #[command(flatten)]
+        source: BlockArgs,
         /// Where to write the result JSON (atomically).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -171,7 +170,7 @@ fn execute(command: Command) -> Result<ExitCode> {
             db,
             height,
             payload,
-            blocks,
+            source,
             out,
             dump,
             policy,
@@ -188,10 +187,9 @@ fn execute(command: Command) -> Result<ExitCode> {
                 .context("--block-time-limit must be a positive number of seconds")?;
             let policy = policy::MemoryPolicy::new(policy, memory_budget.map(ByteSize::bytes), fuel)?;
             let layout = policy::MemoryLayout::for_policy(policy, small_memories);
-            let blocks = match (height, blocks) {
-                (Some(height), _) => vec![Block { height, payload: parse_hex(&payload).context("--payload")? }],
-                (None, Some(path)) => read_blocks_file(&path)?,
-                (None, None) => unreachable!("clap requires --height or --blocks"),
+            let blocks = match height {
+                Some(height) => vec![Block { height, payload: parse_hex(&payload).context("--payload")? }],
+                None => source.read()?.context("no blocks: give --height, --blocks or --rpc")?.1,
             };
             let address_space_limit = address_space_limit.map(ByteSize::bytes);
             let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit, time_limit, dump_file: dump, native_stack };

@@ -12,13 +12,15 @@ use xshell::Shell;
 use crate::config::{ByteSize, Profile, ReproConfig};
 use crate::image::ImageBuild;
 use crate::plot::{write_svg, Limit, Plot, Point};
-use crate::repro::{BackendChoice, blocks_text, new_run_dir, outcome_summary, Harness};
+use crate::repro::{BackendChoice, Blocks, new_run_dir, outcome_summary, Harness};
 use crate::report::{mib, ProfileReport};
 
 const MIB: u64 = 1 << 20;
 
 pub struct BisectArgs {
     pub config: ReproConfig,
+    /// The guest and its blocks (default: the stress guest over the configured stress block).
+    pub input: crate::flags::InputFlags,
     pub lower: ByteSize,
     pub upper: ByteSize,
     pub resolution: ByteSize,
@@ -89,9 +91,10 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
     if lower >= upper {
         bail!("--between {} {}: the lower bound must be below the upper bound", args.lower, args.upper);
     }
-    let harness = Harness::prepare(sh, root, None, args.image_build, args.backend, 2)?;
+    let blocks = Blocks::resolve(&args.input, &args.config)?;
+    let harness = Harness::prepare(sh, root, &args.input, args.image_build, args.backend, 2)?;
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
-    let input = harness.write_input(&dir, &blocks_text(None, &args.config)?)?;
+    let input = harness.write_input(&dir, &blocks.text)?;
     let mut probes: Vec<Probe> = Vec::new();
     let mut upper_behaviour = None;
     let mut probe = |limit_bytes: u64, probes: &mut Vec<Probe>| -> Result<bool> {

@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{ByteSize, Policy, ReproConfig, StressPayload};
 use crate::image::ImageBuild;
-use crate::repro::BackendChoice;
+use crate::repro::{BackendChoice, GuestChoice};
+use blocks::BlockArgs;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Reproduce (and measure) memory-dependent state divergence of a WASM indexer")]
@@ -53,6 +54,20 @@ impl RunFlags {
     }
 }
 
+/// Which guest runs, over which blocks.
+#[derive(Args, Clone, Debug, Default)]
+pub struct InputFlags {
+    /// One of the workspace's guests: `stress` (the memory-stress indexer, the default) or
+    /// `chain` (a Bitcoin chain indexer; needs blocks).
+    #[arg(long, value_enum, conflicts_with = "wasm")]
+    pub guest: Option<GuestChoice>,
+    /// Run this metashrew-ABI guest instead of one of ours (needs blocks).
+    #[arg(long)]
+    pub wasm: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: BlockArgs,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Build the guest and the runner image, run one container per memory profile, compare.
@@ -66,12 +81,8 @@ pub enum Command {
         /// Block height given to the stress block.
         #[arg(long)]
         height: Option<u32>,
-        /// Run this metashrew-ABI guest instead of building ours.
-        #[arg(long, requires = "blocks")]
-        wasm: Option<PathBuf>,
-        /// Blocks for --wasm: lines of `HEIGHT [PAYLOAD_HEX]`.
-        #[arg(long)]
-        blocks: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputFlags,
         /// Seconds one run may take before it is killed.
         #[arg(long)]
         timeout_secs: Option<u64>,
@@ -104,7 +115,23 @@ pub enum Command {
         #[arg(long, default_value = "16m")]
         resolution: ByteSize,
         #[command(flatten)]
+        input: InputFlags,
+        #[command(flatten)]
         run: RunFlags,
+    },
+    /// A stand-in for Bitcoin Core's JSON-RPC serving the blocks of a block source (consecutive
+    /// heights), until stopped: to try `--rpc` where no node runs. It is not Bitcoin Core.
+    #[command(hide = true)]
+    RpcStandIn {
+        /// The blocks to serve (any `--blocks` source).
+        #[arg(long)]
+        blocks: PathBuf,
+        /// Port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value = "18332")]
+        port: u16,
+        /// Require these credentials, as `USER:PASSWORD`.
+        #[arg(long)]
+        credentials: Option<String>,
     },
     /// The verdict over run directories made anywhere (other machines, backends, CPU
     /// architectures): the same table, diff and exit codes as `repro`. Runs of different guests
@@ -174,12 +201,8 @@ pub enum K8sCommand {
         /// Replace the configured profiles with one per limit (repeatable).
         #[arg(long = "limit", value_name = "LIMIT")]
         limits: Vec<ByteSize>,
-        /// Run this metashrew-ABI guest instead of building ours.
-        #[arg(long, requires = "blocks")]
-        wasm: Option<PathBuf>,
-        /// Blocks for --wasm: lines of `HEIGHT [PAYLOAD_HEX]`.
-        #[arg(long)]
-        blocks: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputFlags,
         #[command(flatten)]
         run: RunFlags,
     },

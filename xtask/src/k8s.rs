@@ -233,7 +233,10 @@ pub fn collect(rendered: &Path, logs: &[PathBuf], out: PathBuf) -> Result<Report
         memory_budget_bytes: None,
         wasm: "input/guest.wasm".into(),
         wasm_sha256: hex::encode(Sha256::digest(&wasm)),
-        blocks: blocks_text.lines().map(String::from).collect(),
+        blocks: crate::repro::Blocks::describe(
+            &format!("{}", rendered.join("input/blocks.txt").display()),
+            &blocks::text::parse(&blocks_text).context("the rendered blocks.txt")?,
+        ),
         blocks_sha256: hex::encode(Sha256::digest(blocks_text.as_bytes())),
         decision: decide(&profiles, &comparisons),
         profiles,

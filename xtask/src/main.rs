@@ -55,13 +55,13 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
     sh.change_dir(&root);
     let configured = || ReproConfig::from_workspace_metadata(&metadata);
     match command {
-        Command::Repro { profiles, limits, height, wasm, blocks, timeout_secs, run } => {
+        Command::Repro { profiles, limits, height, input, timeout_secs, run } => {
             let mut config = run.apply(configured()?);
             config.select_profiles(&profiles)?;
             config.replace_limits(&limits)?;
             config.height = height.unwrap_or(config.height);
             config.timeout_secs = timeout_secs.unwrap_or(config.timeout_secs);
-            let args = ReproArgs { config, wasm, blocks, image_build, backend, out_dir: run.out_dir };
+            let args = ReproArgs { config, input, image_build, backend, out_dir: run.out_dir };
             let report = repro::repro(&sh, &root, args).context("repro")?;
             Ok(report.decision.verdict.exit_code())
         }
@@ -71,7 +71,7 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
                 None => vec![Policy::Unbounded, Policy::Headroom, Policy::Deterministic],
             };
             let config = run.apply(configured()?);
-            let args = ReproArgs { config, wasm: None, blocks: None, image_build, backend, out_dir: run.out_dir };
+            let args = ReproArgs { config, input: Default::default(), image_build, backend, out_dir: run.out_dir };
             let reports = matrix::matrix(&sh, &root, args, &policies).context("matrix")?;
             Ok(if reports.iter().any(|r| r.decision.verdict == verdict::Verdict::HarnessError) { 2 } else { 0 })
         }
@@ -88,9 +88,10 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
             let report = sweep::sweep(&sh, &root, args).context("sweep")?;
             Ok(if report.untrusted.is_some() { 2 } else { 0 })
         }
-        Command::Bisect { between, resolution, run } => {
+        Command::Bisect { between, resolution, input, run } => {
             let args = bisect::BisectArgs {
                 config: run.apply(configured()?),
+                input,
                 lower: between[0],
                 upper: between[1],
                 resolution,
@@ -101,19 +102,25 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
             let report = bisect::bisect(&sh, &root, args).context("bisect")?;
             Ok(if report.threshold.is_some() { 0 } else { 1 })
         }
+        Command::RpcStandIn { blocks, port, credentials } => {
+            let source = blocks::Source::detect(&blocks)?;
+            let served = source.read(Default::default(), blocks::blk::Start::Genesis)?;
+            let behaviour = blocks::stand_in::Behaviour { credentials, ..Default::default() };
+            let node = blocks::stand_in::StandIn::start(served, behaviour, port)?;
+            println!("serving {} as Bitcoin Core JSON-RPC at {} (a stand-in, not Bitcoin Core)", source.describe(), node.url);
+            node.wait();
+            Ok(0)
+        }
         Command::Compare { dirs, out_dir } => {
             let report = compare::compare(&root, &dirs, out_dir).context("compare")?;
             Ok(report.decision.verdict.exit_code())
         }
-        Command::K8s { command: K8sCommand::Render { image, limits, wasm, blocks, run } } => {
+        Command::K8s { command: K8sCommand::Render { image, limits, input, run } } => {
             let mut config = run.apply(configured()?);
             config.replace_limits(&limits)?;
-            let blocks_text = repro::blocks_text(blocks.as_deref(), &config)?;
-            let wasm = match wasm {
-                Some(path) => path,
-                None => artifacts::build_guest(&sh)?,
-            };
-            let dir = k8s::render(&config, &wasm, &blocks_text, &image, run.out_dir.unwrap_or_else(|| root.join("target/k8s")))?;
+            let blocks = repro::Blocks::resolve(&input, &config)?;
+            let wasm = input.build_guest(&sh)?;
+            let dir = k8s::render(&config, &wasm, &blocks.text, &image, run.out_dir.unwrap_or_else(|| root.join("target/k8s")))?;
             println!("rendered: {}", dir.display());
             println!("  kubectl apply -f {}", dir.display());
             for profile in &config.profiles {

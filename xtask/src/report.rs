@@ -79,8 +79,9 @@ pub struct Report {
     pub memory_budget_bytes: Option<u64>,
     pub wasm: String,
     pub wasm_sha256: String,
-    /// The blocks given to every profile, as `HEIGHT PAYLOAD_HEX` lines, and their SHA-256.
-    pub blocks: Vec<String>,
+    /// The blocks given to every profile: what and where from, in one line; the SHA-256 of
+    /// their `HEIGHT PAYLOAD_HEX` text.
+    pub blocks: String,
     pub blocks_sha256: String,
     pub profiles: Vec<ProfileReport>,
     pub comparisons: Vec<Comparison>,
@@ -250,7 +251,7 @@ pub(crate) mod tests {
             memory_budget_bytes: None,
             wasm: "w".into(),
             wasm_sha256: "s".into(),
-            blocks: vec![],
+            blocks: String::new(),
             blocks_sha256: "b".into(),
             decision: decide(&profiles, &comparisons),
             profiles,

@@ -12,10 +12,11 @@ use xshell::Shell;
 
 use schema::{RunResult, StoredState, WatchReport};
 
-use crate::artifacts::build_guest;
+use crate::artifacts::{build_guest, build_guest_package};
 use crate::config::{ByteSize, Policy, Profile, ReproConfig};
 use crate::diff::{colorize, diff_dump_files, excerpt, first_diverging_height, SHOWN_LINES};
 use crate::artifacts::{build_runner, host_triple};
+use crate::flags::InputFlags;
 use crate::docker::{check_engine, container_user, docker_answers, make_writable_for_container, run_container, ContainerSpec, Mount};
 use crate::image::{runner_image, ImageBuild, RunnerImage};
 use crate::local::{run_local, LocalLimit};
@@ -27,13 +28,81 @@ use crate::verdict::decide;
 #[derive(Clone)]
 pub struct ReproArgs {
     pub config: ReproConfig,
-    /// Another metashrew-ABI guest instead of building ours.
-    pub wasm: Option<PathBuf>,
-    /// `HEIGHT [PAYLOAD_HEX]` lines instead of the configured stress payload.
-    pub blocks: Option<PathBuf>,
+    /// The guest and its blocks (default: the stress guest over the configured stress block).
+    pub input: InputFlags,
     pub image_build: ImageBuild,
     pub backend: BackendChoice,
     pub out_dir: Option<PathBuf>,
+}
+
+/// The workspace's guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuestChoice {
+    /// The memory-stress indexer (`guest/`).
+    Stress,
+    /// The Bitcoin chain indexer (`chain-guest/`).
+    Chain,
+}
+
+impl InputFlags {
+    /// Our guest to build, or the file `--wasm` names.
+    fn guest(&self) -> Result<PathBuf, GuestChoice> {
+        match &self.wasm {
+            Some(path) => Ok(path.clone()),
+            None => Err(self.guest.unwrap_or(GuestChoice::Stress)),
+        }
+    }
+}
+
+impl InputFlags {
+    /// The guest's .wasm: ours built, or the file `--wasm` names.
+    pub fn build_guest(&self, sh: &Shell) -> Result<PathBuf> {
+        match self.guest() {
+            Ok(path) => {
+                anyhow::ensure!(path.is_file(), "--wasm {}: no such file", path.display());
+                Ok(path)
+            }
+            Err(GuestChoice::Stress) => build_guest(sh),
+            Err(GuestChoice::Chain) => build_guest_package(sh, "chain-guest"),
+        }
+    }
+}
+
+/// The blocks every run of a command is given: checked, in the runner's text form, and what
+/// they are in one line.
+pub struct Blocks {
+    pub text: String,
+    pub description: String,
+}
+
+impl Blocks {
+    /// The blocks the flags name (read and checked now, before anything is built or run), or the
+    /// configured stress block for the stress guest.
+    pub fn resolve(input: &InputFlags, config: &ReproConfig) -> Result<Self> {
+        if let Some((source, blocks)) = input.source.read()? {
+            let mut text = Vec::new();
+            blocks::text::write(&blocks, &mut text)?;
+            let description = Self::describe(&source.describe(), &blocks);
+            return Ok(Self { text: String::from_utf8(text).expect("hex text"), description });
+        }
+        match input.guest() {
+            Err(GuestChoice::Stress) => Ok(Self {
+                text: format!("{} {}\n", config.height, hex::encode(config.payload.to_bytes())),
+                description: format!("one stress block ({}) at height {}", config.payload, config.height),
+            }),
+            Err(GuestChoice::Chain) => bail!("--guest chain needs blocks: --blocks PATH, or --rpc URL --from H --to H"),
+            Ok(path) => bail!("--wasm {} needs blocks: --blocks PATH, or --rpc URL --from H --to H", path.display()),
+        }
+    }
+
+    /// `source: heights A..=B, N blocks, BYTES bytes`.
+    pub fn describe(source: &str, blocks: &[blocks::Block]) -> String {
+        let bytes: usize = blocks.iter().map(|b| b.payload.len()).sum();
+        match (blocks.first(), blocks.last()) {
+            (Some(first), Some(last)) => format!("{source}: heights {}..={}, {} blocks, {bytes} bytes", first.height, last.height, blocks.len()),
+            _ => format!("{source}: no blocks"),
+        }
+    }
 }
 
 /// Where the runner runs.
@@ -91,7 +160,7 @@ impl<'a> Harness<'a> {
     pub fn prepare(
         sh: &'a Shell,
         root: &Path,
-        wasm: Option<&Path>,
+        input: &InputFlags,
         image_build: ImageBuild,
         backend: BackendChoice,
         total: usize,
@@ -108,13 +177,7 @@ impl<'a> Harness<'a> {
         if docker {
             check_engine(sh)?;
         }
-        let wasm = phase(1, total, "guest", || match wasm {
-            Some(path) => {
-                anyhow::ensure!(path.is_file(), "--wasm {}: no such file", path.display());
-                Ok(path.to_path_buf())
-            }
-            None => build_guest(sh),
-        })?;
+        let wasm = phase(1, total, "guest", || input.build_guest(sh))?;
         let wasm_bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
         eprintln!("    {} ({} bytes)", wasm.display(), wasm_bytes.len());
         let backend = if docker {
@@ -204,22 +267,14 @@ impl<'a> Harness<'a> {
     }
 }
 
-/// The blocks a run is given: the file, or one stress block from the configuration.
-pub fn blocks_text(blocks: Option<&Path>, config: &ReproConfig) -> Result<String> {
-    match blocks {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading blocks file {}", path.display())),
-        None => Ok(format!("{} {}\n", config.height, hex::encode(config.payload.to_bytes()))),
-    }
-}
-
 pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     let config = &args.config;
-    let blocks_text = blocks_text(args.blocks.as_deref(), config)?;
+    let blocks = Blocks::resolve(&args.input, config)?;
     let total = 3 + config.profiles.len();
-    let harness = Harness::prepare(sh, root, args.wasm.as_deref(), args.image_build, args.backend, total)?;
+    let harness = Harness::prepare(sh, root, &args.input, args.image_build, args.backend, total)?;
 
     let run_dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
-    let input_dir = harness.write_input(&run_dir, &blocks_text)?;
+    let input_dir = harness.write_input(&run_dir, &blocks.text)?;
     let mut profiles = Vec::new();
     for (i, profile) in config.profiles.iter().enumerate() {
         let what = format!("profile `{}`: {} (policy {})", profile.name, profile.limits(), config.policy.name());
@@ -239,8 +294,8 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
             memory_budget_bytes: (config.policy == Policy::Deterministic).then(|| config.memory_budget.bytes()),
             wasm: harness.wasm.display().to_string(),
             wasm_sha256: hex::encode(Sha256::digest(&harness.wasm_bytes)),
-            blocks: blocks_text.lines().map(String::from).collect(),
-            blocks_sha256: hex::encode(Sha256::digest(blocks_text.as_bytes())),
+            blocks: blocks.description.clone(),
+            blocks_sha256: hex::encode(Sha256::digest(blocks.text.as_bytes())),
             decision: decide(&profiles, &comparisons),
             profiles: profiles.clone(),
             comparisons,

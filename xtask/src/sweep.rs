@@ -49,7 +49,7 @@ pub fn succeeded(run: &ProfileReport) -> bool {
 
 pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
     let total = 2 + args.steps.len();
-    let harness = Harness::prepare(sh, root, None, args.image_build, args.backend, total)?;
+    let harness = Harness::prepare(sh, root, &Default::default(), args.image_build, args.backend, total)?;
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
     let profile = Profile { name: "run".into(), ..Profile::with_limit(args.limit) };
     let mut steps = Vec::new();
