@@ -126,14 +126,13 @@ impl Source {
 /// The block-source flags, declared once for every command that takes blocks.
 #[derive(Debug, Clone, Default)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
-#[cfg_attr(feature = "clap", group(id = "block_source", args = ["blocks", "rpc"], multiple = false))]
 pub struct BlockArgs {
     /// Blocks: a file of `HEIGHT HEX` lines, a `HEIGHT.bin` raw block or a directory of them, or Bitcoin
     /// Core block files (a `blk*.dat` file or a `blocks/` directory; `xor.dat` beside them is applied).
-    #[cfg_attr(feature = "clap", arg(long))]
+    #[cfg_attr(feature = "clap", arg(long, group = "block_source"))]
     pub blocks: Option<PathBuf>,
     /// Fetch the blocks from a Bitcoin Core node's JSON-RPC, e.g. http://127.0.0.1:8332 (needs --from and --to).
-    #[cfg_attr(feature = "clap", arg(long))]
+    #[cfg_attr(feature = "clap", arg(long, group = "block_source"))]
     pub rpc: Option<String>,
     /// Bitcoin Core's cookie file (e.g. ~/.bitcoin/.cookie).
     #[cfg_attr(feature = "clap", arg(long, requires = "rpc", conflicts_with = "rpc_user"))]

@@ -63,7 +63,10 @@ fn a_budget_this_host_cannot_back_is_refused_with_exit_3_and_nothing_written() -
     let db = dir.path().join("db");
     let run = run_with(&["--policy", "deterministic", "--memory-budget", "100000g"], &stress_payload(1, 1, &[]), &db);
     assert_eq!(run.code(), Some(3), "{}", run.stderr());
-    assert!(run.stderr().contains("refused: the deterministic policy needs 204800064 MiB (2 x the 102400000 MiB budget + 64 MiB runner overhead + 0.2 MiB of compiled guest) but this host can back"), "{}", run.stderr());
+    // The compiled guest's size depends on the compiler; the rest of the requirement does not.
+    let stderr = run.stderr();
+    assert!(stderr.contains("refused: the deterministic policy needs 204800064 MiB (2 x the 102400000 MiB budget + 64 MiB runner overhead + "), "{stderr}");
+    assert!(stderr.contains(" MiB of compiled guest) but this host can back"), "{stderr}");
     assert!(!db.exists() && run.result.is_none(), "nothing written");
     Ok(())
 }
