@@ -11,9 +11,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Caller, Engine, Linker, Module, Store};
 
 use crate::blocks::Block;
-use crate::host::{engine, engine_from, Guest};
+use crate::host::{elapsed_ms, engine, engine_from, Guest};
 use crate::policy::{MemoryLayout, MemoryPolicy};
 use crate::runner::{run, RunRequest};
+use crate::state_root::{leaf_hash, path_of, root_of, Hash};
 use crate::state_store::StateStore;
 
 const TIME_LIMIT: Duration = Duration::from_secs(600);
@@ -187,15 +188,239 @@ pub fn make_store(db: &Path, keys: u64, changed: u64) -> Result<Value> {
     let every = if changed == 0 { u64::MAX } else { (keys / changed).max(1) };
     let started = Instant::now();
     let mut root = [0; 32];
-    for (height, start) in (0..keys).step_by(100_000).enumerate() {
-        let pairs = (start..keys.min(start + 100_000))
-            .map(|i| {
-                let seed = if i % every == every / 2 { i | 1 << 63 } else { i };
-                (Bytes::from(format!("/bench/{i:08}")), Bytes::from(Sha256::digest(seed.to_le_bytes()).to_vec()))
-            })
-            .collect();
+    for (height, pairs) in synthetic_blocks(keys, every).enumerate() {
         root = store.commit_block(height as u32, pairs, None)?;
     }
     store.sync()?;
     Ok(json!({ "keys": keys, "changed": changed, "secs": started.elapsed().as_secs_f64(), "state_root": hex::encode(root) }))
+}
+
+/// `keys` synthetic pairs (`/bench/{i:08}` → 32 bytes) in blocks of 100,000; every `every`th key
+/// from `every / 2` on has another value.
+fn synthetic_blocks(keys: u64, every: u64) -> impl Iterator<Item = Vec<(Bytes, Bytes)>> {
+    (0..keys).step_by(100_000).map(move |start| {
+        (start..keys.min(start + 100_000))
+            .map(|i| {
+                let seed = if i % every == every / 2 { i | 1 << 63 } else { i };
+                (Bytes::from(format!("/bench/{i:08}")), Bytes::from(Sha256::digest(seed.to_le_bytes()).to_vec()))
+            })
+            .collect()
+    })
+}
+
+/// An indexer-shaped guest for `bench commit` when no guest is given: one flush per block of a
+/// pair per 40 bytes of the block, key `/p/` ++ 33 to 67 of those bytes (36 to 70 bytes in all),
+/// value 8 to 120 bytes of the block further on (a 1.2 MB block gives about 31,000 pairs).
+pub const PAIRS_GUEST: &str = r#"(module
+  (import "env" "__host_len" (func $host_len (result i32)))
+  (import "env" "__load_input" (func $load_input (param i32)))
+  (import "env" "__flush" (func $flush (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $len i32) (local $at i32) (local $end i32) (local $buf i32) (local $out i32) (local $key i32) (local $value i32)
+    (local.set $len (call $host_len))
+    ;; The input at 64 KiB, the flush after it (at most 194 bytes per 40 bytes of input).
+    (local.set $buf (i32.and (i32.add (i32.add (i32.const 65536) (local.get $len)) (i32.const 15)) (i32.const -16)))
+    (drop (memory.grow (i32.sub
+      (i32.shr_u (i32.add (i32.add (local.get $buf) (i32.mul (local.get $len) (i32.const 5))) (i32.const 131072)) (i32.const 16))
+      (memory.size))))
+    (call $load_input (i32.const 65536))
+    (local.set $at (i32.const 65540))
+    (local.set $end (i32.sub (i32.add (i32.const 65536) (local.get $len)) (i32.const 200)))
+    (local.set $out (i32.add (local.get $buf) (i32.const 4)))
+    (block $done (loop $next
+      (br_if $done (i32.gt_s (local.get $at) (local.get $end)))
+      (local.set $key (i32.add (i32.const 33) (i32.rem_u (i32.load8_u (local.get $at)) (i32.const 35))))
+      (local.set $value (i32.add (i32.const 8) (i32.rem_u (i32.load8_u offset=1 (local.get $at)) (i32.const 113))))
+      (i32.store8 (local.get $out) (i32.const 0x0a))
+      (i32.store8 offset=1 (local.get $out) (i32.add (local.get $key) (i32.const 3)))
+      (i32.store8 offset=2 (local.get $out) (i32.const 0x2f))
+      (i32.store8 offset=3 (local.get $out) (i32.const 0x70))
+      (i32.store8 offset=4 (local.get $out) (i32.const 0x2f))
+      (memory.copy (i32.add (local.get $out) (i32.const 5)) (local.get $at) (local.get $key))
+      (local.set $out (i32.add (local.get $out) (i32.add (local.get $key) (i32.const 5))))
+      (i32.store8 (local.get $out) (i32.const 0x0a))
+      (i32.store8 offset=1 (local.get $out) (local.get $value))
+      (memory.copy (i32.add (local.get $out) (i32.const 2)) (i32.add (local.get $at) (i32.const 70)) (local.get $value))
+      (local.set $out (i32.add (local.get $out) (i32.add (local.get $value) (i32.const 2))))
+      (local.set $at (i32.add (local.get $at) (i32.const 40)))
+      (br $next)))
+    (i32.store (local.get $buf) (i32.sub (local.get $out) (i32.add (local.get $buf) (i32.const 4))))
+    (call $flush (i32.add (local.get $buf) (i32.const 4)))))"#;
+
+/// What `bench commit` measures.
+pub struct CommitBench {
+    /// The guest whose flushes are committed; [`PAIRS_GUEST`] when `None`.
+    pub wasm: Option<std::path::PathBuf>,
+    /// The blocks timed, in order, each committed into the state the ones before it left.
+    pub blocks: Vec<Block>,
+    /// Blocks run and committed first, untimed: the state the timed blocks are committed into.
+    pub after: Vec<Block>,
+    /// Synthetic keys committed first, untimed ([`make_store`]'s shape).
+    pub state_keys: u64,
+    pub runs: usize,
+}
+
+/// Each block's pairs, exactly as the guest flushes them in `Guest::run_block`, committed by
+/// `StateStore::commit_block` (pairs, lengths, state trie, root, one batch) against one plain
+/// `WriteBatch` of the same pairs into a second database with the store's options, and against
+/// the hashing the state root asks of the pairs alone ([`root_from_scratch`]). Every run
+/// starts from new databases holding the same pairs (the plain one without the trie); the two
+/// writes alternate which goes first, and after each block both flush their memtables (untimed)
+/// so the next block finds them alike.
+pub fn commit(bench: &CommitBench) -> Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let wasm = match &bench.wasm {
+        Some(wasm) => wasm.clone(),
+        None => {
+            let wasm = dir.path().join("pairs.wat");
+            std::fs::write(&wasm, PAIRS_GUEST)?;
+            wasm
+        }
+    };
+    let guest = Guest::load(&engine(MemoryPolicy::Unbounded, MemoryLayout::Reserved, None)?, MemoryPolicy::Unbounded, TIME_LIMIT, &wasm)?;
+    let mut timed: Vec<Vec<[f64; 3]>> = vec![Vec::new(); bench.blocks.len()];
+    let mut shapes = Vec::new();
+    for run in 0..bench.runs.max(1) {
+        let run_dir = tempfile::tempdir_in(dir.path())?;
+        let store = StateStore::open(&run_dir.path().join("store"))?;
+        let plain = crate::state_store::open_plain_db(&run_dir.path().join("plain"))?;
+        for (height, pairs) in synthetic_blocks(bench.state_keys, u64::MAX).enumerate() {
+            plain_batch(&plain, &pairs)?;
+            store.commit_block(height as u32, pairs, None)?;
+        }
+        for block in &bench.after {
+            let pairs = flushed(&guest, &store, block)?;
+            plain_batch(&plain, &pairs)?;
+            store.commit_block(block.height, pairs, None)?;
+        }
+        store.sync()?;
+        plain.flush().context("flushing the plain database")?;
+        shapes.clear();
+        for (block, times) in bench.blocks.iter().zip(&mut timed) {
+            let pairs = flushed(&guest, &store, block)?;
+            let mut keys: Vec<&[u8]> = pairs.iter().map(|(key, _)| key.as_ref()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+            shapes.push(json!({ "height": block.height, "pairs": pairs.len(), "keys": keys.len(), "pair_bytes": bytes }));
+            let commit = || -> Result<f64> {
+                let started = Instant::now();
+                store.commit_block(block.height, pairs.clone(), None)?;
+                Ok(elapsed_ms(started))
+            };
+            let plain_write = || -> Result<f64> {
+                let started = Instant::now();
+                plain_batch(&plain, &pairs)?;
+                Ok(elapsed_ms(started))
+            };
+            times.push(match run % 2 {
+                0 => [commit()?, plain_write()?, root_from_scratch(&pairs)],
+                _ => {
+                    let hash_ms = root_from_scratch(&pairs);
+                    let plain_ms = plain_write()?;
+                    [commit()?, plain_ms, hash_ms]
+                }
+            });
+            store.sync()?;
+            plain.flush().context("flushing the plain database")?;
+        }
+    }
+    let blocks: Vec<Value> = shapes
+        .into_iter()
+        .zip(&timed)
+        .map(|(mut shape, times)| {
+            let commit_ms: Vec<f64> = times.iter().map(|t| t[0]).collect();
+            let plain_ms: Vec<f64> = times.iter().map(|t| t[1]).collect();
+            let hash_ms: Vec<f64> = times.iter().map(|t| t[2]).collect();
+            let ratios: Vec<f64> = times.iter().map(|t| t[0] / t[1]).collect();
+            shape["commit_ms"] = json!(median(&commit_ms));
+            shape["plain_ms"] = json!(median(&plain_ms));
+            shape["ratio"] = json!(median(&ratios));
+            shape["hash_ms"] = json!(median(&hash_ms));
+            shape["commit_ms_runs"] = json!(commit_ms);
+            shape["plain_ms_runs"] = json!(plain_ms);
+            shape
+        })
+        .collect();
+    Ok(json!({
+        "guest": bench.wasm.as_ref().map_or("built-in pairs guest".into(), |w| w.display().to_string()),
+        "runs": bench.runs.max(1),
+        "state_keys": bench.state_keys,
+        "after_blocks": bench.after.len(),
+        "blocks": blocks,
+    }))
+}
+
+/// The hashing the state root's definition asks of `pairs` alone, whatever the store: their
+/// paths and leaves and the root of them (`state_root::root_of`), in milliseconds. A floor under
+/// any commit of them.
+fn root_from_scratch(pairs: &[(Bytes, Bytes)]) -> f64 {
+    let started = Instant::now();
+    // Each key's last pair, found by path (a path is its key's SHA-256).
+    let mut paths: Vec<(Hash, usize)> = pairs.iter().enumerate().map(|(i, (key, _))| (path_of(key), i)).collect();
+    paths.sort_unstable();
+    let mut leaves = Vec::with_capacity(paths.len());
+    for (at, &(path, i)) in paths.iter().enumerate() {
+        if paths.get(at + 1).is_none_or(|next| next.0 != path) {
+            leaves.push((path, leaf_hash(&pairs[i].0, &pairs[i].1)));
+        }
+    }
+    std::hint::black_box(root_of(&mut leaves));
+    elapsed_ms(started)
+}
+
+/// The pairs `_start` flushes for `block` against `store`.
+fn flushed(guest: &Guest, store: &StateStore, block: &Block) -> Result<Vec<(Bytes, Bytes)>> {
+    let execution = guest.run_block(store, block.height, &block.payload);
+    execution.result.with_context(|| format!("the guest failed at height {}", block.height))?;
+    Ok(execution.pairs)
+}
+
+/// The pairs in one `WriteBatch`, written as `commit_block` writes its batch.
+fn plain_batch(db: &rocksdb::DB, pairs: &[(Bytes, Bytes)]) -> Result<()> {
+    let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 11).sum();
+    let mut batch = rocksdb::WriteBatch::with_capacity_bytes(bytes + 1024);
+    for (key, value) in pairs {
+        batch.put(key, value);
+    }
+    db.write(batch).context("writing the plain batch")
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes that look like a block to the pairs guest: no two 40-byte windows alike.
+    fn payload(seed: u32) -> Vec<u8> {
+        (0..1000u32).flat_map(|i| Sha256::digest([seed.to_le_bytes(), i.to_le_bytes()].concat())[..4].to_vec()).collect()
+    }
+
+    #[test]
+    fn the_commit_bench_times_every_block_against_a_plain_batch_of_its_pairs() {
+        let block = |height: u32| Block { height, payload: payload(height) };
+        let figures = commit(&CommitBench { wasm: None, blocks: vec![block(5), block(6)], after: vec![block(4)], state_keys: 1000, runs: 2 }).unwrap();
+        assert_eq!((figures["runs"].as_u64(), figures["state_keys"].as_u64(), figures["after_blocks"].as_u64()), (Some(2), Some(1000), Some(1)));
+        let blocks = figures["blocks"].as_array().unwrap();
+        assert_eq!(blocks.iter().map(|b| b["height"].as_u64().unwrap()).collect::<Vec<_>>(), [5, 6]);
+        for block in blocks {
+            // (4000 - 200) / 40 + 1 pairs of 36..70 + 8..120 bytes, all keys distinct.
+            assert_eq!((block["pairs"].as_u64(), block["keys"].as_u64()), (Some(96), Some(96)), "{block}");
+            let bytes = block["pair_bytes"].as_u64().unwrap();
+            assert!((96 * 44..=96 * 190).contains(&bytes), "{block}");
+            for field in ["commit_ms_runs", "plain_ms_runs"] {
+                let runs = block[field].as_array().unwrap();
+                assert!(runs.len() == 2 && runs.iter().all(|ms| ms.as_f64().unwrap() > 0.0), "{block}");
+            }
+            for field in ["commit_ms", "plain_ms", "ratio", "hash_ms"] {
+                assert!(block[field].as_f64().unwrap() > 0.0, "{block}");
+            }
+        }
+    }
 }

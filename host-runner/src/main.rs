@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use host_runner::blocks::{parse_hex, Block, BlockArgs};
+use host_runner::blocks::{parse_hex, read_blocks_file, Block, BlockArgs};
 use host_runner::runner::{self, run, summary_line, write_atomically, RunRequest};
 use host_runner::state_store::StateStore;
 use host_runner::{dump, host, policy, watch};
@@ -140,6 +140,24 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         count: u32,
     },
+    /// Each block's flushed pairs committed (`commit_block`) against one plain RocksDB batch of
+    /// the same pairs, per block, RUNS times.
+    Commit {
+        /// The guest; without it an indexer-shaped one (`bench::PAIRS_GUEST`).
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+        /// The blocks timed, as `run --blocks` reads them.
+        #[arg(long)]
+        blocks: PathBuf,
+        /// Blocks run and committed first, untimed (the state the timed blocks go into).
+        #[arg(long)]
+        after: Option<PathBuf>,
+        /// Synthetic keys committed first, untimed.
+        #[arg(long, default_value_t = 0)]
+        into_state: u64,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// A new store of KEYS keys, CHANGED of them with other values.
     MakeStore {
         #[arg(long)]
@@ -236,6 +254,13 @@ fn execute(command: Command) -> Result<ExitCode> {
             let figures = match bench {
                 BenchCommand::Overhead { wasm, payload, runs } => host_runner::bench::overhead(&wasm, &parse_hex(&payload)?, runs)?,
                 BenchCommand::Blocks { count } => host_runner::bench::blocks(count)?,
+                BenchCommand::Commit { wasm, blocks, after, into_state, runs } => host_runner::bench::commit(&host_runner::bench::CommitBench {
+                    wasm,
+                    blocks: read_blocks_file(&blocks)?,
+                    after: after.as_deref().map(read_blocks_file).transpose()?.unwrap_or_default(),
+                    state_keys: into_state,
+                    runs,
+                })?,
                 BenchCommand::MakeStore { db, keys, changed } => host_runner::bench::make_store(&db, keys, changed)?,
             };
             println!("{figures}");

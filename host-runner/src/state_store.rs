@@ -177,6 +177,16 @@ fn families() -> Vec<ColumnFamilyDescriptor> {
     FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, &cache))).collect()
 }
 
+/// A new RocksDB in `dir` with the store's options and column families and nothing else in it:
+/// what a commit is measured against (`host-runner bench commit` writes the same pairs into it
+/// in one plain batch).
+pub fn open_plain_db(dir: &Path) -> Result<DB> {
+    let mut options = db_options();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    DB::open_cf_descriptors(&options, dir, families()).with_context(|| format!("creating RocksDB in {}", dir.display()))
+}
+
 impl StateStore {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
