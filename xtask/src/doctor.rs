@@ -6,6 +6,7 @@ use std::path::Path;
 use xshell::{cmd, Shell};
 
 use crate::artifacts::WASM_TARGET;
+use crate::local::{self, LocalLimit, FORCE_VARIABLE};
 
 pub struct Check {
     pub name: &'static str,
@@ -65,6 +66,14 @@ pub fn checks(sh: &Shell, root: &Path) -> Vec<Check> {
         Ok(list) if list.lines().any(|t| t == WASM_TARGET) => Check::present("wasm32 target", WASM_TARGET),
         Ok(_) => Check::missing("wasm32 target", "not installed", format!("rustup target add {WASM_TARGET} (cargo xtask repro/test do it for you)")),
         Err(_) => Check::missing("wasm32 target", "rustup not found", "install Rust with rustup (https://rustup.rs)"),
+    });
+    checks.push(match LocalLimit::select(local::forced().as_deref()) {
+        Ok(probe) => Check::present("local limit", probe.summary()),
+        Err(error) => Check::missing(
+            "local limit",
+            format!("{error:#}"),
+            format!("unset {FORCE_VARIABLE} to use the first mechanism that works here (--backend local only)"),
+        ),
     });
     let df = quiet(cmd!(sh, "df -Pk {root}"));
     let free_gib = df.ok().and_then(|out| out.lines().nth(1)?.split_whitespace().nth(3)?.parse::<u64>().ok()).map(|kib| kib >> 20);
