@@ -184,7 +184,7 @@ impl LocalLimit {
         match Self::select(forced.as_deref()) {
             Ok(probe) => {
                 if probe.chosen == Self::AddressSpace && !probe.passed_over.is_empty() {
-                    eprintln!("note: the local backend falls back to RLIMIT_AS: no {}", probe.passed_over_reasons());
+                    eprintln!("note: the local backend falls back to RLIMIT_AS; passed over: {}", probe.passed_over_reasons());
                 }
                 probe.chosen
             }
@@ -202,7 +202,7 @@ impl LocalLimit {
             Self::Scope(SystemdScope { manager: Manager::SystemViaSudo { uid, .. }, .. }) => format!(
                 "a systemd system scope per run, created through sudo, the runner running as uid {uid} (systemd-run --scope, MemoryMax, MemorySwapMax=0)"
             ),
-            Self::AddressSpace => "RLIMIT_AS on the runner (no memory cgroup or systemd scope usable here, or forced): limits address space, not memory".into(),
+            Self::AddressSpace => "RLIMIT_AS on the runner (no memory cgroup or systemd scope was usable, or MEMREPRO_LOCAL_LIMIT=address-space): limits address space, not memory".into(),
             Self::Unavailable { asked: Some(mechanism) } => {
                 format!("nothing: {FORCE_VARIABLE}={} asks for {}, which cannot be used here", mechanism.name(), mechanism.what())
             }
