@@ -3,9 +3,9 @@
 //! - `nodes`: the state trie (see `state_root`), keyed `depth (u16 BE) ++ path prefix`: every
 //!   subtree holding two or more leaves as `0x01 ++ hash`, and every leaf, at the top of the
 //!   subtree it is alone in, as `0x00 ++ path ++ leaf hash`. A block re-hashes only the paths to
-//!   the keys it wrote: it reads the nodes on and beside those paths one depth at a time, each
-//!   depth in one batched multi-get, then writes the nodes that change a depth at a time, each
-//!   in key order ([`TrieUpdate`]);
+//!   the keys it wrote: it reads the nodes on and beside those paths one depth at a time (each
+//!   depth in one batched multi-get, or one iterator where they are dense), then writes the
+//!   nodes that change a depth at a time, each in key order ([`TrieUpdate`]);
 //! - `meta`: `tip` (last committed height) and `root/{height}` (state root after that height).
 //!
 //! A block is committed with one `WriteBatch` holding its pairs, their leaves and trie nodes,
@@ -168,7 +168,7 @@ impl AsRef<[u8]> for NodeKey {
 }
 
 /// A block's update of the stored trie, a depth at a time. Going down, it reads, at each depth
-/// and in one batched multi-get, the stored nodes on the way to the updated keys and the ones
+/// and all at once ([`Lookup`]), the stored nodes on the way to the updated keys and the ones
 /// beside those ways, and notes the subtrees it visits there. Coming back up, it hashes each
 /// depth's subtrees from the ones below and writes the nodes that change: a depth at a time, each
 /// in path order, which is key order (RocksDB inserts a sorted run much faster than scattered
@@ -192,6 +192,31 @@ enum Visit {
     Build(Leaves),
     /// A stored subtree beside the updated ones: unchanged, only its hash counts.
     Beside(Subtree),
+}
+
+/// How the nodes of one depth are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// One batched multi-get (a lookup per key, through each table's Bloom filter).
+    MultiGet,
+    /// One iterator over the depth, stepping from key to key: where the keys are a large share
+    /// of the depth's nodes (the top of the trie, which a large block rewrites nearly whole), a
+    /// step costs a fraction of a lookup.
+    Walk,
+}
+
+impl Lookup {
+    /// Steps an iterator takes towards the next key before it seeks instead.
+    const STEPS_BEFORE_A_SEEK: usize = 8;
+
+    /// A walk where `keys` are an eighth or more of the 2^`depth` nodes a depth can hold (a step
+    /// costs about a sixth of a lookup), and enough of them to be worth an iterator.
+    fn for_depth(depth: usize, keys: usize) -> Self {
+        match keys >= 64 && (depth as u32) < usize::BITS && keys.saturating_mul(8) >= 1 << depth {
+            true => Lookup::Walk,
+            false => Lookup::MultiGet,
+        }
+    }
 }
 
 /// The leaves of a rebuilt subtree: a range of the updates and perhaps one stored leaf (an index
@@ -231,19 +256,15 @@ impl<'a> TrieUpdate<'a> {
                     Pending::Build(_) => None,
                 })
                 .collect();
-            // In path order, so in key order: RocksDB need not sort them.
-            let mut read = store.db.batched_multi_get_cf(store.cf(NODES), &keys, true).into_iter();
-            let mut read_node = || -> Result<Option<Node>> {
-                let value = read.next().expect("one read per key").context("reading state trie nodes")?;
-                value.as_deref().map(Node::decode).transpose()
-            };
+            let mut read = store.read_nodes(depth, &keys, Lookup::for_depth(depth, keys.len()))?.into_iter();
+            let mut read_node = || read.next().expect("one node per key");
             let mut visits = Vec::with_capacity(pending.len());
             let mut next = Vec::new();
             for pending in pending {
                 let visit = match pending {
                     Pending::Build(leaves) => Visit::Build(leaves),
-                    Pending::Beside(_) => Visit::Beside(Node::subtree(read_node()?)),
-                    Pending::Descend(range) => match read_node()? {
+                    Pending::Beside(_) => Visit::Beside(Node::subtree(read_node())),
+                    Pending::Descend(range) => match read_node() {
                         Some(Node::Branch(_)) => {
                             let path = updates[range.start].0;
                             let split = range.start + updates[range.clone()].partition_point(|(path, _)| !bit(path, depth));
@@ -571,6 +592,42 @@ impl StateStore {
         self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default()).context("flushing RocksDB's memtables")
     }
 
+    /// The stored nodes under `keys`: all of one depth, in path order (which is key order).
+    fn read_nodes(&self, depth: usize, keys: &[NodeKey], lookup: Lookup) -> Result<Vec<Option<Node>>> {
+        let mut nodes = Vec::with_capacity(keys.len());
+        match lookup {
+            Lookup::MultiGet => {
+                for value in self.db.batched_multi_get_cf(self.cf(NODES), keys, true) {
+                    nodes.push(value.context("reading state trie nodes")?.as_deref().map(Node::decode).transpose()?);
+                }
+            }
+            Lookup::Walk => {
+                let mut options = rocksdb::ReadOptions::default();
+                options.set_iterate_upper_bound((depth as u16 + 1).to_be_bytes());
+                let mut walk = self.db.raw_iterator_cf_opt(self.cf(NODES), options);
+                walk.seek(keys.first().map_or(&[][..], NodeKey::as_bytes));
+                for key in keys {
+                    // A few steps to the next key, or a seek if it is further on.
+                    let mut steps = 0;
+                    while walk.key().is_some_and(|at| at < key.as_bytes()) {
+                        if steps == Lookup::STEPS_BEFORE_A_SEEK {
+                            walk.seek(key);
+                            break;
+                        }
+                        walk.next();
+                        steps += 1;
+                    }
+                    nodes.push(match walk.key() == Some(key.as_bytes()) {
+                        true => Some(Node::decode(walk.value().unwrap_or_default())?),
+                        false => None,
+                    });
+                }
+                walk.status().context("reading state trie nodes")?;
+            }
+        }
+        Ok(nodes)
+    }
+
     /// The stored node at `depth` on the way to `path`, if its subtree holds any leaf.
     fn node(&self, depth: usize, path: &Hash) -> Result<Option<Node>> {
         let stored = self.db.get_pinned_cf(self.cf(NODES), NodeKey::new(depth, path)).context("reading a state trie node")?;
@@ -804,6 +861,34 @@ mod tests {
                 assert_eq!(root, root_of(&mut leaves), "seed {seed}, height {height}");
             }
             assert!(contents(&batched) == contents(&point), "seed {seed}: the stores differ");
+        }
+    }
+
+    /// Every depth of a trie read both ways, at keys that are there and keys that are not (dense
+    /// runs, sparse ones, the first and last of a depth): a walk finds what a multi-get finds.
+    #[test]
+    fn walking_a_depth_reads_what_looking_each_key_up_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("db")).unwrap();
+        let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+        for height in 0..6 {
+            let block: Vec<(String, String)> = (0..600).map(|_| (format!("/k/{}", rng.next() % 3000), format!("{height}"))).collect();
+            store.commit_block(height, pairs(&block), None).unwrap();
+            if height == 2 {
+                store.sync().unwrap(); // some depths in a table file, the rest in the memtable
+            }
+        }
+        for depth in 0..24 {
+            for every in [1, 2, 7, 300] {
+                let mut paths: Vec<Hash> = (0..4000u32).step_by(every).map(|i| path_of(&i.to_le_bytes())).collect();
+                paths.extend([[0; 32], [0xff; 32]]);
+                let mut keys: Vec<NodeKey> = paths.iter().map(|path| NodeKey::new(depth, path)).collect();
+                keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                keys.dedup();
+                let walked = store.read_nodes(depth, &keys, Lookup::Walk).unwrap();
+                assert_eq!(walked, store.read_nodes(depth, &keys, Lookup::MultiGet).unwrap(), "depth {depth}, every {every}");
+                assert!(depth > 10 || every > 1 || walked.iter().any(Option::is_some), "depth {depth}: nothing found");
+            }
         }
     }
 
