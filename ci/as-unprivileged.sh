@@ -20,8 +20,13 @@ chmod -R o+rX "$cargo_home" "$rustup_home"
 # Every unprivileged process needs a working /dev/null (a regular file in its place, left by a
 # rename over it, makes them fail with EACCES).
 [ -c /dev/null ] || { rm -f /dev/null; mknod -m 666 /dev/null c 1 3; }
-chown -R "$user" "${CARGO_TARGET_DIR:?}" .
+# The clone and the target directory go to the user for the command, and back afterwards (git
+# refuses to work in a repository another user owns).
+owner=$(stat -c %u:%g .)
+target_owner=$(stat -c %u:%g "${CARGO_TARGET_DIR:?}")
+chown -R "$user" "$CARGO_TARGET_DIR" .
+trap 'chown -R "$owner" . && chown -R "$target_owner" "$CARGO_TARGET_DIR"' EXIT
 
 echo "ci/as-unprivileged: running as $user (uid $(id -u "$user"), groups $(id -Gn "$user")): $*"
-exec runuser -u "$user" -- env HOME="/home/$user" CARGO_HOME="$cargo_home" RUSTUP_HOME="$rustup_home" \
+runuser -u "$user" -- env HOME="/home/$user" CARGO_HOME="$cargo_home" RUSTUP_HOME="$rustup_home" \
   PATH="$cargo_home/bin:$PATH" CARGO_TARGET_DIR="$CARGO_TARGET_DIR" CARGO_TERM_COLOR=never CI="${CI:-}" "$@"

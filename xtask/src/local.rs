@@ -46,9 +46,6 @@ pub enum LocalLimit {
     Cgroup { version: u8 },
     Scope(SystemdScope),
     AddressSpace,
-    /// `MEMREPRO_LOCAL_LIMIT` asks for a mechanism this machine cannot give (`None`: for no
-    /// mechanism at all): every run fails, saying why.
-    Unavailable { asked: Option<Mechanism> },
 }
 
 /// A transient systemd scope per run, with `MemoryMax=` and `MemorySwapMax=0`.
@@ -179,17 +176,14 @@ impl LocalLimit {
 
     /// What the local backend uses here ([`Self::select`] with `MEMREPRO_LOCAL_LIMIT`), with a
     /// note on stderr when it falls back to RLIMIT_AS.
-    pub fn probe() -> Self {
-        let forced = forced();
-        match Self::select(forced.as_deref()) {
-            Ok(probe) => {
-                if probe.chosen == Self::AddressSpace && !probe.passed_over.is_empty() {
-                    eprintln!("note: the local backend falls back to RLIMIT_AS; passed over: {}", probe.passed_over_reasons());
-                }
-                probe.chosen
-            }
-            Err(_) => Self::Unavailable { asked: forced.and_then(|name| name.parse().ok()) },
+    /// The mechanism for this machine's runs; an error when `MEMREPRO_LOCAL_LIMIT` names one
+    /// that cannot be used here (before anything is built or run).
+    pub fn probe() -> Result<Self> {
+        let probe = Self::select(forced().as_deref())?;
+        if probe.chosen == Self::AddressSpace && !probe.passed_over.is_empty() {
+            eprintln!("note: the local backend falls back to RLIMIT_AS; passed over: {}", probe.passed_over_reasons());
         }
+        Ok(probe.chosen)
     }
 
     pub fn describe(self) -> String {
@@ -203,10 +197,6 @@ impl LocalLimit {
                 "a systemd system scope per run, created through sudo, the runner running as uid {uid} (systemd-run --scope, MemoryMax, MemorySwapMax=0)"
             ),
             Self::AddressSpace => "RLIMIT_AS on the runner (no memory cgroup or systemd scope was usable, or MEMREPRO_LOCAL_LIMIT=address-space): limits address space, not memory".into(),
-            Self::Unavailable { asked: Some(mechanism) } => {
-                format!("nothing: {FORCE_VARIABLE}={} asks for {}, which cannot be used here", mechanism.name(), mechanism.what())
-            }
-            Self::Unavailable { asked: None } => format!("nothing: {FORCE_VARIABLE} names no mechanism"),
         }
     }
 }
@@ -410,13 +400,6 @@ pub fn run_local(
     timeout: Duration,
     log: &Path,
 ) -> Result<RunExit> {
-    if let LocalLimit::Unavailable { .. } = how {
-        // The probe chose nothing: ask again for the reason.
-        return Err(match LocalLimit::select(forced().as_deref()) {
-            Err(error) => error,
-            Ok(_) => anyhow!("{FORCE_VARIABLE}: the mechanism it names was not available when the run was prepared"),
-        });
-    }
     let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut cgroup = None;
     let mut scope = None;
@@ -448,7 +431,7 @@ pub fn run_local(
             command.args(&args);
             command
         }
-        (None, _) | (_, LocalLimit::Unavailable { .. }) => {
+        (None, _) => {
             let mut command = Command::new(runner);
             command.args(&args);
             command

@@ -177,6 +177,8 @@ impl<'a> Harness<'a> {
         if docker {
             check_engine(sh)?;
         }
+        // The local limit's mechanism is known (or refused) before anything is built.
+        let local_limit = if docker { None } else { Some(LocalLimit::probe()?) };
         let wasm = phase(1, total, "guest", || input.build_guest(sh))?;
         let wasm_bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
         eprintln!("    {} ({} bytes)", wasm.display(), wasm_bytes.len());
@@ -191,7 +193,7 @@ impl<'a> Harness<'a> {
             Backend::Docker { image, user: container_user(sh) }
         } else {
             let runner = phase(2, total, "runner binary (local backend)", || build_runner(sh, &host_triple(sh)?))?;
-            let limit = LocalLimit::probe();
+            let limit = local_limit.expect("probed for the local backend");
             eprintln!("    {}; limits enforced by {}", runner.display(), limit.describe());
             Backend::Local { runner, limit }
         };

@@ -67,8 +67,8 @@ fn the_local_backend_runs_the_seed_experiment_under_the_mechanism_it_can_use() {
     }
 }
 
-/// A forced mechanism is used, or the run stops with one line saying why; here (no systemd) the
-/// user scope is not available.
+/// A forced mechanism is used, or the run stops before anything is built with one line saying
+/// why; here (no systemd) the user scope is not available.
 #[test]
 fn forcing_a_systemd_user_scope_uses_it_or_fails_with_one_line_saying_why() {
     let out = tempfile::tempdir().unwrap();
@@ -86,7 +86,8 @@ fn forcing_a_systemd_user_scope_uses_it_or_fails_with_one_line_saying_why() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr.lines().last().unwrap_or("");
         assert!(last.starts_with("error: repro: MEMREPRO_LOCAL_LIMIT=systemd-user: a systemd user scope cannot be used here: `systemd-run"), "{}", describe(&output));
-        assert!(stderr.contains("limits enforced by nothing: MEMREPRO_LOCAL_LIMIT=systemd-user asks for a systemd user scope, which cannot be used here"), "{stderr}");
+        assert!(!stderr.contains("==> [1/"), "refused before anything is built: {stderr}");
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "no run directory");
     }
 }
 
