@@ -24,7 +24,7 @@ fn compare(dirs: &[&Path], out: &Path) -> std::process::Output {
 fn runs_from_two_backends_compare_identical_and_say_where_they_ran() {
     let (a, b, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // The deterministic policy reserves only its budget, so the local backend completes under
-    // either of its mechanisms (a cgroup, or RLIMIT_AS for an unprivileged user).
+    // any of its mechanisms (a cgroup of its own or a systemd scope, or RLIMIT_AS).
     let args = ["--policy", "deterministic", "--limit", "1g", "--payload", "10x3"];
     let docker = run_on("docker", &args, a.path());
     let local = run_on("local", &args, b.path());
