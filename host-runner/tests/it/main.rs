@@ -4,6 +4,7 @@
 mod abi_bounds;
 mod adversaries;
 mod big_state;
+mod chain_guest;
 mod crash_safety;
 mod fuzz_corpus;
 mod hostile;

@@ -8,37 +8,46 @@ use schema::RunResult;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// The stress guest: `$GUEST_WASM` when set (cargo xtask test sets it), else built here with
-/// `cargo build --release --target wasm32-unknown-unknown -p guest`.
+/// The stress guest: `$GUEST_WASM` when set (cargo xtask test sets it), else built here.
 pub fn guest_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        if let Some(path) = std::env::var_os("GUEST_WASM") {
-            return PathBuf::from(path);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut child = Command::new(cargo)
-            .args(["build", "--release", "--target", "wasm32-unknown-unknown", "-p", "guest"])
-            .arg("--message-format=json-render-diagnostics")
-            .env_remove("RUSTFLAGS")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("running cargo to build the guest");
-        let reader = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut wasm = None;
-        for message in cargo_metadata::Message::parse_stream(reader) {
-            if let Ok(cargo_metadata::Message::CompilerArtifact(artifact)) = message {
-                if artifact.target.name == "guest" {
-                    wasm = artifact.filenames.into_iter().find(|f| f.extension() == Some("wasm"));
-                }
+    WASM.get_or_init(|| built_guest("GUEST_WASM", "guest"))
+}
+
+/// The chain guest: `$CHAIN_GUEST_WASM` when set (cargo xtask test sets it), else built here.
+pub fn chain_guest_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| built_guest("CHAIN_GUEST_WASM", "chain-guest"))
+}
+
+/// `$variable`, else `cargo build --release --target wasm32-unknown-unknown -p PACKAGE`'s .wasm.
+fn built_guest(variable: &str, package: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
+        return PathBuf::from(path);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown", "-p", package])
+        .arg("--message-format=json-render-diagnostics")
+        .env_remove("RUSTFLAGS")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running cargo to build a guest");
+    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let target = package.replace('-', "_");
+    let mut wasm = None;
+    for message in cargo_metadata::Message::parse_stream(reader) {
+        if let Ok(cargo_metadata::Message::CompilerArtifact(artifact)) = message {
+            if artifact.target.name == target {
+                wasm = artifact.filenames.into_iter().find(|f| f.extension() == Some("wasm"));
             }
         }
-        assert!(
-            child.wait().unwrap().success(),
-            "building the guest failed: is the target installed? (rustup target add wasm32-unknown-unknown)"
-        );
-        wasm.expect("cargo reported no guest.wasm").into_std_path_buf()
-    })
+    }
+    assert!(
+        child.wait().unwrap().success(),
+        "building {package} failed: is the target installed? (rustup target add wasm32-unknown-unknown)"
+    );
+    wasm.unwrap_or_else(|| panic!("cargo reported no .wasm for {package}")).into_std_path_buf()
 }
 
 pub fn runner() -> Command {

@@ -121,14 +121,18 @@ fn bad_input_is_one_clear_line_and_exit_2_with_nothing_written() {
     let out = tempfile::tempdir().unwrap();
     let a_directory = out.path().to_str().unwrap().to_string();
     let guest = std::env::var("GUEST_WASM").unwrap_or_else(|_| "/nonexistent.wasm".into());
+    let inputs = tempfile::tempdir().unwrap();
+    let one_block = inputs.path().join("blocks.txt");
+    std::fs::write(&one_block, "1\n").unwrap();
+    let one_block = one_block.to_str().unwrap();
     let cases: [(&[&str], &str); 7] = [
         (&["repro", "--limit", "512x"], "bad size `512x`"),
         (&["repro", "--profile", "medium"], "unknown profile `medium` (configured: low, high)"),
         (&["repro", "--payload", "50"], "bad payload `50`"),
         (&["repro", "--limit", "1g", "--limit", "1024m"], "profile `1g` is defined twice"),
-        (&["repro", "--wasm", "/nonexistent.wasm", "--blocks", "/nonexistent.txt"], "reading blocks file /nonexistent.txt"),
-        (&["repro", "--wasm", &guest, "--blocks", &a_directory], "reading blocks file"),
-        (&["repro", "--wasm", "/nonexistent.wasm", "--blocks", "/dev/null"], "--wasm /nonexistent.wasm: no such file"),
+        (&["repro", "--wasm", "/nonexistent.wasm", "--blocks", "/nonexistent.txt"], "/nonexistent.txt: no such file or directory"),
+        (&["repro", "--wasm", &guest, "--blocks", &a_directory], "a block directory holds blk*.dat files (Bitcoin Core) or HEIGHT.bin files"),
+        (&["repro", "--wasm", "/nonexistent.wasm", "--blocks", one_block], "--wasm /nonexistent.wasm: no such file"),
     ];
     for (args, expected) in cases {
         let output = xtask(args, out.path());

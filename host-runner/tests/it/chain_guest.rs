@@ -6,13 +6,14 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Output;
 
 use bitcoin_slices::{bsl, Visit, Visitor};
 use host_runner::dump::dump_line;
 use host_runner::state_store::StateStore;
 use sha2::{Digest, Sha256};
+
+use crate::support::{chain_guest_wasm, runner};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -141,40 +142,6 @@ fn a_block_that_does_not_parse_is_logged_and_traps_with_nothing_written() -> Tes
     let dump = runner().arg("dump").arg("--db").arg(&db).output()?;
     assert!(dump.status.success() && dump.stdout.is_empty(), "nothing committed: {}", String::from_utf8_lossy(&dump.stdout));
     Ok(())
-}
-
-/// The chain guest: `$CHAIN_GUEST_WASM` when set (cargo xtask test sets it), else built here
-/// with `cargo build --release --target wasm32-unknown-unknown -p chain-guest`.
-fn chain_guest_wasm() -> &'static Path {
-    static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        if let Some(path) = std::env::var_os("CHAIN_GUEST_WASM") {
-            return PathBuf::from(path);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut child = Command::new(cargo)
-            .args(["build", "--release", "--target", "wasm32-unknown-unknown", "-p", "chain-guest"])
-            .arg("--message-format=json-render-diagnostics")
-            .env_remove("RUSTFLAGS")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("running cargo to build the chain guest");
-        let reader = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut wasm = None;
-        for message in cargo_metadata::Message::parse_stream(reader) {
-            if let Ok(cargo_metadata::Message::CompilerArtifact(artifact)) = message {
-                if artifact.target.name == "chain_guest" {
-                    wasm = artifact.filenames.into_iter().find(|f| f.extension() == Some("wasm"));
-                }
-            }
-        }
-        assert!(child.wait().unwrap().success(), "building the chain guest failed");
-        wasm.expect("cargo reported no chain_guest.wasm").into_std_path_buf()
-    })
-}
-
-fn runner() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_host-runner"))
 }
 
 fn testdata(name: &str) -> PathBuf {
