@@ -19,10 +19,10 @@ use crate::state_store::StateStore;
 
 const TIME_LIMIT: Duration = Duration::from_secs(600);
 
-/// The runner (compile, open RocksDB, run, commit, state root, dump) against a bare wasmtime
-/// call of the same `_start` (default engine, imports that store nothing), `runs` times each,
-/// alternating so both see the same machine.
-pub fn overhead(wasm: &Path, payload: &[u8], runs: usize) -> Result<Value> {
+/// The runner (compile, open RocksDB, run, commit, state root, dump) over `blocks` against a
+/// bare wasmtime run of the same `_start`s (default engine, one instance per block, imports that
+/// store nothing), `runs` times each, alternating so both see the same machine.
+pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
     let mut runner_secs = Vec::new();
     let mut bare_secs = Vec::new();
     let mut last = None;
@@ -31,7 +31,7 @@ pub fn overhead(wasm: &Path, payload: &[u8], runs: usize) -> Result<Value> {
         let request = RunRequest {
             wasm: wasm.to_path_buf(),
             db: dir.path().join("db"),
-            blocks: vec![Block { height: 1, payload: payload.to_vec() }],
+            blocks: blocks.to_vec(),
             policy: MemoryPolicy::Unbounded,
             layout: MemoryLayout::Reserved,
             address_space_limit: None,
@@ -46,24 +46,30 @@ pub fn overhead(wasm: &Path, payload: &[u8], runs: usize) -> Result<Value> {
         last = Some(result);
 
         let started = Instant::now();
-        bare_start(wasm, 1, payload)?;
+        bare_run(wasm, blocks)?;
         bare_secs.push(started.elapsed().as_secs_f64());
     }
     let result = last.context("no runs")?;
-    let block = &result.blocks[0];
+    let sum = |ms: fn(&schema::BlockReport) -> f64| result.blocks.iter().map(ms).sum::<f64>();
     Ok(json!({
+        "blocks": blocks.len(),
         "runner_secs": runner_secs,
         "bare_secs": bare_secs,
         "stored": result.stress_result,
-        "wasm_memory_bytes": block.wasm_memory_bytes,
-        "flushed_pairs": block.flushed_pairs,
-        "last_run_ms": { "instantiate": block.timings.instantiate_ms, "execute": block.timings.execute_ms, "commit": block.timings.commit_ms },
+        "wasm_memory_bytes": result.blocks.iter().map(|b| b.wasm_memory_bytes).max(),
+        "flushed_pairs": result.blocks.iter().map(|b| b.flushed_pairs).sum::<u64>(),
+        "last_run_ms": {
+            "instantiate": sum(|b| b.timings.instantiate_ms),
+            "execute": sum(|b| b.timings.execute_ms),
+            "commit": sum(|b| b.timings.commit_ms),
+        },
     }))
 }
 
-/// `_start` on wasmtime's default engine with the metashrew imports reduced to what the guest
-/// needs to run: its input, an empty state and flushes that are dropped.
-fn bare_start(wasm: &Path, height: u32, payload: &[u8]) -> Result<()> {
+/// Each block's `_start` in a fresh instance of one module compiled on wasmtime's default
+/// engine, with the metashrew imports reduced to what the guest needs to run: its input, an
+/// empty state and flushes that are dropped.
+fn bare_run(wasm: &Path, blocks: &[Block]) -> Result<()> {
     let engine = Engine::default();
     let module = Module::from_file(&engine, wasm).map_err(anyhow::Error::from)?;
     let mut linker: Linker<Vec<u8>> = Linker::new(&engine);
@@ -78,11 +84,14 @@ fn bare_start(wasm: &Path, height: u32, payload: &[u8]) -> Result<()> {
     linker.func_wrap("env", "__get", |_: Caller<'_, Vec<u8>>, _: i32, _: i32| {})?;
     linker.func_wrap("env", "__flush", |_: Caller<'_, Vec<u8>>, _: i32| {})?;
     linker.define_unknown_imports_as_traps(&module)?;
-    let input = [&height.to_le_bytes()[..], payload].concat();
-    let mut store = Store::new(&engine, input);
-    let instance = linker.instantiate(&mut store, &module).map_err(anyhow::Error::from)?;
-    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(anyhow::Error::from)?;
-    start.call(&mut store, ()).map_err(anyhow::Error::from).context("bare _start trapped")
+    for block in blocks {
+        let input = [&block.height.to_le_bytes()[..], &block.payload].concat();
+        let mut store = Store::new(&engine, input);
+        let instance = linker.instantiate(&mut store, &module).map_err(anyhow::Error::from)?;
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(anyhow::Error::from)?;
+        start.call(&mut store, ()).map_err(anyhow::Error::from).with_context(|| format!("bare _start trapped at height {}", block.height))?;
+    }
+    Ok(())
 }
 
 /// A small indexer: counts blocks in `/count` (read back with `__get`) and stores each block's

@@ -130,8 +130,12 @@ enum BenchCommand {
     Overhead {
         #[arg(long)]
         wasm: PathBuf,
+        /// One block at height 1 with this payload (hex)...
         #[arg(long, default_value = "")]
         payload: String,
+        /// ...or these blocks (any block source).
+        #[arg(long, conflicts_with = "payload")]
+        blocks: Option<PathBuf>,
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
@@ -252,7 +256,13 @@ fn execute(command: Command) -> Result<ExitCode> {
         }
         Command::Bench(bench) => {
             let figures = match bench {
-                BenchCommand::Overhead { wasm, payload, runs } => host_runner::bench::overhead(&wasm, &parse_hex(&payload)?, runs)?,
+                BenchCommand::Overhead { wasm, payload, blocks, runs } => {
+                    let blocks = match blocks {
+                        Some(path) => read_blocks_file(&path)?,
+                        None => vec![Block { height: 1, payload: parse_hex(&payload)? }],
+                    };
+                    host_runner::bench::overhead(&wasm, &blocks, runs)?
+                }
                 BenchCommand::Blocks { count } => host_runner::bench::blocks(count)?,
                 BenchCommand::Commit { wasm, blocks, after, into_state, runs } => host_runner::bench::commit(&host_runner::bench::CommitBench {
                     wasm,

@@ -11,7 +11,10 @@
 //! - dump: dumping and comparing two stores that differ in 10 keys, at two sizes, with the peak
 //!   memory of each process (so memory that grows with the store shows);
 //! - adversaries: the deterministic policy against each hostile guest of `guest/adversaries/`:
-//!   the runner's peak against what its preflight demanded, and its baseline over a large store.
+//!   the runner's peak against what its preflight demanded, and its baseline over a large store;
+//! - real-blocks: the chain guest over `testdata/blocks`: each large block's commit against a
+//!   plain `WriteBatch` of the same pairs (`host-runner bench commit`), the runner against bare
+//!   wasmtime over the large blocks and over mainnet 0..589, and that chain's blocks per second.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,7 +25,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use xshell::{cmd, Shell};
 
-use crate::artifacts::{build_guest, build_runner, cargo, host_triple};
+use crate::artifacts::{build_guest, build_guest_package, build_runner, cargo, host_triple};
 use crate::config::StressPayload;
 use crate::image::{image_exists, runner_image, ImageBuild};
 use crate::report::mib;
@@ -36,6 +39,7 @@ pub enum Section {
     Repro,
     Dump,
     Adversaries,
+    RealBlocks,
 }
 
 pub struct BenchArgs {
@@ -97,6 +101,9 @@ pub fn bench(sh: &Shell, root: &Path, args: BenchArgs) -> Result<bool> {
     }
     if wants(Section::Adversaries) {
         figures.extend(adversaries(&runner, root, &dir, args.keys)?);
+    }
+    if wants(Section::RealBlocks) {
+        figures.extend(real_blocks(sh, &runner, root, args.runs)?);
     }
 
     std::fs::write(dir.join("bench.json"), serde_json::to_string_pretty(&figures)?)?;
@@ -216,6 +223,53 @@ fn blocks(runner: &Path, count: u32) -> Result<[Figure; 2]> {
         info(&format!("per block ({count} blocks)"), per_block, figures.clone()),
         info("instance creation", strategies, figures["instantiate_and_run_us"].clone()),
     ])
+}
+
+/// The chain guest over the real blocks in `testdata/blocks`, every figure from the same runner
+/// in one run: commits against plain batches, the runner against bare wasmtime, blocks/s.
+fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -> Result<Vec<Figure>> {
+    let chain_guest = build_guest_package(sh, "chain-guest")?.display().to_string();
+    let large = root.join("testdata/blocks/mainnet").display().to_string();
+    let chain = root.join("testdata/blocks/mainnet-0-589.blk").display().to_string();
+
+    section("real blocks: each large block's commit against a plain WriteBatch of its pairs");
+    let commit_runs = (runs * 5).to_string();
+    let commits = runner_bench(runner, &["commit", "--wasm", &chain_guest, "--blocks", &large, "--runs", &commit_runs])?;
+    let blocks = commits["blocks"].as_array().context("bench commit: no blocks")?;
+    let per_block: Vec<String> = blocks
+        .iter()
+        .map(|b| {
+            let number = |field: &str| b[field].as_f64().unwrap_or(f64::NAN);
+            format!("{} ({} keys) {:.1}/{:.1} ms = {:.1}x", b["height"], b["keys"], number("commit_ms"), number("plain_ms"), number("ratio"))
+        })
+        .collect();
+    let worst = blocks.iter().filter_map(|b| b["ratio"].as_f64()).fold(0.0, f64::max);
+    let commit = goal("commit vs plain WriteBatch (real blocks)", per_block.join("; "), "<= 2x each", worst <= 2.0, commits.clone());
+
+    let runs = runs.to_string();
+    let overhead_over = |what: &str, blocks: &str| -> Result<(Figure, f64)> {
+        section(&format!("real blocks: runner against bare wasmtime, chain guest over {what}, {runs} runs each"));
+        let figures = runner_bench(runner, &["overhead", "--wasm", &chain_guest, "--blocks", blocks, "--runs", &runs])?;
+        let (runner_secs, bare_secs) = (median(&figures["runner_secs"])?, median(&figures["bare_secs"])?);
+        let ratio = runner_secs / bare_secs;
+        let ms = |field: &str| figures["last_run_ms"][field].as_f64().unwrap_or(f64::NAN);
+        let figure = format!(
+            "runner {:.0} ms / bare wasmtime {:.0} ms = {ratio:.2}x (medians; runner's execute {:.0} ms, commit {:.0} ms)",
+            runner_secs * 1e3,
+            bare_secs * 1e3,
+            ms("execute"),
+            ms("commit")
+        );
+        Ok((goal(&format!("runner overhead (chain guest, {what})"), figure, "<= 1.10x", ratio <= 1.10, figures), runner_secs))
+    };
+    let (large_overhead, _) = overhead_over("3 large blocks", &large)?;
+    let (chain_overhead, chain_secs) = overhead_over("mainnet 0..589", &chain)?;
+    let per_second = info(
+        "blocks/s (chain guest, mainnet 0..589)",
+        format!("{:.0} blocks/s: 590 blocks in {:.0} ms, compile, RocksDB open, commits and dump included", 590.0 / chain_secs, chain_secs * 1e3),
+        json!({ "blocks": 590, "secs": chain_secs }),
+    );
+    Ok(vec![commit, large_overhead, chain_overhead, per_second])
 }
 
 fn image(sh: &Shell, root: &Path, runner: &Path, dir: &Path, how: ImageBuild) -> Result<Figure> {
