@@ -25,10 +25,15 @@ pub fn dump_lines(store: &StateStore) -> Result<Vec<String>> {
 
 /// Writes the dump line by line to `out` and says how many lines it wrote and their SHA-256.
 pub fn write_dump(store: &StateStore, out: impl Write) -> Result<schema::DumpFile> {
+    write_entries(store.entries(), out)
+}
+
+/// The dump of key-sorted `entries`, line by line to `out`: how many lines and their SHA-256.
+pub fn write_entries(entries: impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>>, out: impl Write) -> Result<schema::DumpFile> {
     let mut out = HashingWriter { inner: std::io::BufWriter::with_capacity(1 << 16, out), hasher: Sha256::new() };
     let mut lines = 0u64;
     let mut line = String::new();
-    for entry in store.entries() {
+    for entry in entries {
         let (key, value) = entry?;
         line.clear();
         push_line(&mut line, &key, &value);

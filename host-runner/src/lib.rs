@@ -8,6 +8,7 @@ pub mod fuzzing;
 pub mod guest_memory;
 pub mod host;
 pub mod memory_report;
+pub mod metashrew_db;
 pub mod policy;
 pub mod runner;
 pub mod stack_limit;

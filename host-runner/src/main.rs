@@ -94,6 +94,26 @@ enum Command {
         #[arg(long)]
         db: PathBuf,
     },
+    /// A metashrew node's database (opened read-only, nothing written): the guest's state as of a
+    /// height, in the dump format, key order. A damaged history is an error naming its key.
+    MetashrewState {
+        /// The node's RocksDB directory.
+        #[arg(long)]
+        db: PathBuf,
+        /// The state as of this height (default: the database's tip height).
+        #[arg(long)]
+        height: Option<u32>,
+        /// The node ran with `--label LABEL`: its keys are under `LABEL://`.
+        #[arg(long)]
+        label: Option<String>,
+        /// Open as a RocksDB secondary instance, for a database a running node is writing; this
+        /// directory holds the instance's own files.
+        #[arg(long)]
+        secondary: Option<PathBuf>,
+        /// Where the dump goes (written atomically).
+        #[arg(long)]
+        dump: PathBuf,
+    },
     /// Write what a database holds (tip, state root, dump) as JSON, e.g. after a killed run.
     State {
         #[arg(long)]
@@ -234,6 +254,16 @@ fn execute(command: Command) -> Result<ExitCode> {
         }
         Command::Watch { report, address_space_limit, export_to_log, run_args } => {
             watch::watch(&report, address_space_limit.map(ByteSize::bytes), &run_args, export_to_log)
+        }
+        Command::MetashrewState { db, height, label, secondary, dump } => {
+            let node = host_runner::metashrew_db::MetashrewDb::open(&db, label.as_deref(), secondary.as_deref())?;
+            let tip = node.tip_height()?;
+            let height = height.or(tip).context("the database has no /__INTERNAL/tip-height: give --height")?;
+            let scratch = tempfile::tempdir().context("a scratch directory")?;
+            let written = runner::write_atomically_with(&dump, |file| node.write_state(height, scratch.path(), file))?;
+            let tip = tip.map_or("none".into(), |t| t.to_string());
+            println!("{} keys as of height {height} (tip {tip}) written to {} (sha256 {})", written.lines, dump.display(), written.sha256);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Dump { db } => {
             let store = StateStore::open_read_only(&db)?;

@@ -8,6 +8,7 @@ mod chain_guest;
 mod crash_safety;
 mod fuzz_corpus;
 mod hostile;
+mod metashrew_db;
 mod policies;
 mod stress_guest;
 mod support;
