@@ -45,18 +45,20 @@ pub fn read(dir: &Path, range: HeightRange) -> Result<Vec<Block>> {
     if wanted.is_empty() {
         bail!("{}: no block in {range} (heights {}..={})", dir.display(), files.keys().next().unwrap(), files.keys().last().unwrap());
     }
-    if let (Some(from), Some(to)) = (range.from, range.to) {
+    // A range asks for a stretch of chain: every height in it (single blocks need none).
+    if range.from.is_some() || range.to.is_some() {
+        let (from, to) = (range.from.unwrap_or(wanted[0].0), range.to.unwrap_or(wanted[wanted.len() - 1].0));
         if let Some(missing) = (from..=to).find(|h| !files.contains_key(h)) {
             bail!("gap in the chain: {range} asks for height {missing} but {} has no {missing}.bin", dir.display());
         }
     }
     let mut blocks: Vec<Block> = Vec::with_capacity(wanted.len());
-    let mut previous_hash = None;
+    let mut previous_hash: Option<(u32, crate::bitcoin::BlockHash)> = None;
     for (height, path) in wanted {
         let payload = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let header = decode_block(&payload).with_context(|| format!("block {height} ({})", path.display()))?;
         if let Some((prev_height, prev_hash)) = previous_hash {
-            if prev_height + 1 == height && header.prev != prev_hash {
+            if prev_height.checked_add(1) == Some(height) && header.prev != prev_hash {
                 bail!(
                     "block {height} ({}) does not follow block {prev_height}: its parent is {}, block {prev_height} is {}",
                     path.display(),

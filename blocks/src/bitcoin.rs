@@ -2,7 +2,8 @@
 //! parent's. Parsing is bitcoin_slices' (no allocation, the whole block must be consumed).
 
 use anyhow::{bail, Result};
-use bitcoin_slices::{bsl, Parse};
+use bitcoin_slices::sha2::{Digest, Sha256};
+use bitcoin_slices::{bsl, Parse, Visit, Visitor};
 
 /// A block hash in internal byte order (as stored in headers); [`display`] shows it the usual way.
 pub type BlockHash = [u8; 32];
@@ -20,13 +21,39 @@ pub fn header(bytes: &[u8]) -> Result<Header> {
     Ok(Header { hash: header.block_hash_sha2().into(), prev: header.prev_blockhash().try_into().expect("32 bytes") })
 }
 
-/// Decodes the whole block (header, every transaction, nothing after them) and returns its header.
+/// Decodes the whole block (header, every transaction, nothing after them), checks that its
+/// transactions are the ones its header commits to (the merkle root), and returns its header.
 pub fn decode_block(bytes: &[u8]) -> Result<Header> {
-    let parsed = bsl::Block::parse(bytes).map_err(|e| anyhow::anyhow!("not a Bitcoin block: {}", describe(e)))?;
+    let mut txids = Txids(Vec::new());
+    let parsed = bsl::Block::visit(bytes, &mut txids).map_err(|e| anyhow::anyhow!("not a Bitcoin block: {}", describe(e)))?;
     if !parsed.remaining().is_empty() {
         bail!("not a Bitcoin block: {} bytes follow its last transaction", parsed.remaining().len());
     }
+    if merkle_root(txids.0) != bytes[36..68] {
+        bail!("damaged block: its transactions do not match its header's merkle root");
+    }
     header(bytes)
+}
+
+struct Txids(Vec<[u8; 32]>);
+
+impl Visitor for Txids {
+    fn visit_transaction(&mut self, tx: &bsl::Transaction) -> core::ops::ControlFlow<()> {
+        self.0.push(tx.txid_sha2().into());
+        core::ops::ControlFlow::Continue(())
+    }
+}
+
+fn double_sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(Sha256::digest(bytes)).into()
+}
+
+/// Bitcoin's merkle root of `txids` (an odd level pairs its last hash with itself).
+fn merkle_root(mut level: Vec<[u8; 32]>) -> [u8; 32] {
+    while level.len() > 1 {
+        level = level.chunks(2).map(|pair| double_sha256(&[pair[0], *pair.last().expect("a chunk")].concat())).collect();
+    }
+    level.first().copied().unwrap_or_default()
 }
 
 fn describe(error: bitcoin_slices::Error) -> String {
@@ -67,6 +94,15 @@ mod tests {
         assert_eq!(display(&header.hash), "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f");
         assert_eq!(header.prev, ZERO_HASH);
         assert_eq!(parse_hash(&display(&header.hash)).unwrap(), header.hash);
+    }
+
+    #[test]
+    fn a_block_whose_transactions_do_not_match_its_merkle_root_is_refused() {
+        let mut block = hex::decode(GENESIS).unwrap();
+        let last = block.len() - 10; // inside the coinbase's output script
+        block[last] ^= 1;
+        let err = decode_block(&block).unwrap_err().to_string();
+        assert_eq!(err, "damaged block: its transactions do not match its header's merkle root");
     }
 
     #[test]

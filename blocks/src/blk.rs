@@ -56,8 +56,12 @@ impl BlockFiles {
         Ok(Self { files, xor_key: read_xor_key(&dir)? })
     }
 
-    /// Whether `path` starts like a block file (a known magic, after the XOR key beside it).
+    /// Whether `path` is a block file: named `blk*.dat`, or starting with a known magic after
+    /// the XOR key beside it (a `.blk` copy, say).
     pub fn looks_like(path: &Path) -> bool {
+        if is_block_file_name(path) {
+            return true;
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         let key = read_xor_key(dir).unwrap_or_default();
         let mut start = [0u8; 4];
@@ -65,7 +69,7 @@ impl BlockFiles {
     }
 }
 
-fn is_block_file_name(path: &Path) -> bool {
+pub fn is_block_file_name(path: &Path) -> bool {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     name.starts_with("blk") && name.ends_with(".dat")
 }
@@ -103,27 +107,56 @@ struct Record {
     prev: BlockHash,
 }
 
-/// Reads `len` bytes at `offset`, de-obfuscated.
-fn read_at(file: &mut File, key: &[u8; 8], offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+/// Reads `len` bytes at `offset`, as stored.
+fn read_raw(file: &mut File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let mut bytes = vec![0; len];
     file.seek(SeekFrom::Start(offset))?;
     file.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Reads `len` bytes at `offset`, de-obfuscated.
+fn read_at(file: &mut File, key: &[u8; 8], offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut bytes = read_raw(file, offset, len)?;
     xor_in_place(&mut bytes, key, offset);
     Ok(bytes)
+}
+
+/// Whether everything from `offset` to the end is zero as stored: the space Bitcoin Core
+/// preallocates and has not written yet (never obfuscated).
+fn only_padding_from(file: &mut File, offset: u64) -> std::io::Result<bool> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut chunk)? {
+            0 => return Ok(true),
+            n if chunk[..n].iter().any(|&b| b != 0) => return Ok(false),
+            _ => {}
+        }
+    }
 }
 
 /// Every block record of one file: its headers only.
 fn scan(index: usize, path: &Path, key: &[u8; 8], network_seen: &mut Option<&'static str>) -> Result<Vec<Record>> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let len = file.metadata()?.len();
+    let len = file.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+    let io = |e: std::io::Error| anyhow::Error::new(e).context(format!("reading {}", path.display()));
     let mut records = Vec::new();
     let mut offset = 0u64;
-    while offset + 8 <= len {
-        let frame = read_at(&mut file, key, offset, 8)?;
-        if frame.iter().all(|&b| b == 0) {
-            break; // the preallocated, unwritten end of the file
-        }
+    while offset < len {
         let at = || format!("{} at byte {offset}", path.display());
+        let raw = read_raw(&mut file, offset, (len - offset).min(8) as usize).map_err(io)?;
+        if raw.iter().all(|&b| b == 0) {
+            // Zeros as stored: the preallocated, unwritten end of the file, which must stay so.
+            if !only_padding_from(&mut file, offset).map_err(io)? {
+                bail!("{}: data after zero padding (a damaged or overwritten file)", at());
+            }
+            break;
+        }
+        if raw.len() < 8 {
+            bail!("{}: truncated record ({} bytes)", at(), raw.len());
+        }
+        let frame = read_at(&mut file, key, offset, 8).map_err(io)?;
         let magic: [u8; 4] = frame[..4].try_into().expect("4 bytes");
         let Some(this_network) = network(magic) else {
             bail!("{}: wrong magic {} (not a Bitcoin network's; an obfuscated file without its xor.dat?)", at(), hex::encode(magic));
@@ -139,12 +172,9 @@ fn scan(index: usize, path: &Path, key: &[u8; 8], network_seen: &mut Option<&'st
         if offset + 8 + u64::from(size) > len {
             bail!("{}: truncated block: {size} bytes announced, {} left in the file", at(), len - offset - 8);
         }
-        let header = bitcoin::header(&read_at(&mut file, key, offset + 8, 80)?).with_context(at)?;
+        let header = bitcoin::header(&read_at(&mut file, key, offset + 8, 80).map_err(io)?).with_context(at)?;
         records.push(Record { file: index, offset: offset + 8, size, hash: header.hash, prev: header.prev });
         offset += 8 + u64::from(size);
-    }
-    if offset < len && offset + 8 > len && !read_at(&mut file, key, offset, (len - offset) as usize)?.iter().all(|&b| b == 0) {
-        bail!("{} at byte {offset}: truncated record ({} bytes)", path.display(), len - offset);
     }
     Ok(records)
 }
@@ -165,26 +195,28 @@ pub fn read(files: &BlockFiles, start: Start, range: HeightRange) -> Result<Vec<
         records.extend(scan(index, path, &files.xor_key, &mut network)?);
     }
     let chain = follow_chain(&records, start)?;
-    let (from, to) = (range.from.unwrap_or(chain.start_height), range.to.unwrap_or(chain.tip_height()));
+    let tip = chain.tip_height()?;
+    let (from, to) = (range.from.unwrap_or(chain.start_height), range.to.unwrap_or(tip));
     if from < chain.start_height {
         bail!("{range} starts before the chain's first block (height {})", chain.start_height);
     }
-    if to > chain.tip_height() {
-        bail!("{}; {range} asks for height {to}", chain.describe_end(&records));
+    if to > tip || from > tip {
+        bail!("{}; {range} asks for height {}", chain.describe_end(&records)?, to.max(from));
     }
     if range.to.is_none() && chain.unconnected > 0 {
-        bail!("gap in the chain: {}; give --to {} to index up to it", chain.describe_end(&records), chain.tip_height());
+        bail!("gap in the chain: {}; give --to {tip} to index up to it", chain.describe_end(&records)?);
     }
-    let mut handles: HashMap<usize, File> = HashMap::new();
+    // One file open at a time: a range may span thousands of files.
+    let mut open: Option<(usize, File)> = None;
     let mut blocks = Vec::new();
     for height in from..=to {
         let record = &records[chain.records[(height - chain.start_height) as usize]];
         let path = &files.files[record.file];
-        let file = match handles.entry(record.file) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(File::open(path)?),
-        };
-        let payload = read_at(file, &files.xor_key, record.offset, record.size as usize)?;
+        if open.as_ref().is_none_or(|(index, _)| *index != record.file) {
+            open = Some((record.file, File::open(path).with_context(|| format!("opening {}", path.display()))?));
+        }
+        let file = &mut open.as_mut().expect("opened above").1;
+        let payload = read_at(file, &files.xor_key, record.offset, record.size as usize).with_context(|| format!("reading {}", path.display()))?;
         decode_block(&payload).with_context(|| format!("block {height} ({}) in {} at byte {}", display(&record.hash), path.display(), record.offset - 8))?;
         blocks.push(Block { height, payload });
     }
@@ -195,38 +227,43 @@ struct Chain {
     start_height: u32,
     /// Indexes into the records, by height from `start_height`.
     records: Vec<usize>,
-    /// Records neither on the chain nor on a branch off it.
+    /// Blocks that do not descend from the start and whose line of parents ends at a block that
+    /// is not in the files (not at genesis, nor, with a start hash, at one of its ancestors).
     unconnected: usize,
     first_unconnected: Option<usize>,
 }
 
 impl Chain {
-    fn tip_height(&self) -> u32 {
-        self.start_height + self.records.len() as u32 - 1
+    fn tip_height(&self) -> Result<u32> {
+        u32::try_from(self.records.len() - 1)
+            .ok()
+            .and_then(|blocks| self.start_height.checked_add(blocks))
+            .context("the chain's heights run past u32::MAX (is --from right?)")
     }
 
-    fn describe_end(&self, records: &[Record]) -> String {
+    fn describe_end(&self, records: &[Record]) -> Result<String> {
         let tip = &records[*self.records.last().expect("a chain has a block")];
-        let mut text = format!("the chain in the files ends at height {} (block {})", self.tip_height(), display(&tip.hash));
+        let mut text = format!("the chain in the files ends at height {} (block {})", self.tip_height()?, display(&tip.hash));
         if let Some(first) = self.first_unconnected {
             text += &format!(
-                ", and {} blocks do not connect to it (the first, {}, has a parent {} that is not in the files)",
+                ", and {} blocks do not connect to it (the first, {}, descends from a block that is not in the files)",
                 self.unconnected,
                 display(&records[first].hash),
-                display(&records[first].prev)
             );
         }
-        text
+        Ok(text)
     }
 }
 
 /// The chain from `start` by prev-hash links. Where a block has several children (a stale
-/// branch), the branch with the most blocks is followed; a tie takes the one stored first.
+/// branch), the branch with the most blocks is followed; a tie takes the one stored first. A
+/// block stored twice counts once (its first copy).
 fn follow_chain(records: &[Record], start: Start) -> Result<Chain> {
     let mut by_hash: HashMap<BlockHash, usize> = HashMap::new();
     let mut children: HashMap<BlockHash, Vec<usize>> = HashMap::new();
     for (i, record) in records.iter().enumerate() {
-        if by_hash.insert(record.hash, i).is_none() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = by_hash.entry(record.hash) {
+            slot.insert(i);
             children.entry(record.prev).or_default().push(i);
         }
     }
@@ -246,14 +283,50 @@ fn follow_chain(records: &[Record], start: Start) -> Result<Chain> {
     while let Some(next) = children.get(&records[*chain.last().unwrap()].hash).and_then(|kids| kids.iter().copied().max_by_key(|k| (length[k], std::cmp::Reverse(*k)))) {
         chain.push(next);
     }
-    let reached: std::collections::HashSet<usize> = length.keys().copied().collect();
-    let unconnected: Vec<usize> = (0..records.len()).filter(|i| by_hash[&records[*i].hash] == *i && !reached.contains(i) && records[*i].prev != ZERO_HASH).collect();
-    // Blocks before a given start hash are not "unconnected": they are the chain before it.
-    let unconnected: Vec<usize> = match start {
-        Start::Genesis => unconnected,
-        Start::Hash { .. } => unconnected.into_iter().filter(|i| !is_ancestor_side(records, &by_hash, *i, first)).collect(),
-    };
+    let unconnected = unconnected(records, &by_hash, &length, first);
     Ok(Chain { start_height, records: chain, unconnected: unconnected.len(), first_unconnected: unconnected.first().copied() })
+}
+
+/// The first copy of each block that neither descends from `first` (`reached`) nor leads back,
+/// through parents in the files, to genesis or to an ancestor of `first`. Linear: each block's
+/// line of parents is walked once, its answer remembered.
+fn unconnected(records: &[Record], by_hash: &HashMap<BlockHash, usize>, reached: &HashMap<usize, u32>, first: usize) -> Vec<usize> {
+    let mut connected: HashMap<usize, bool> = HashMap::new();
+    let mut at = Some(first);
+    while let Some(i) = at {
+        if connected.insert(i, true).is_some() {
+            break;
+        }
+        at = by_hash.get(&records[i].prev).copied();
+    }
+    let mut found = Vec::new();
+    let first_copies = (0..records.len()).filter(|&i| by_hash[&records[i].hash] == i);
+    for i in first_copies {
+        if reached.contains_key(&i) {
+            continue;
+        }
+        // Up the parents until a block whose answer is known, or the line ends.
+        let mut line = Vec::new();
+        let mut at = Some(i);
+        let answer = loop {
+            match at {
+                Some(j) if connected.contains_key(&j) => break connected[&j],
+                Some(j) if records[j].prev == ZERO_HASH => break true,
+                Some(j) => {
+                    line.push(j);
+                    at = by_hash.get(&records[j].prev).copied();
+                }
+                None => break false,
+            }
+        };
+        for j in line {
+            connected.insert(j, answer);
+        }
+        if !answer {
+            found.push(i);
+        }
+    }
+    found
 }
 
 /// Longest path (in blocks) from each block reachable from `first`, computed without recursion.
@@ -272,18 +345,4 @@ fn branch_lengths(records: &[Record], children: &HashMap<BlockHash, Vec<usize>>,
         length.insert(node, longest_child + 1);
     }
     length
-}
-
-/// Whether following parents from `record` reaches a block that is an ancestor of `first`
-/// (i.e. `record` lies before the start, not after a gap).
-fn is_ancestor_side(records: &[Record], by_hash: &HashMap<BlockHash, usize>, record: usize, first: usize) -> bool {
-    let mut ancestors = std::collections::HashSet::new();
-    let mut at = Some(first);
-    while let Some(i) = at {
-        if !ancestors.insert(i) {
-            break;
-        }
-        at = by_hash.get(&records[i].prev).copied();
-    }
-    ancestors.contains(&record)
 }

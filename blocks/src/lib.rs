@@ -16,7 +16,7 @@ pub mod text;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
@@ -55,7 +55,7 @@ pub enum Source {
     Text(PathBuf),
     BinDir(PathBuf),
     BlockFiles(blk::BlockFiles),
-    Rpc { url: String, auth: rpc::Auth },
+    Rpc { url: String, auth: rpc::Auth, patience: std::time::Duration },
 }
 
 impl Source {
@@ -63,13 +63,14 @@ impl Source {
     /// (a known network magic at its start, after `xor.dat`'s key), or text.
     pub fn detect(path: &Path) -> Result<Self> {
         if path.is_dir() {
-            let names: Vec<String> = std::fs::read_dir(path)?
-                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            let names: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
-            if names.iter().any(|n| n.starts_with("blk") && n.ends_with(".dat")) {
+            if names.iter().any(|n| blk::is_block_file_name(n)) {
                 return Ok(Self::BlockFiles(blk::BlockFiles::open(path)?));
             }
-            if names.iter().any(|n| n.ends_with(".bin")) {
+            if names.iter().any(|n| n.extension().is_some_and(|e| e == "bin")) {
                 return Ok(Self::BinDir(path.to_path_buf()));
             }
             bail!("{}: a block directory holds blk*.dat files (Bitcoin Core) or HEIGHT.bin files", path.display());
@@ -86,22 +87,30 @@ impl Source {
         Ok(Self::Text(path.to_path_buf()))
     }
 
-    /// The blocks of `range`, checked. `start` applies to block files only.
+    /// The blocks of `range`, checked. `start` applies to block files only. An explicit bound
+    /// must be a block that is there, for every source.
     pub fn read(&self, range: HeightRange, start: blk::Start) -> Result<Vec<Block>> {
+        let blocks = self.read_unchecked(range, start)?;
+        let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+            bail!("{}: no block in {range}", self.describe());
+        };
+        for (bound, found) in [(range.from, first.height), (range.to, last.height)] {
+            if let Some(bound) = bound.filter(|&b| b != found) {
+                bail!("{}: no block at height {bound} ({range}; the nearest is {found})", self.describe());
+            }
+        }
+        Ok(blocks)
+    }
+
+    fn read_unchecked(&self, range: HeightRange, start: blk::Start) -> Result<Vec<Block>> {
         if !matches!(self, Self::BlockFiles(_)) && matches!(start, blk::Start::Hash { .. }) {
             bail!("--start-hash applies to Bitcoin Core block files only");
         }
         match self {
-            Self::Text(path) => {
-                let blocks: Vec<Block> = text::read_file(path)?.into_iter().filter(|b| range.contains(b.height)).collect();
-                if blocks.is_empty() {
-                    bail!("{}: no block in {range}", path.display());
-                }
-                Ok(blocks)
-            }
+            Self::Text(path) => Ok(text::read_file(path)?.into_iter().filter(|b| range.contains(b.height)).collect()),
             Self::BinDir(dir) => bin_dir::read(dir, range),
             Self::BlockFiles(files) => blk::read(files, start, range),
-            Self::Rpc { url, auth } => rpc::read(&rpc::Client::new(url, auth)?, range),
+            Self::Rpc { url, auth, patience } => rpc::read(&rpc::Client::new(url, auth, *patience)?, range),
         }
     }
 
@@ -143,6 +152,9 @@ pub struct BlockArgs {
     /// RPC password (default: the RPC_PASSWORD environment variable, kept off the command line).
     #[cfg_attr(feature = "clap", arg(long, requires = "rpc_user"))]
     pub rpc_password: Option<String>,
+    /// Seconds to keep retrying a node that is starting, busy or not listening (default 120).
+    #[cfg_attr(feature = "clap", arg(long, requires = "rpc", value_name = "SECS"))]
+    pub rpc_wait: Option<u64>,
     /// First height to index (inclusive).
     #[cfg_attr(feature = "clap", arg(long))]
     pub from: Option<u32>,
@@ -166,7 +178,8 @@ impl BlockArgs {
                 }
                 (None, None) => rpc::Auth::None,
             };
-            return Ok(Some(Source::Rpc { url: url.clone(), auth }));
+            let patience = self.rpc_wait.map_or(rpc::DEFAULT_PATIENCE, std::time::Duration::from_secs);
+            return Ok(Some(Source::Rpc { url: url.clone(), auth, patience }));
         }
         self.blocks.as_deref().map(Source::detect).transpose()
     }

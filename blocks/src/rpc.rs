@@ -13,8 +13,10 @@ use serde_json::{json, Value};
 use crate::bitcoin::{decode_block, display, parse_hash};
 use crate::{Block, HeightRange};
 
-const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a node that is starting, busy or not listening yet is waited for.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(120);
 /// A 4 MB block is 8 MB of hex.
 const MAX_RESPONSE: u64 = 32 << 20;
 
@@ -30,6 +32,7 @@ pub struct Client {
     agent: ureq::Agent,
     url: String,
     authorization: Option<String>,
+    patience: Duration,
 }
 
 /// An error the node answered with (JSON-RPC `error`).
@@ -58,7 +61,7 @@ enum Failure {
 }
 
 impl Client {
-    pub fn new(url: &str, auth: &Auth) -> Result<Self> {
+    pub fn new(url: &str, auth: &Auth, patience: Duration) -> Result<Self> {
         let credentials = match auth {
             Auth::None => None,
             Auth::UserPassword(user, password) => Some(format!("{user}:{password}")),
@@ -69,33 +72,40 @@ impl Client {
                     .to_string(),
             ),
         };
+        // No proxy: the node is usually on loopback, and the credentials must not leave the host.
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .proxy(None)
             .timeout_global(Some(Duration::from_secs(60)))
             .build();
         Ok(Self {
             agent: ureq::Agent::new_with_config(config),
             url: url.to_string(),
             authorization: credentials.map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c))),
+            patience,
         })
     }
 
-    /// One call, retried while the failure is transient.
+    /// One call, retried with backoff while the failure is transient, for up to the client's
+    /// patience.
     pub fn call(&self, method: &str, params: Value) -> Result<Value> {
+        let started = std::time::Instant::now();
         let mut backoff = FIRST_BACKOFF;
-        let mut last = None;
-        for attempt in 1..=ATTEMPTS {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
             match self.call_once(method, &params) {
                 Ok(value) => return Ok(value),
                 Err(Failure::Fatal(error)) => return Err(error),
-                Err(Failure::Retry(error)) => last = Some(error),
+                Err(Failure::Retry(error)) if started.elapsed() + backoff > self.patience => {
+                    let waited = started.elapsed().as_secs_f64();
+                    return Err(error.context(format!("Bitcoin Core at {} did not answer `{method}` ({attempts} attempts in {waited:.1} s)", self.url)));
+                }
+                Err(Failure::Retry(_)) => {}
             }
-            if attempt < ATTEMPTS {
-                std::thread::sleep(backoff);
-                backoff *= 2;
-            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        Err(last.expect("an attempt failed").context(format!("Bitcoin Core at {} did not answer `{method}` after {ATTEMPTS} attempts", self.url)))
     }
 
     fn call_once(&self, method: &str, params: &Value) -> Result<Value, Failure> {
@@ -106,14 +116,21 @@ impl Client {
         }
         let mut response = match request.send(body.as_bytes()) {
             Ok(response) => response,
-            Err(error) => return Err(Failure::Retry(anyhow::anyhow!("unreachable: {error}"))),
+            // Not listening yet, or the connection dropped: a node that is starting.
+            Err(error @ (ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) | ureq::Error::HostNotFound)) => {
+                return Err(Failure::Retry(anyhow::anyhow!("unreachable: {error}")))
+            }
+            Err(error) => return Err(Failure::Fatal(anyhow::anyhow!("asking Bitcoin Core at {}: {error}", self.url))),
         };
         let status = response.status().as_u16();
-        if status == 401 || status == 403 {
+        if status == 401 {
             return Err(Failure::Fatal(anyhow::anyhow!(
-                "Bitcoin Core at {} refused the credentials (HTTP {status}): check --rpc-cookie or --rpc-user/--rpc-password",
+                "Bitcoin Core at {} refused the credentials (HTTP 401): check --rpc-cookie or --rpc-user/--rpc-password",
                 self.url
             )));
+        }
+        if status == 403 {
+            return Err(Failure::Fatal(anyhow::anyhow!("Bitcoin Core at {} refused this client (HTTP 403): see its -rpcallowip", self.url)));
         }
         if status == 503 {
             return Err(Failure::Retry(anyhow::anyhow!("HTTP 503 (the node's work queue is full)")));
@@ -165,7 +182,7 @@ pub fn read(client: &Client, range: HeightRange) -> Result<Vec<Block>> {
             other => other?,
         };
         let hash = parse_hash(hash.as_str().context("getblockhash did not return a string")?)?;
-        let hex_block = client.call("getblock", json!([display(&hash), 0]))?;
+        let hex_block = client.call("getblock", json!([display(&hash), 0])).with_context(|| format!("block {height}"))?;
         let payload = hex::decode(hex_block.as_str().context("getblock … 0 did not return a string")?).context("getblock … 0 is not hex")?;
         let header = decode_block(&payload).with_context(|| format!("block {height} from the node"))?;
         if header.hash != hash {

@@ -77,7 +77,8 @@ struct Chain {
 
 impl Chain {
     fn new(blocks: Vec<Block>) -> anyhow::Result<Self> {
-        let first_height = blocks.first().map_or(0, |b| b.height);
+        anyhow::ensure!(!blocks.is_empty(), "the stand-in needs blocks to serve");
+        let first_height = blocks[0].height;
         for (i, block) in blocks.iter().enumerate() {
             anyhow::ensure!(block.height == first_height + i as u32, "the stand-in serves consecutive heights");
         }

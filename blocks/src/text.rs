@@ -14,7 +14,10 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>> {
 }
 
 fn shorten(text: &str) -> String {
-    if text.len() <= 40 { text.into() } else { format!("{}…", &text[..text.floor_char_boundary(40)]) }
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.into(),
+    }
 }
 
 pub fn read_file(path: &Path) -> Result<Vec<Block>> {
@@ -40,7 +43,7 @@ pub fn parse(text: &str) -> Result<Vec<Block>> {
         }
         let mut fields = line.split_whitespace();
         let height = fields.next().unwrap_or_default();
-        let height: u32 = height.parse().with_context(|| format!("line {number}: height `{height}` is not a u32"))?;
+        let height: u32 = height.parse().with_context(|| format!("line {number}: height `{}` is not a u32", shorten(height)))?;
         let payload = parse_hex(fields.next().unwrap_or("")).with_context(|| format!("line {number}"))?;
         if let Some(extra) = fields.next() {
             bail!("line {number}: unexpected `{}` after the payload", shorten(extra));

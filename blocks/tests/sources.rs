@@ -54,7 +54,9 @@ fn a_block_file_gives_the_real_chain_in_order() {
     assert_eq!((hash(&blocks[0]).as_str(), hash(&blocks[170]).as_str(), hash(&blocks[589]).as_str()), (GENESIS, H170, H589));
     let some = source.read(HeightRange { from: Some(168), to: Some(171) }, Start::Genesis).unwrap();
     assert_eq!(some.iter().map(|b| b.height).collect::<Vec<_>>(), [168, 169, 170, 171]);
-    assert_eq!(some[2], blocks[170]);
+    assert_eq!(hash(&some[2]), H170);
+    let err = error(source.read(HeightRange { from: Some(1000), to: None }, Start::Genesis));
+    assert!(err.starts_with("the chain in the files ends at height 589") && err.ends_with("--from 1000 asks for height 1000"), "{err}");
 }
 
 #[test]
@@ -77,17 +79,58 @@ fn block_files_out_of_order_across_files_with_a_stale_branch_are_put_in_chain_or
 
 #[test]
 fn obfuscated_block_files_are_read_with_xor_dat_and_refused_without_it() {
+    // As Bitcoin Core writes them: each file XORed from its own offset 0, the preallocated
+    // tail left as plain zeros.
     let dir = tempfile::tempdir().unwrap();
     let key = [0x3c, 0x91, 0x05, 0xe2, 0x7a, 0x00, 0xd4, 0x18];
-    let mut bytes = std::fs::read(chain_file()).unwrap();
-    bytes.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i % 8]);
-    std::fs::write(dir.path().join("blk00000.dat"), &bytes).unwrap();
+    let records = records();
+    for (name, part) in [("blk00000.dat", &records[..301]), ("blk00001.dat", &records[301..])] {
+        let mut bytes = part.concat();
+        bytes.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i % 8]);
+        bytes.extend([0; 4096]);
+        std::fs::write(dir.path().join(name), &bytes).unwrap();
+    }
     let err = error(Source::detect(dir.path()).unwrap().read(HeightRange::default(), Start::Genesis));
     assert!(err.contains("at byte 0: wrong magic") && err.contains("without its xor.dat?"), "{err}");
     std::fs::write(dir.path().join("xor.dat"), key).unwrap();
-    let source = Source::detect(&dir.path().join("blk00000.dat")).unwrap();
+    let source = Source::detect(dir.path()).unwrap();
     assert!(source.describe().ends_with("XOR-obfuscated"), "{}", source.describe());
     assert_eq!(all_of(&source), all_of(&Source::detect(&chain_file()).unwrap()));
+    std::fs::write(dir.path().join("xor.dat"), [1, 2, 3]).unwrap();
+    let err = error(Source::detect(&dir.path().join("blk00000.dat")));
+    assert!(err.ends_with("xor.dat: 3 bytes, expected an 8-byte key"), "{err}");
+}
+
+#[test]
+fn a_block_stored_twice_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = records();
+    std::fs::write(dir.path().join("blk00000.dat"), [records.concat(), records[100].clone()].concat()).unwrap();
+    assert_eq!(all_of(&Source::detect(dir.path()).unwrap()), all_of(&Source::detect(&chain_file()).unwrap()));
+}
+
+#[test]
+fn data_after_the_zero_padding_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blk00000.dat");
+    let bytes = std::fs::read(chain_file()).unwrap();
+    std::fs::write(&path, [bytes.clone(), vec![0; 100], records()[3].clone()].concat()).unwrap();
+    let err = error(Source::detect(&path).unwrap().read(HeightRange::default(), Start::Genesis));
+    assert!(err.ends_with(&format!("at byte {}: data after zero padding (a damaged or overwritten file)", bytes.len())), "{err}");
+}
+
+#[test]
+fn a_start_hash_without_to_ignores_stale_blocks_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = records();
+    let mut stale = records[5].clone();
+    stale[8 + 76] ^= 0xff;
+    records.push(stale);
+    std::fs::write(dir.path().join("blk00000.dat"), records.concat()).unwrap();
+    let args = BlockArgs { blocks: Some(dir.path().to_path_buf()), start_hash: Some(H170.into()), from: Some(170), ..Default::default() };
+    let blocks = args.read().unwrap().unwrap().1;
+    assert_eq!((blocks.len(), blocks[0].height, hash(&blocks[0])), (420, 170, H170.to_string()));
+    assert_eq!(hash(blocks.last().unwrap()), H589);
 }
 
 #[test]
@@ -115,7 +158,9 @@ fn a_gap_in_the_chain_is_named_and_indexing_up_to_it_works() {
             && err.ends_with("give --to 299 to index up to it"),
         "{err}"
     );
-    assert_eq!(source.read(HeightRange { from: Some(290), to: Some(299) }, Start::Genesis).unwrap().len(), 10);
+    let up_to_the_gap = source.read(HeightRange { from: Some(290), to: Some(299) }, Start::Genesis).unwrap();
+    let whole = all_of(&Source::detect(&chain_file()).unwrap());
+    assert_eq!(up_to_the_gap, whole[290..=299]);
     let err = error(source.read(HeightRange { from: None, to: Some(400) }, Start::Genesis));
     assert!(err.ends_with("--to 400 asks for height 400"), "{err}");
 }
@@ -170,8 +215,11 @@ fn a_directory_of_height_bin_files_gives_its_blocks_decoded() {
     assert_eq!(hash(&blocks[2]), "000000000000000000000c835b2adcaedc20fdf6ee440009c249452c726dafae");
     let err = error(source.read(HeightRange { from: Some(540107), to: Some(540108) }, Start::Genesis));
     assert_eq!(err, format!("gap in the chain: --from 540107 --to 540108 asks for height 540108 but {} has no 540108.bin", dir.path().display()));
-    let only = source.read(HeightRange { from: Some(574200), to: None }, Start::Genesis).unwrap();
-    assert_eq!(only.len(), 2);
+    // A bound asks for a stretch of chain; one block is a stretch of one.
+    let err = error(source.read(HeightRange { from: Some(574200), to: None }, Start::Genesis));
+    assert!(err.starts_with("gap in the chain: --from 574200 asks for height 574201"), "{err}");
+    let only = source.read(HeightRange { from: Some(574200), to: Some(574200) }, Start::Genesis).unwrap();
+    assert_eq!(only, blocks[1..2]);
     let one = Source::detect(&testdata("mainnet/702861.bin")).unwrap();
     assert_eq!(one.describe(), format!("raw block {}", testdata("mainnet/702861.bin").display()));
     assert_eq!(all_of(&one), blocks[2..]);
@@ -249,12 +297,11 @@ fn rpc_retries_a_busy_or_warming_node() {
 
 #[test]
 fn rpc_names_an_unreachable_syncing_or_short_node() {
-    let unreachable = {
-        let node = stand_in(Behaviour::default());
-        node.url.clone()
-    };
-    let err = error(rpc_args(&unreachable, 0, 1).read());
-    assert!(err.starts_with(&format!("Bitcoin Core at {unreachable} did not answer `getblockchaininfo` after 5 attempts: unreachable")), "{err}");
+    // Nothing listens on port 1.
+    let unreachable = "http://127.0.0.1:1";
+    let err = error(BlockArgs { rpc_wait: Some(1), ..rpc_args(unreachable, 0, 1) }.read());
+    assert!(err.starts_with(&format!("Bitcoin Core at {unreachable} did not answer `getblockchaininfo` (")), "{err}");
+    assert!(err.contains(" s): unreachable: "), "{err}");
 
     let syncing = stand_in(Behaviour { syncing_headers_ahead: Some(1000), ..Default::default() });
     let err = error(rpc_args(&syncing.url, 580, 600).read());

@@ -79,7 +79,7 @@ pub enum Command {
         #[arg(long = "limit", value_name = "LIMIT")]
         limits: Vec<ByteSize>,
         /// Block height given to the stress block.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "block_source")]
         height: Option<u32>,
         #[command(flatten)]
         input: InputFlags,
