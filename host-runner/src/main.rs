@@ -114,6 +114,17 @@ enum Command {
         #[arg(long)]
         dump: PathBuf,
     },
+    /// Two metashrew nodes' databases: where they first differ (block hashes per height first,
+    /// then every guest key's history), as JSON. Exit 0 identical, 1 different state, 3 not
+    /// compared: the nodes indexed different blocks.
+    MetashrewDiff {
+        /// Node A's and node B's RocksDB directories.
+        #[arg(long = "db", required = true, num_args = 1, value_name = "DIR")]
+        dbs: Vec<PathBuf>,
+        /// Both nodes ran with `--label LABEL`.
+        #[arg(long)]
+        label: Option<String>,
+    },
     /// Write what a database holds (tip, state root, dump) as JSON, e.g. after a killed run.
     State {
         #[arg(long)]
@@ -264,6 +275,17 @@ fn execute(command: Command) -> Result<ExitCode> {
             let tip = tip.map_or("none".into(), |t| t.to_string());
             println!("{} keys as of height {height} (tip {tip}) written to {} (sha256 {})", written.lines, dump.display(), written.sha256);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::MetashrewDiff { dbs, label } => {
+            let [a, b] = <[PathBuf; 2]>::try_from(dbs).map_err(|dbs| anyhow::anyhow!("--db twice: node A and node B (got {})", dbs.len()))?;
+            let open = |db: &PathBuf| host_runner::metashrew_db::MetashrewDb::open(db, label.as_deref(), None);
+            let comparison = host_runner::metashrew_db::compare(&open(&a)?, &open(&b)?)?;
+            println!("{}", serde_json::to_string_pretty(&comparison)?);
+            Ok(ExitCode::from(match comparison.verdict {
+                "identical" => 0,
+                "different_blocks" => 3,
+                _ => 1,
+            }))
         }
         Command::Dump { db } => {
             let store = StateStore::open_read_only(&db)?;

@@ -206,6 +206,128 @@ impl MetashrewDb {
     }
 }
 
+/// Where two nodes' databases first differ, as of the heights both indexed.
+#[derive(Debug, serde::Serialize)]
+pub struct Comparison {
+    /// `identical`, `different_blocks` (the nodes indexed different blocks: a reorg, another
+    /// chain) or `different_state`.
+    pub verdict: &'static str,
+    /// The first height that differs.
+    pub height: Option<u32>,
+    /// Each node's tip height.
+    pub tips: [u32; 2],
+    /// Heights whose block hashes both nodes recorded and that were compared.
+    pub block_hashes_compared: u32,
+    /// At `different_blocks`: each node's block hash there (display order, hex).
+    pub block_hashes: Option<[String; 2]>,
+    /// Guest keys read in either node.
+    pub keys_compared: u64,
+    /// At `different_state`: the keys that first differ at `height` (at most [`SHOWN_KEYS`]),
+    /// with each node's history around it.
+    pub keys: Vec<KeyDivergence>,
+    /// How many keys first differ at `height`.
+    pub keys_differing_there: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct KeyDivergence {
+    pub key: String,
+    /// Each node's entries up to the height (the last few) and the first after it: `[height, value]`.
+    pub histories: [Vec<(u32, String)>; 2],
+}
+
+pub const SHOWN_KEYS: usize = 20;
+
+/// Compares two nodes: first their block hashes per height, then every guest key's history,
+/// up to the lower of their tips. One key's history at a time is held.
+pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
+    let tip_of = |db: &MetashrewDb, name: &str| db.tip_height()?.with_context(|| format!("node {name} has no /__INTERNAL/tip-height"));
+    let tips = [tip_of(a, "A")?, tip_of(b, "B")?];
+    let common = tips[0].min(tips[1]);
+    let mut comparison = Comparison {
+        verdict: "identical",
+        height: None,
+        tips,
+        block_hashes_compared: 0,
+        block_hashes: None,
+        keys_compared: 0,
+        keys: Vec::new(),
+        keys_differing_there: 0,
+    };
+    for height in 0..=common {
+        if let (Some(ha), Some(hb)) = (a.block_hash(height)?, b.block_hash(height)?) {
+            comparison.block_hashes_compared += 1;
+            if ha != hb {
+                comparison.verdict = "different_blocks";
+                comparison.height = Some(height);
+                comparison.block_hashes = Some([hex::encode(&ha), hex::encode(&hb)]);
+                return Ok(comparison);
+            }
+        }
+    }
+    let (mut keys_a, mut keys_b) = (a.keys().peekable(), b.keys().peekable());
+    loop {
+        // Both lists come in the order of their `KEY/length` records: merge them by it.
+        let order = |key: &[u8]| [key, LENGTH].concat();
+        let key = match (keys_a.peek(), keys_b.peek()) {
+            (None, None) => break,
+            (Some(Err(_)), _) => return Err(keys_a.next().expect("peeked").expect_err("an error")),
+            (_, Some(Err(_))) => return Err(keys_b.next().expect("peeked").expect_err("an error")),
+            (Some(Ok(ka)), Some(Ok(kb))) => match order(ka).cmp(&order(kb)) {
+                std::cmp::Ordering::Less => keys_a.next(),
+                std::cmp::Ordering::Greater => keys_b.next(),
+                std::cmp::Ordering::Equal => {
+                    keys_b.next();
+                    keys_a.next()
+                }
+            },
+            (Some(_), None) => keys_a.next(),
+            (None, Some(_)) => keys_b.next(),
+        };
+        let key = key.expect("peeked")?;
+        comparison.keys_compared += 1;
+        let histories = [history_if_any(a, &key)?, history_if_any(b, &key)?];
+        let Some(height) = first_difference(&histories, common) else { continue };
+        match comparison.height {
+            Some(first) if height > first => continue,
+            Some(first) if height == first => {}
+            _ => {
+                comparison.height = Some(height);
+                comparison.keys.clear();
+                comparison.keys_differing_there = 0;
+            }
+        }
+        comparison.keys_differing_there += 1;
+        if comparison.keys.len() < SHOWN_KEYS {
+            comparison.keys.push(KeyDivergence { key: quoted(&key), histories: histories.map(|h| around(&h, height)) });
+        }
+    }
+    if comparison.height.is_some() {
+        comparison.verdict = "different_state";
+    }
+    Ok(comparison)
+}
+
+fn history_if_any(db: &MetashrewDb, key: &[u8]) -> Result<Vec<Entry>> {
+    let has_length = db.get(&[&db.prefix[..], key, LENGTH].concat())?.is_some();
+    if has_length { db.history(key) } else { Ok(Vec::new()) }
+}
+
+/// The first height, up to `last`, at which the two histories give different values.
+fn first_difference(histories: &[Vec<Entry>; 2], last: u32) -> Option<u32> {
+    let mut heights: Vec<u32> = histories.iter().flatten().map(|(h, _)| *h).filter(|h| *h <= last).collect();
+    heights.sort_unstable();
+    heights.dedup();
+    heights.into_iter().find(|&h| value_as_of(&histories[0], h) != value_as_of(&histories[1], h))
+}
+
+/// The last three entries at or below `height` and the first after it.
+fn around(history: &[Entry], height: u32) -> Vec<(u32, String)> {
+    let split = history.partition_point(|(h, _)| *h <= height);
+    let shown = &history[split.saturating_sub(3)..(split + 1).min(history.len())];
+    shown.iter().map(|(h, value)| (*h, quoted(value))).collect()
+}
+
 /// `{height}:{lowercase hex}`.
 fn parse_entry(entry: &[u8]) -> std::result::Result<Entry, String> {
     let text = std::str::from_utf8(entry).map_err(|_| format!("{} is not text", quoted(entry)))?;

@@ -120,3 +120,64 @@ fn a_database_without_a_tip_needs_a_height_and_a_missing_one_is_named() {
     let err = state(&dir.path().join("nothing"), &["--height", "1"]).unwrap_err();
     assert!(err.ends_with("is not a RocksDB directory (no CURRENT file)"), "{err}");
 }
+
+/// `host-runner metashrew-diff` of two nodes: its exit code and JSON.
+fn compare(a: &Path, b: &Path) -> (i32, serde_json::Value) {
+    let output = runner().arg("metashrew-diff").arg("--db").arg(a).arg("--db").arg(b).output().unwrap();
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code().unwrap(), json)
+}
+
+fn two_nodes(a: &[Records], b: &[Records]) -> (tempfile::TempDir, tempfile::TempDir) {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    database(da.path(), a);
+    database(db.path(), b);
+    (da, db)
+}
+
+fn hash_at(height: u32, byte: u8) -> Records {
+    vec![(format!("/__INTERNAL/height-to-hash/{height}").into_bytes(), vec![byte; 32])]
+}
+
+#[test]
+fn two_nodes_that_diverge_at_a_height_in_one_key_are_found_there() {
+    let shared = || [history("", "/a", &[(1, b"x"), (8, b"y")]), hash_at(7, 1), internal("", 9)];
+    let (a, b) = two_nodes(
+        &[shared().as_slice(), &[history("", "/b", &[(2, b"one"), (7, b"seven"), (9, b"nine")])]].concat(),
+        &[shared().as_slice(), &[history("", "/b", &[(2, b"one"), (7, b"SEVEN"), (9, b"nine")])]].concat(),
+    );
+    let (code, json) = compare(&a.path().join("node"), &b.path().join("node"));
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["verdict"], "different_state");
+    assert_eq!(json["height"], 7);
+    assert_eq!(json["keys_differing_there"], 1);
+    assert_eq!(json["keys_compared"], 2);
+    assert_eq!(
+        json["keys"],
+        serde_json::json!([{ "key": "\"/b\"", "histories": [[[2, "\"one\""], [7, "\"seven\""], [9, "\"nine\""]], [[2, "\"one\""], [7, "\"SEVEN\""], [9, "\"nine\""]]] }])
+    );
+}
+
+#[test]
+fn nodes_that_indexed_different_blocks_are_told_apart_before_their_state() {
+    let state = || history("", "/k", &[(3, b"v")]);
+    let (a, b) = two_nodes(
+        &[state(), hash_at(3, 1), hash_at(4, 2), internal("", 5)],
+        &[history("", "/k", &[(3, b"other")]), hash_at(3, 1), hash_at(4, 3), internal("", 5)],
+    );
+    let (code, json) = compare(&a.path().join("node"), &b.path().join("node"));
+    assert_eq!(code, 3, "{json}");
+    assert_eq!((&json["verdict"], &json["height"]), (&serde_json::json!("different_blocks"), &serde_json::json!(4)));
+    assert_eq!(json["block_hashes"], serde_json::json!([hex::encode([2; 32]), hex::encode([3; 32])]));
+}
+
+#[test]
+fn nodes_with_the_same_history_up_to_the_lower_tip_are_identical() {
+    let (a, b) = two_nodes(
+        &[history("", "/k", &[(1, b"v")]), history("", "/later", &[(6, b"only A got here")]), internal("", 6)],
+        &[history("", "/k", &[(1, b"v")]), internal("", 5)],
+    );
+    let (code, json) = compare(&a.path().join("node"), &b.path().join("node"));
+    assert_eq!((code, &json["verdict"]), (0, &serde_json::json!("identical")), "{json}");
+    assert_eq!(json["tips"], serde_json::json!([6, 5]));
+}
