@@ -422,3 +422,66 @@ mod tests {
         assert!(colored.ends_with(" z\n"));
     }
 }
+
+/// `cargo xtask diff --db A --db B`: `host-runner metashrew-diff` says where two metashrew nodes
+/// first diverge; at a state divergence both states as of that height are dumped
+/// (`host-runner metashrew-state`) and diffed here. Exit codes as `repro`: 0 identical,
+/// 1 different, 3 not compared (the nodes indexed different blocks).
+pub fn diff_nodes(runner: &Path, nodes: [&Path; 2], label: Option<&str>, out: &Path) -> anyhow::Result<u8> {
+    use anyhow::Context;
+    let labelled = |command: &mut std::process::Command| {
+        if let Some(label) = label {
+            command.arg("--label").arg(label);
+        }
+    };
+    let mut command = std::process::Command::new(runner);
+    command.arg("metashrew-diff").arg("--db").arg(nodes[0]).arg("--db").arg(nodes[1]);
+    labelled(&mut command);
+    let output = command.output().with_context(|| format!("running {}", runner.display()))?;
+    if !matches!(output.status.code(), Some(0 | 1 | 3)) {
+        anyhow::bail!("{}", String::from_utf8_lossy(&output.stderr).trim().trim_start_matches("host-runner: error: "));
+    }
+    let found: serde_json::Value = serde_json::from_slice(&output.stdout).context("host-runner metashrew-diff printed no JSON")?;
+    std::fs::write(out.join("comparison.json"), &output.stdout)?;
+    let tips = format!("tips {} and {}", found["tips"][0], found["tips"][1]);
+    match found["verdict"].as_str() {
+        Some("identical") => {
+            println!(
+                "IDENTICAL — {} keys' histories agree up to height {} ({tips}); block hashes compared at {} heights",
+                found["keys_compared"],
+                found["tips"].as_array().and_then(|t| t.iter().filter_map(|t| t.as_u64()).min()).unwrap_or(0),
+                found["block_hashes_compared"]
+            );
+            Ok(0)
+        }
+        Some("different_blocks") => {
+            println!(
+                "NOT COMPARED — the nodes indexed different blocks at height {} (A {}, B {}): a reorg or another chain, so their states are not comparable from there",
+                found["height"], found["block_hashes"][0], found["block_hashes"][1]
+            );
+            Ok(3)
+        }
+        _ => {
+            let height = found["height"].as_u64().context("no height")?.to_string();
+            println!("DIFFERENT — first at height {height} ({tips}): {} keys differ there", found["keys_differing_there"]);
+            for key in found["keys"].as_array().into_iter().flatten() {
+                println!("  {}\n    A: {}\n    B: {}", key["key"].as_str().unwrap_or(""), key["histories"][0], key["histories"][1]);
+            }
+            let mut dumps = Vec::new();
+            for (node, name) in nodes.iter().zip(["a", "b"]) {
+                let dump = out.join(format!("{name}-state-at-{height}.txt"));
+                let mut command = std::process::Command::new(runner);
+                command.arg("metashrew-state").arg("--db").arg(node).arg("--height").arg(&height).arg("--dump").arg(&dump);
+                labelled(&mut command);
+                let state = command.output().with_context(|| format!("running {}", runner.display()))?;
+                anyhow::ensure!(state.status.success(), "{}", String::from_utf8_lossy(&state.stderr).trim());
+                dumps.push(dump);
+            }
+            let diff = diff_dump_files(Some(&dumps[0]), Some(&dumps[1]), "A", "B")?;
+            std::fs::write(out.join("state.diff"), &diff.diff)?;
+            println!("state as of height {height} (A → B):\n{}", excerpt(&diff.diff, SHOWN_LINES));
+            println!("results: {}", out.display());
+            Ok(1)
+        }
+    }
+}

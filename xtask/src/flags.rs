@@ -151,9 +151,21 @@ pub enum Command {
     },
     /// Compare two storage dumps (as `host-runner dump` prints them, sorted by key) in one
     /// streaming pass: a unified diff and the first differing key. Exit 0 identical, 1 different.
+    /// With `--db A --db B`, two metashrew nodes' databases: the first height where they
+    /// diverge, the keys, and the state diff there (exit 3: they indexed different blocks).
     Diff {
-        old: PathBuf,
-        new: PathBuf,
+        /// The two dump files.
+        #[arg(num_args = 2, value_names = ["OLD", "NEW"], required_unless_present = "dbs", conflicts_with = "dbs")]
+        dumps: Vec<PathBuf>,
+        /// A metashrew node's RocksDB directory (twice: node A, node B).
+        #[arg(long = "db", num_args = 1, value_name = "DIR")]
+        dbs: Vec<PathBuf>,
+        /// Both nodes ran with `--label LABEL`.
+        #[arg(long, requires = "dbs")]
+        label: Option<String>,
+        /// Where the node diff's state dumps go (default: target/diff).
+        #[arg(long, requires = "dbs")]
+        out_dir: Option<PathBuf>,
     },
     /// Measure overhead, per-block cost, image size, warm repro, dump + compare and build times
     /// side by side; print them with their goals. Exit 1 when a goal is missed.

@@ -133,8 +133,15 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
             let report = k8s::collect(&rendered, &logs, out_dir.unwrap_or_else(|| root.join("target/k8s-runs"))).context("k8s collect")?;
             Ok(report.decision.verdict.exit_code())
         }
-        Command::Diff { old, new } => {
-            let found = diff::diff_dump_files(Some(&old), Some(&new), &old.display().to_string(), &new.display().to_string())?;
+        Command::Diff { dbs, label, out_dir, .. } if !dbs.is_empty() => {
+            let [a, b] = <[std::path::PathBuf; 2]>::try_from(dbs).map_err(|dbs| anyhow::anyhow!("--db twice: node A and node B (got {})", dbs.len()))?;
+            let runner = artifacts::build_runner(&sh, &artifacts::host_triple(&sh)?)?;
+            let out = repro::new_run_dir(out_dir.unwrap_or_else(|| root.join("target/diff")))?;
+            diff::diff_nodes(&runner, [&a, &b], label.as_deref(), &out)
+        }
+        Command::Diff { dumps, .. } => {
+            let (old, new) = (&dumps[0], &dumps[1]);
+            let found = diff::diff_dump_files(Some(old), Some(new), &old.display().to_string(), &new.display().to_string())?;
             print!("{}", found.diff);
             match &found.first_key {
                 Some(key) => eprintln!("{} differing keys; first: {key}", found.differing_keys),
