@@ -85,6 +85,17 @@ pub fn dump_line(key: &[u8], value: &[u8]) -> String {
 fn push_line(line: &mut String, key: &[u8], value: &[u8]) {
     push_quoted(line, key);
     line.push_str(" = ");
+    push_value(line, value);
+}
+
+/// A value as the dump shows it: quoted, or its length and SHA-256 when long.
+pub fn value_text(value: &[u8]) -> String {
+    let mut text = String::new();
+    push_value(&mut text, value);
+    text
+}
+
+fn push_value(line: &mut String, value: &[u8]) {
     if value.len() <= SHORT_VALUE {
         push_quoted(line, value);
     } else {

@@ -270,7 +270,9 @@ fn execute(command: Command) -> Result<ExitCode> {
             let node = host_runner::metashrew_db::MetashrewDb::open(&db, label.as_deref(), secondary.as_deref())?;
             let tip = node.tip_height()?;
             let height = height.or(tip).context("the database has no /__INTERNAL/tip-height: give --height")?;
-            let scratch = tempfile::tempdir().context("a scratch directory")?;
+            // Beside the dump, not in a /tmp that may be memory.
+            let beside = dump.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let scratch = tempfile::tempdir_in(beside).context("a scratch directory beside the dump")?;
             let written = runner::write_atomically_with(&dump, |file| node.write_state(height, scratch.path(), file))?;
             let tip = tip.map_or("none".into(), |t| t.to_string());
             println!("{} keys as of height {height} (tip {tip}) written to {} (sha256 {})", written.lines, dump.display(), written.sha256);

@@ -23,6 +23,12 @@ use rocksdb::{IteratorMode, Options, DB};
 use crate::dump::quoted;
 
 const LENGTH: &[u8] = b"/length";
+const HEIGHT_TO_HASH: &[u8] = b"/__INTERNAL/height-to-hash/";
+
+/// A decimal number as metashrew writes one: digits only, no leading zero.
+fn canonical_u32(text: &str) -> Option<u32> {
+    text.parse().ok().filter(|n: &u32| n.to_string() == text)
+}
 
 /// metashrew's own keys, told apart from the guest's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +109,34 @@ impl MetashrewDb {
         }
     }
 
-    /// The block hash indexed at `height` (`/__INTERNAL/height-to-hash/{height}`).
+    /// The block hash indexed at `height`: `/__INTERNAL/height-to-hash/{h}`, which metashrew's
+    /// sync layer writes without the label (a labelled copy is read where there is no other).
     pub fn block_hash(&self, height: u32) -> Result<Option<Vec<u8>>> {
-        self.get(&[&self.prefix[..], format!("/__INTERNAL/height-to-hash/{height}").as_bytes()].concat())
+        let key = [HEIGHT_TO_HASH, height.to_string().as_bytes()].concat();
+        match self.get(&key)? {
+            Some(hash) => Ok(Some(hash)),
+            None if self.prefix.is_empty() => Ok(None),
+            None => self.get(&[&self.prefix[..], &key].concat()),
+        }
+    }
+
+    /// Each `(height, hash)` recorded, unlabelled then labelled, in key order (not height order).
+    pub fn recorded_hashes(&self) -> impl Iterator<Item = Result<(u32, Box<[u8]>)>> + '_ {
+        let prefixes = if self.prefix.is_empty() { vec![Vec::new()] } else { vec![Vec::new(), self.prefix.clone()] };
+        prefixes.into_iter().flat_map(move |prefix| {
+            let start = [&prefix[..], HEIGHT_TO_HASH].concat();
+            self.db
+                .iterator(IteratorMode::From(&start.clone(), rocksdb::Direction::Forward))
+                .map(|entry| entry.context("reading block hashes"))
+                .take_while(move |entry| entry.as_ref().map_or(true, |(raw, _)| raw.starts_with(&start)))
+                .filter_map(move |entry| match entry {
+                    Err(error) => Some(Err(error)),
+                    Ok((raw, hash)) => {
+                        let height = std::str::from_utf8(&raw[prefix.len() + HEIGHT_TO_HASH.len()..]).ok().and_then(canonical_u32)?;
+                        Some(Ok((height, hash)))
+                    }
+                })
+        })
     }
 
     /// Every guest key (label removed), in the database's order of their `KEY/length` records.
@@ -119,10 +150,9 @@ impl MetashrewDb {
             .take_while(|entry| entry.as_ref().map_or(true, |(raw, _)| raw.starts_with(&self.prefix)))
             .filter_map(|entry| match entry {
                 Err(error) => Some(Err(error)),
-                Ok((raw, _)) => {
-                    let key = raw[self.prefix.len()..].strip_suffix(LENGTH)?;
-                    (Internal::of(key).is_none()).then(|| Ok(key.to_vec()))
-                }
+                // Every length record is a history: metashrew's own keys have none, and a guest
+                // key that looks like one of them is still the guest's.
+                Ok((raw, _)) => raw[self.prefix.len()..].strip_suffix(LENGTH).map(|key| Ok(key.to_vec())),
             })
     }
 
@@ -170,7 +200,7 @@ impl MetashrewDb {
             let stray = || anyhow::anyhow!("damaged database: {} is neither a history entry counted by a length record nor one of metashrew's keys", quoted(key));
             let slash = key.iter().rposition(|&b| b == b'/').ok_or_else(stray)?;
             let (owner, n) = (&key[..slash], &key[slash + 1..]);
-            let n: u32 = std::str::from_utf8(n).ok().and_then(|n| n.parse().ok()).ok_or_else(stray)?;
+            let n: u32 = std::str::from_utf8(n).ok().and_then(canonical_u32).ok_or_else(stray)?;
             if last_owner.as_ref().is_none_or(|(last, _)| last != owner) {
                 let length = self.get(&[&raw[..self.prefix.len() + owner.len()], LENGTH].concat())?;
                 let length = length.map(|l| std::str::from_utf8(&l).ok().and_then(|t| t.parse().ok()));
@@ -254,16 +284,24 @@ pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
         keys: Vec::new(),
         keys_differing_there: 0,
     };
-    for height in 0..=common {
-        if let (Some(ha), Some(hb)) = (a.block_hash(height)?, b.block_hash(height)?) {
-            comparison.block_hashes_compared += 1;
-            if ha != hb {
-                comparison.verdict = "different_blocks";
-                comparison.height = Some(height);
-                comparison.block_hashes = Some([hex::encode(&ha), hex::encode(&hb)]);
-                return Ok(comparison);
-            }
+    a.check_no_stray_entries()?;
+    b.check_no_stray_entries()?;
+    // The lowest height whose hashes differ, over A's recorded hashes (one pass, no map).
+    for recorded in a.recorded_hashes() {
+        let (height, hash_a) = recorded?;
+        if height > common {
+            continue;
         }
+        let Some(hash_b) = b.block_hash(height)? else { continue };
+        comparison.block_hashes_compared += 1;
+        if *hash_a != hash_b[..] && comparison.height.is_none_or(|first| height < first) {
+            comparison.height = Some(height);
+            comparison.block_hashes = Some([hex::encode(&hash_a), hex::encode(&hash_b)]);
+        }
+    }
+    if comparison.height.is_some() {
+        comparison.verdict = "different_blocks";
+        return Ok(comparison);
     }
     let (mut keys_a, mut keys_b) = (a.keys().peekable(), b.keys().peekable());
     loop {
@@ -313,26 +351,50 @@ fn history_if_any(db: &MetashrewDb, key: &[u8]) -> Result<Vec<Entry>> {
     if has_length { db.history(key) } else { Ok(Vec::new()) }
 }
 
-/// The first height, up to `last`, at which the two histories give different values.
+/// The first height, up to `last`, at which the two histories give different values: one walk
+/// over both, in height order.
 fn first_difference(histories: &[Vec<Entry>; 2], last: u32) -> Option<u32> {
-    let mut heights: Vec<u32> = histories.iter().flatten().map(|(h, _)| *h).filter(|h| *h <= last).collect();
-    heights.sort_unstable();
-    heights.dedup();
-    heights.into_iter().find(|&h| value_as_of(&histories[0], h) != value_as_of(&histories[1], h))
+    let [a, b] = histories;
+    let (mut i, mut j) = (0, 0);
+    let (mut value_a, mut value_b): (Option<&[u8]>, Option<&[u8]>) = (None, None);
+    loop {
+        let height = match (a.get(i), b.get(j)) {
+            (None, None) => return None,
+            (Some((ha, _)), Some((hb, _))) => *ha.min(hb),
+            (Some((h, _)), None) | (None, Some((h, _))) => *h,
+        };
+        if height > last {
+            return None;
+        }
+        while let Some((_, value)) = a.get(i).filter(|(h, _)| *h == height) {
+            value_a = Some(value);
+            i += 1;
+        }
+        while let Some((_, value)) = b.get(j).filter(|(h, _)| *h == height) {
+            value_b = Some(value);
+            j += 1;
+        }
+        if value_a != value_b {
+            return Some(height);
+        }
+    }
 }
 
 /// The last three entries at or below `height` and the first after it.
 fn around(history: &[Entry], height: u32) -> Vec<(u32, String)> {
     let split = history.partition_point(|(h, _)| *h <= height);
     let shown = &history[split.saturating_sub(3)..(split + 1).min(history.len())];
-    shown.iter().map(|(h, value)| (*h, quoted(value))).collect()
+    shown.iter().map(|(h, value)| (*h, crate::dump::value_text(value))).collect()
 }
 
 /// `{height}:{lowercase hex}`.
 fn parse_entry(entry: &[u8]) -> std::result::Result<Entry, String> {
     let text = std::str::from_utf8(entry).map_err(|_| format!("{} is not text", quoted(entry)))?;
     let (height, hex_value) = text.split_once(':').ok_or_else(|| format!("{} has no `height:` prefix", quoted(entry)))?;
-    let height = height.parse().map_err(|_| format!("height `{height}` is not a u32"))?;
+    let height = canonical_u32(height).ok_or_else(|| format!("height `{}` is not a decimal u32", short(height)))?;
+    if hex_value.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!("value `{}` is not lowercase hex", short(hex_value)));
+    }
     let value = hex::decode(hex_value).map_err(|_| format!("value `{}` is not hex", short(hex_value)))?;
     Ok((height, value))
 }
@@ -343,7 +405,8 @@ fn short(text: &str) -> &str {
 
 /// The value a history gives as of `height`: its last entry at or below it.
 pub fn value_as_of(history: &[Entry], height: u32) -> Option<&[u8]> {
-    history.iter().rev().find(|(at, _)| *at <= height).map(|(_, value)| value.as_slice())
+    let after = history.partition_point(|(at, _)| *at <= height);
+    after.checked_sub(1).map(|last| history[last].1.as_slice())
 }
 
 #[cfg(test)]
@@ -355,7 +418,9 @@ mod tests {
         assert_eq!(parse_entry(b"5:68690a").unwrap(), (5, b"hi\n".to_vec()));
         assert_eq!(parse_entry(b"7:").unwrap(), (7, Vec::new()));
         assert_eq!(parse_entry(b"7").unwrap_err(), "\"7\" has no `height:` prefix");
-        assert_eq!(parse_entry(b"x:00").unwrap_err(), "height `x` is not a u32");
+        assert_eq!(parse_entry(b"x:00").unwrap_err(), "height `x` is not a decimal u32");
+        assert_eq!(parse_entry(b"05:00").unwrap_err(), "height `05` is not a decimal u32");
+        assert_eq!(parse_entry(b"5:AB").unwrap_err(), "value `AB` is not lowercase hex");
         assert_eq!(parse_entry(b"3:zz").unwrap_err(), "value `zz` is not hex");
     }
 

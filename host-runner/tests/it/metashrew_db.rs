@@ -17,13 +17,13 @@ fn history(prefix: &str, key: &str, entries: &[(u32, &[u8])]) -> Records {
     records
 }
 
-/// metashrew's own keys for a tip at `tip`.
+/// metashrew's own keys for a tip at `tip` (the sync layer's without the label).
 fn internal(prefix: &str, tip: u32) -> Records {
     vec![
         (format!("{prefix}/__INTERNAL/tip-height").into_bytes(), tip.to_le_bytes().to_vec()),
         (b"__INTERNAL/height".to_vec(), tip.to_le_bytes().to_vec()),
         (format!("{prefix}smt:root:{tip}").into_bytes(), vec![7; 32]),
-        (format!("{prefix}/__INTERNAL/height-to-hash/{tip}").into_bytes(), vec![9; 32]),
+        (format!("/__INTERNAL/height-to-hash/{tip}").into_bytes(), vec![9; 32]),
     ]
 }
 
@@ -123,7 +123,14 @@ fn a_database_without_a_tip_needs_a_height_and_a_missing_one_is_named() {
 
 /// `host-runner metashrew-diff` of two nodes: its exit code and JSON.
 fn compare(a: &Path, b: &Path) -> (i32, serde_json::Value) {
-    let output = runner().arg("metashrew-diff").arg("--db").arg(a).arg("--db").arg(b).output().unwrap();
+    compare_with(a, b, &[])
+}
+
+fn compare_with(a: &Path, b: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let output = runner().arg("metashrew-diff").arg("--db").arg(a).arg("--db").arg(b).args(args).output().unwrap();
+    if output.status.code() == Some(2) {
+        return (2, serde_json::json!(String::from_utf8_lossy(&output.stderr).trim()));
+    }
     let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
     (output.status.code().unwrap(), json)
 }
@@ -180,4 +187,36 @@ fn nodes_with_the_same_history_up_to_the_lower_tip_are_identical() {
     let (code, json) = compare(&a.path().join("node"), &b.path().join("node"));
     assert_eq!((code, &json["verdict"]), (0, &serde_json::json!("identical")), "{json}");
     assert_eq!(json["tips"], serde_json::json!([6, 5]));
+}
+
+#[test]
+fn a_key_only_one_node_has_is_a_divergence_and_guest_keys_that_look_internal_are_the_guests() {
+    let (a, b) = two_nodes(
+        &[history("", "/k", &[(1, b"v")]), history("", "/only-a", &[(3, b"x")]), history("", "smt:root:7", &[(2, b"guest")]), internal("", 5)],
+        &[history("", "/k", &[(1, b"v")]), history("", "smt:root:7", &[(2, b"guest")]), internal("", 5)],
+    );
+    let (code, json) = compare(&a.path().join("node"), &b.path().join("node"));
+    assert_eq!(code, 1, "{json}");
+    assert_eq!((&json["height"], &json["keys_compared"], &json["keys_differing_there"]), (&serde_json::json!(3), &serde_json::json!(3), &serde_json::json!(1)));
+    assert_eq!(json["keys"][0]["histories"], serde_json::json!([[[3, "\"x\""]], []]));
+    let state = state(&a.path().join("node"), &[]).unwrap();
+    assert_eq!(state, "\"/k\" = \"v\"\n\"/only-a\" = \"x\"\n\"smt:root:7\" = \"guest\"\n");
+}
+
+#[test]
+fn labelled_nodes_compare_the_sync_layers_unlabelled_block_hashes_and_damage_is_exit_2() {
+    let (a, b) = two_nodes(
+        &[history("alkanes://", "/k", &[(3, b"v")]), hash_at(3, 1), internal("alkanes://", 5)],
+        &[history("alkanes://", "/k", &[(3, b"v")]), hash_at(3, 2), internal("alkanes://", 5)],
+    );
+    let (code, json) = compare_with(&a.path().join("node"), &b.path().join("node"), &["--label", "alkanes"]);
+    assert_eq!((code, &json["verdict"], &json["height"]), (3, &serde_json::json!("different_blocks"), &serde_json::json!(3)), "{json}");
+
+    let (good, damaged) = two_nodes(
+        &[history("", "/k", &[(1, b"v")]), internal("", 2)],
+        &[history("", "/k", &[(1, b"v")]), vec![(b"/stray/0".to_vec(), b"1:00".to_vec())], internal("", 2)],
+    );
+    let (code, error) = compare(&good.path().join("node"), &damaged.path().join("node"));
+    assert_eq!(code, 2);
+    assert!(error.as_str().unwrap().ends_with("damaged database: \"/stray/0\" is neither a history entry counted by a length record nor one of metashrew's keys"), "{error}");
 }
