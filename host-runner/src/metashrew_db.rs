@@ -157,16 +157,14 @@ impl MetashrewDb {
     }
 
     /// `key`'s whole history, checked: a length in ASCII decimal, every entry present, each
-    /// `{height}:{hex}`, heights never going backwards.
-    pub fn history(&self, key: &[u8]) -> Result<Vec<Entry>> {
+    /// `{height}:{hex}`, heights never going backwards. `None`: the key has no history here.
+    pub fn history(&self, key: &[u8]) -> Result<Option<Vec<Entry>>> {
         let raw = [&self.prefix[..], key].concat();
         let damaged = |what: String| anyhow::anyhow!("damaged history of {}: {what}", quoted(key));
-        let length_key = [&raw[..], LENGTH].concat();
-        let length = self.get(&length_key)?.ok_or_else(|| damaged("no length record".into()))?;
-        let length: u32 = std::str::from_utf8(&length)
+        let Some(length) = self.get(&[&raw[..], LENGTH].concat())? else { return Ok(None) };
+        let length = std::str::from_utf8(&length)
             .ok()
-            .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|text| text.parse().ok())
+            .and_then(canonical_u32)
             .ok_or_else(|| damaged(format!("length {} is not a decimal number", quoted(&length))))?;
         let mut entries: Vec<Entry> = Vec::with_capacity(length.min(1 << 16) as usize);
         for n in 0..length {
@@ -180,7 +178,7 @@ impl MetashrewDb {
             }
             entries.push((height, value));
         }
-        Ok(entries)
+        Ok(Some(entries))
     }
 
     /// Every raw key is metashrew's own, a `KEY/length` record, or an entry `KEY/N` of a history
@@ -227,7 +225,7 @@ impl MetashrewDb {
         write.disable_wal(true);
         for key in self.keys() {
             let key = key?;
-            if let Some(value) = value_as_of(&self.history(&key)?, height) {
+            if let Some(value) = value_as_of(&self.history(&key)?.unwrap_or_default(), height) {
                 sorter.put_opt(&key, value, &write).context("writing to the scratch database")?;
             }
         }
@@ -324,7 +322,7 @@ pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
         };
         let key = key.expect("peeked")?;
         comparison.keys_compared += 1;
-        let histories = [history_if_any(a, &key)?, history_if_any(b, &key)?];
+        let histories = [a.history(&key)?.unwrap_or_default(), b.history(&key)?.unwrap_or_default()];
         let Some(height) = first_difference(&histories, common) else { continue };
         match comparison.height {
             Some(first) if height > first => continue,
@@ -344,11 +342,6 @@ pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
         comparison.verdict = "different_state";
     }
     Ok(comparison)
-}
-
-fn history_if_any(db: &MetashrewDb, key: &[u8]) -> Result<Vec<Entry>> {
-    let has_length = db.get(&[&db.prefix[..], key, LENGTH].concat())?.is_some();
-    if has_length { db.history(key) } else { Ok(Vec::new()) }
 }
 
 /// The first height, up to `last`, at which the two histories give different values: one walk

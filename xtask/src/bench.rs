@@ -262,7 +262,7 @@ fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -> Result<Ve
         );
         Ok((goal(&format!("runner overhead (chain guest, {what})"), figure, "<= 1.10x", ratio <= 1.10, figures), runner_secs))
     };
-    let (large_overhead, _) = overhead_over("3 large blocks", &large)?;
+    let (large_overhead, _) = overhead_over("the large blocks", &large)?;
     let (chain_overhead, chain_secs) = overhead_over("mainnet 0..589", &chain)?;
     let per_second = info(
         "blocks/s (chain guest, mainnet 0..589)",

@@ -94,7 +94,6 @@ fn block_170_spends_block_9s_coinbase_pays_hal_finney_10_btc_and_debits_block_9s
 #[test]
 fn large_single_blocks_store_every_transaction_and_output_and_count_unknown_prevouts() -> TestResult {
     for (height, hash, transactions) in [
-        (540107, "00000000000000000021868c2cefc52a480d173c849412fe81c4e5ab806f94ab", 230),
         (574200, "0000000000000000001602407ac49862a7bca9d00f7f402db20b7be2f5de59d2", 3315),
         (702861, "000000000000000000000c835b2adcaedc20fdf6ee440009c249452c726dafae", 2500),
     ] {
