@@ -11,10 +11,11 @@
 //! beside metashrew's own keys (`smt:root:{h}`, `/__INTERNAL/tip-height`, `__INTERNAL/height`,
 //! `/__INTERNAL/height-to-hash/{h}`). The value of KEY as of height h is its last entry whose
 //! height is at most h. The database is opened read-only (or as a secondary instance beside a
-//! running node) and nothing is written to it. Histories are read one key at a time and the
-//! state is put in key order through a temporary RocksDB, so memory stays flat however many keys
-//! there are. A damaged history is an error naming the key, never skipped.
+//! running node) and nothing is written to it. Histories are read in one forward pass, a key at
+//! a time, and the state is put in key order through a temporary RocksDB, so memory stays flat
+//! however many keys there are. A damaged history is an error naming the key, never skipped.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -26,7 +27,7 @@ const LENGTH: &[u8] = b"/length";
 const HEIGHT_TO_HASH: &[u8] = b"/__INTERNAL/height-to-hash/";
 
 /// A decimal number as metashrew writes one: digits only, no leading zero.
-fn canonical_u32(text: &str) -> Option<u32> {
+pub(crate) fn canonical_u32(text: &str) -> Option<u32> {
     text.parse().ok().filter(|n: &u32| n.to_string() == text)
 }
 
@@ -93,6 +94,11 @@ impl MetashrewDb {
         Ok(Self { db, prefix })
     }
 
+    /// A database already open (e.g. the one a run wrote), its keys under `prefix`.
+    pub fn with_db(db: DB, prefix: Vec<u8>) -> Self {
+        Self { db, prefix }
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db.get(key).with_context(|| format!("reading {}", quoted(key)))
     }
@@ -139,93 +145,35 @@ impl MetashrewDb {
         })
     }
 
-    /// Every guest key (label removed), in the database's order of their `KEY/length` records.
-    pub fn keys(&self) -> impl Iterator<Item = Result<Vec<u8>>> + '_ {
+    /// Every guest key's history (label removed), checked, in one forward pass over the
+    /// database, in the order of their `KEY/length` records. A key's entries `KEY/N` sort before
+    /// its `KEY/length` (digits before `l`), so a history is whole when its length record is
+    /// reached: only histories whose length record is still ahead are held (one, unless keys
+    /// nest). Checked: a length in ASCII decimal, every entry present, each `{height}:{hex}`,
+    /// heights never going backwards, and every record metashrew's own, a length record, or an
+    /// entry a length record counts (anything else would otherwise be skipped).
+    pub fn histories(&self) -> Histories<'_> {
         let mut options = rocksdb::ReadOptions::default();
+        // One pass over everything: keep its blocks out of the cache (memory stays flat) and
+        // read ahead.
         options.fill_cache(false);
-        let start = IteratorMode::From(&self.prefix, rocksdb::Direction::Forward);
-        self.db
-            .iterator_opt(start, options)
-            .map(|entry| entry.context("iterating the metashrew database"))
-            .take_while(|entry| entry.as_ref().map_or(true, |(raw, _)| raw.starts_with(&self.prefix)))
-            .filter_map(|entry| match entry {
-                Err(error) => Some(Err(error)),
-                // Every length record is a history: metashrew's own keys have none, and a guest
-                // key that looks like one of them is still the guest's.
-                Ok((raw, _)) => raw[self.prefix.len()..].strip_suffix(LENGTH).map(|key| Ok(key.to_vec())),
-            })
-    }
-
-    /// `key`'s whole history, checked: a length in ASCII decimal, every entry present, each
-    /// `{height}:{hex}`, heights never going backwards. `None`: the key has no history here.
-    pub fn history(&self, key: &[u8]) -> Result<Option<Vec<Entry>>> {
-        let raw = [&self.prefix[..], key].concat();
-        let damaged = |what: String| anyhow::anyhow!("damaged history of {}: {what}", quoted(key));
-        let Some(length) = self.get(&[&raw[..], LENGTH].concat())? else { return Ok(None) };
-        let length = std::str::from_utf8(&length)
-            .ok()
-            .and_then(canonical_u32)
-            .ok_or_else(|| damaged(format!("length {} is not a decimal number", quoted(&length))))?;
-        let mut entries: Vec<Entry> = Vec::with_capacity(length.min(1 << 16) as usize);
-        for n in 0..length {
-            let entry = self.get(&[&raw[..], format!("/{n}").as_bytes()].concat())?;
-            let entry = entry.ok_or_else(|| damaged(format!("entry {n} of {length} is missing")))?;
-            let (height, value) = parse_entry(&entry).map_err(|what| damaged(format!("entry {n}: {what}")))?;
-            if let Some((previous, _)) = entries.last() {
-                if height < *previous {
-                    return Err(damaged(format!("entry {n} is at height {height}, after entry {} at height {previous}", n - 1)));
-                }
-            }
-            entries.push((height, value));
-        }
-        Ok(Some(entries))
-    }
-
-    /// Every raw key is metashrew's own, a `KEY/length` record, or an entry `KEY/N` of a history
-    /// that has a length record: an entry nobody's length counts would otherwise be skipped.
-    pub fn check_no_stray_entries(&self) -> Result<()> {
-        let mut options = rocksdb::ReadOptions::default();
-        options.fill_cache(false);
-        // The last entry's owner and its length record: absent, unreadable (the history read
-        // names that), or a count.
-        let mut last_owner: Option<(Vec<u8>, Option<Option<u32>>)> = None;
-        for entry in self.db.iterator_opt(IteratorMode::From(&self.prefix, rocksdb::Direction::Forward), options) {
-            let (raw, _) = entry.context("iterating the metashrew database")?;
-            let Some(key) = raw.strip_prefix(&self.prefix[..]) else { break };
-            if key.ends_with(LENGTH) || Internal::of(key).is_some() {
-                continue;
-            }
-            let stray = || anyhow::anyhow!("damaged database: {} is neither a history entry counted by a length record nor one of metashrew's keys", quoted(key));
-            let slash = key.iter().rposition(|&b| b == b'/').ok_or_else(stray)?;
-            let (owner, n) = (&key[..slash], &key[slash + 1..]);
-            let n: u32 = std::str::from_utf8(n).ok().and_then(canonical_u32).ok_or_else(stray)?;
-            if last_owner.as_ref().is_none_or(|(last, _)| last != owner) {
-                let length = self.get(&[&raw[..self.prefix.len() + owner.len()], LENGTH].concat())?;
-                let length = length.map(|l| std::str::from_utf8(&l).ok().and_then(|t| t.parse().ok()));
-                last_owner = Some((owner.to_vec(), length));
-            }
-            match last_owner.as_ref().and_then(|(_, length)| *length) {
-                Some(Some(length)) if n < length => {}
-                Some(None) => {}
-                _ => return Err(stray()),
-            }
-        }
-        Ok(())
+        options.set_readahead_size(2 << 20);
+        let records = self.db.iterator_opt(IteratorMode::From(&self.prefix, rocksdb::Direction::Forward), options);
+        Histories { records, prefix: &self.prefix, pending: HashMap::new(), done: false }
     }
 
     /// Writes the guest's state as of `height` to `out` as a dump (key order), in flat memory:
     /// the values go through a temporary RocksDB in `scratch`, which sorts them.
     pub fn write_state(&self, height: u32, scratch: &Path, out: impl std::io::Write) -> Result<schema::DumpFile> {
-        self.check_no_stray_entries()?;
         let mut options = Options::default();
         options.create_if_missing(true);
         options.set_write_buffer_size(16 << 20);
         let sorter = DB::open(&options, scratch.join("sorted")).context("opening the scratch database")?;
         let mut write = rocksdb::WriteOptions::default();
         write.disable_wal(true);
-        for key in self.keys() {
-            let key = key?;
-            if let Some(value) = value_as_of(&self.history(&key)?.unwrap_or_default(), height) {
+        for history in self.histories() {
+            let (key, history) = history?;
+            if let Some(value) = value_as_of(&history, height) {
                 sorter.put_opt(&key, value, &write).context("writing to the scratch database")?;
             }
         }
@@ -267,7 +215,8 @@ pub struct KeyDivergence {
 pub const SHOWN_KEYS: usize = 20;
 
 /// Compares two nodes: first their block hashes per height, then every guest key's history,
-/// up to the lower of their tips. One key's history at a time is held.
+/// up to the lower of their tips, in one pass over each database. One key's history at a time
+/// is held.
 pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
     let tip_of = |db: &MetashrewDb, name: &str| db.tip_height()?.with_context(|| format!("node {name} has no /__INTERNAL/tip-height"));
     let tips = [tip_of(a, "A")?, tip_of(b, "B")?];
@@ -282,8 +231,6 @@ pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
         keys: Vec::new(),
         keys_differing_there: 0,
     };
-    a.check_no_stray_entries()?;
-    b.check_no_stray_entries()?;
     // The lowest height whose hashes differ, over A's recorded hashes (one pass, no map).
     for recorded in a.recorded_hashes() {
         let (height, hash_a) = recorded?;
@@ -301,28 +248,27 @@ pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
         comparison.verdict = "different_blocks";
         return Ok(comparison);
     }
-    let (mut keys_a, mut keys_b) = (a.keys().peekable(), b.keys().peekable());
+    let (mut from_a, mut from_b) = (a.histories().peekable(), b.histories().peekable());
     loop {
-        // Both lists come in the order of their `KEY/length` records: merge them by it.
+        // Both come in the order of their `KEY/length` records: merge them by it.
         let order = |key: &[u8]| [key, LENGTH].concat();
-        let key = match (keys_a.peek(), keys_b.peek()) {
+        let (key, histories) = match (from_a.peek(), from_b.peek()) {
             (None, None) => break,
-            (Some(Err(_)), _) => return Err(keys_a.next().expect("peeked").expect_err("an error")),
-            (_, Some(Err(_))) => return Err(keys_b.next().expect("peeked").expect_err("an error")),
-            (Some(Ok(ka)), Some(Ok(kb))) => match order(ka).cmp(&order(kb)) {
-                std::cmp::Ordering::Less => keys_a.next(),
-                std::cmp::Ordering::Greater => keys_b.next(),
+            (Some(Err(_)), _) => return Err(from_a.next().expect("peeked").expect_err("an error")),
+            (_, Some(Err(_))) => return Err(from_b.next().expect("peeked").expect_err("an error")),
+            (Some(Ok((ka, _))), Some(Ok((kb, _)))) => match order(ka).cmp(&order(kb)) {
+                std::cmp::Ordering::Less => only_in_a(from_a.next())?,
+                std::cmp::Ordering::Greater => only_in_b(from_b.next())?,
                 std::cmp::Ordering::Equal => {
-                    keys_b.next();
-                    keys_a.next()
+                    let (key, history_a) = from_a.next().expect("peeked")?;
+                    let (_, history_b) = from_b.next().expect("peeked")?;
+                    (key, [history_a, history_b])
                 }
             },
-            (Some(_), None) => keys_a.next(),
-            (None, Some(_)) => keys_b.next(),
+            (Some(_), None) => only_in_a(from_a.next())?,
+            (None, Some(_)) => only_in_b(from_b.next())?,
         };
-        let key = key.expect("peeked")?;
         comparison.keys_compared += 1;
-        let histories = [a.history(&key)?.unwrap_or_default(), b.history(&key)?.unwrap_or_default()];
         let Some(height) = first_difference(&histories, common) else { continue };
         match comparison.height {
             Some(first) if height > first => continue,
@@ -342,6 +288,96 @@ pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
         comparison.verdict = "different_state";
     }
     Ok(comparison)
+}
+
+type Keyed = (Vec<u8>, Vec<Entry>);
+
+fn only_in_a(next: Option<Result<Keyed>>) -> Result<(Vec<u8>, [Vec<Entry>; 2])> {
+    let (key, history) = next.expect("peeked")?;
+    Ok((key, [history, Vec::new()]))
+}
+
+fn only_in_b(next: Option<Result<Keyed>>) -> Result<(Vec<u8>, [Vec<Entry>; 2])> {
+    let (key, history) = next.expect("peeked")?;
+    Ok((key, [Vec::new(), history]))
+}
+
+/// [`MetashrewDb::histories`]: each key and its history, checked.
+pub struct Histories<'a> {
+    records: rocksdb::DBIteratorWithThreadMode<'a, DB>,
+    prefix: &'a [u8],
+    /// Entries read whose length record is still ahead: owner → N → (raw key, raw entry).
+    pending: HashMap<Vec<u8>, BTreeMap<u32, (Box<[u8]>, Box<[u8]>)>>,
+    done: bool,
+}
+
+impl Iterator for Histories<'_> {
+    type Item = Result<(Vec<u8>, Vec<Entry>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let record = match self.records.next() {
+                Some(Ok(record)) => record,
+                Some(Err(error)) => return Some(Err(self.stop(anyhow::Error::new(error).context("iterating the metashrew database")))),
+                None => break,
+            };
+            let (raw, value) = record;
+            let Some(key) = raw.strip_prefix(self.prefix) else { break };
+            if Internal::of(key).is_some() {
+                continue;
+            }
+            let slash = key.iter().rposition(|&b| b == b'/');
+            let Some((owner, suffix)) = slash.map(|at| (&key[..at], &key[at + 1..])) else { return Some(Err(self.stop(stray(key)))) };
+            if suffix == b"length" {
+                let history = self.finish(owner, &value);
+                return Some(history.map_err(|error| self.stop(error)).map(|history| (owner.to_vec(), history)));
+            }
+            let Some(n) = std::str::from_utf8(suffix).ok().and_then(canonical_u32) else { return Some(Err(self.stop(stray(key)))) };
+            self.pending.entry(owner.to_vec()).or_default().insert(n, (key.into(), value));
+        }
+        self.done = true;
+        // An entry no length record counted is damage, never skipped.
+        let (_, entries) = self.pending.drain().next()?;
+        let (_, (raw, _)) = entries.into_iter().next()?;
+        Some(Err(stray(&raw)))
+    }
+}
+
+impl Histories<'_> {
+    fn stop(&mut self, error: anyhow::Error) -> anyhow::Error {
+        self.done = true;
+        self.pending.clear();
+        error
+    }
+
+    /// `owner`'s history, at its length record.
+    fn finish(&mut self, owner: &[u8], length: &[u8]) -> Result<Vec<Entry>> {
+        let damaged = |what: String| anyhow::anyhow!("damaged history of {}: {what}", quoted(owner));
+        let length = std::str::from_utf8(length)
+            .ok()
+            .and_then(canonical_u32)
+            .ok_or_else(|| damaged(format!("length {} is not a decimal number", quoted(length))))?;
+        let mut entries = self.pending.remove(owner).unwrap_or_default();
+        let mut history: Vec<Entry> = Vec::with_capacity(entries.len());
+        for n in 0..length {
+            let (_, entry) = entries.remove(&n).ok_or_else(|| damaged(format!("entry {n} of {length} is missing")))?;
+            let (height, value) = parse_entry(&entry).map_err(|what| damaged(format!("entry {n}: {what}")))?;
+            if let Some((previous, _)) = history.last() {
+                if height < *previous {
+                    return Err(damaged(format!("entry {n} is at height {height}, after entry {} at height {previous}", n - 1)));
+                }
+            }
+            history.push((height, value));
+        }
+        match entries.into_values().next() {
+            Some((raw, _)) => Err(stray(&raw)),
+            None => Ok(history),
+        }
+    }
+}
+
+fn stray(key: &[u8]) -> anyhow::Error {
+    anyhow::anyhow!("damaged database: {} is neither a history entry counted by a length record nor one of metashrew's keys", quoted(key))
 }
 
 /// The first height, up to `last`, at which the two histories give different values: one walk
@@ -381,7 +417,7 @@ fn around(history: &[Entry], height: u32) -> Vec<(u32, String)> {
 }
 
 /// `{height}:{lowercase hex}`.
-fn parse_entry(entry: &[u8]) -> std::result::Result<Entry, String> {
+pub(crate) fn parse_entry(entry: &[u8]) -> std::result::Result<Entry, String> {
     let text = std::str::from_utf8(entry).map_err(|_| format!("{} is not text", quoted(entry)))?;
     let (height, hex_value) = text.split_once(':').ok_or_else(|| format!("{} has no `height:` prefix", quoted(entry)))?;
     let height = canonical_u32(height).ok_or_else(|| format!("height `{}` is not a decimal u32", short(height)))?;

@@ -10,6 +10,8 @@
 //! - repro: a warm `cargo xtask repro` against the time its containers ran;
 //! - dump: dumping and comparing two stores that differ in 10 keys, at two sizes, with the peak
 //!   memory of each process (so memory that grows with the store shows);
+//! - node-diff: `host-runner metashrew-diff` over two metashrew-layout databases that differ in 10
+//!   keys, at two sizes, with its peak memory (the `cargo xtask diff --db A --db B` pass);
 //! - adversaries: the deterministic policy against each hostile guest of `guest/adversaries/`:
 //!   the runner's peak against what its preflight demanded, and its baseline over a large store;
 //! - real-blocks: the chain guest over `testdata/blocks`: each large block's commit against a
@@ -38,6 +40,7 @@ pub enum Section {
     Image,
     Repro,
     Dump,
+    NodeDiff,
     Adversaries,
     RealBlocks,
 }
@@ -98,6 +101,9 @@ pub fn bench(sh: &Shell, root: &Path, args: BenchArgs) -> Result<bool> {
     }
     if wants(Section::Dump) {
         figures.push(dump_and_compare(&runner, &dir, args.keys)?);
+    }
+    if wants(Section::NodeDiff) {
+        figures.push(node_diff(&runner, &dir, args.keys)?);
     }
     if wants(Section::Adversaries) {
         figures.extend(adversaries(&runner, root, &dir, args.keys)?);
@@ -401,6 +407,44 @@ fn dump_and_compare(runner: &Path, dir: &Path, keys: u64) -> Result<Figure> {
     // Memory that does not grow with the store: 10x the keys may cost at most a little more.
     let flat = compare.max_rss_bytes <= small_compare.max_rss_bytes + (16 << 20) && dump_a.max_rss_bytes <= small_a.max_rss_bytes + (64 << 20);
     Ok(goal(&format!("dump + compare ({keys} keys, {CHANGED} differ)"), figure, "<= 2 s", total <= 2.0 && flat, json!(details)))
+}
+
+/// Two metashrew-layout databases of `keys` keys differing in 10 (one history entry each),
+/// compared by `host-runner metashrew-diff` (block hashes, then every key's history in one
+/// merged pass) at `keys / 10` and at `keys`: under 5 s, in memory that does not grow.
+fn node_diff(runner: &Path, dir: &Path, keys: u64) -> Result<Figure> {
+    const CHANGED: u64 = 10;
+    let mut sizes = Vec::new();
+    for keys in [keys / 10, keys] {
+        section(&format!("node diff, two metashrew databases of {keys} keys differing in {CHANGED}"));
+        let work = dir.join(format!("node-diff-{keys}"));
+        std::fs::create_dir_all(&work)?;
+        for (name, changed) in [("a", 0), ("b", CHANGED)] {
+            let db = work.join(name).display().to_string();
+            let made = runner_bench(runner, &["make-store", "--layout", "metashrew", "--db", &db, "--keys", &keys.to_string(), "--changed", &changed.to_string()])?;
+            eprintln!("    node {name}: {keys} keys committed in {:.1} s", made["secs"].as_f64().unwrap_or(f64::NAN));
+        }
+        let output = work.join("diff.json");
+        let compare = measure(Command::new(runner).arg("metashrew-diff").arg("--db").arg(work.join("a")).arg("--db").arg(work.join("b")), &output)?;
+        anyhow::ensure!(compare.exit_code == Some(1), "metashrew-diff should find the nodes different (exit 1), got {:?}; see {}", compare.exit_code, work.display());
+        let answer: Value = serde_json::from_str(&std::fs::read_to_string(&output)?)?;
+        // The first changed key is in the first block (height 0), and every key was read.
+        anyhow::ensure!(answer["height"] == 0 && answer["keys_compared"] == keys, "metashrew-diff answered {answer}");
+        eprintln!("    {:.2} s, peak RSS {}", compare.secs, mib(compare.max_rss_bytes));
+        sizes.push((keys, compare));
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let ((small_keys, small), (keys, large)) = (&sizes[0], &sizes[1]);
+    let figure = format!(
+        "{keys} keys: {:.2} s, peak RSS {} ({small_keys} keys: {:.2} s, {})",
+        large.secs,
+        mib(large.max_rss_bytes),
+        small.secs,
+        mib(small.max_rss_bytes)
+    );
+    let flat = large.max_rss_bytes <= small.max_rss_bytes + (32 << 20);
+    let details: Vec<Value> = sizes.iter().map(|(keys, m)| json!({ "keys": keys, "secs": m.secs, "max_rss": m.max_rss_bytes })).collect();
+    Ok(goal(&format!("node diff ({keys} keys, {CHANGED} differ)"), figure, "< 5 s, flat memory", large.secs < 5.0 && flat, json!(details)))
 }
 
 /// The budget every adversary runs under.
