@@ -16,6 +16,7 @@ use crate::policy::{MemoryLayout, MemoryPolicy};
 use crate::runner::{run, RunRequest};
 use crate::state_root::{leaf_hash, path_of, root_of, Hash};
 use crate::state_store::StateStore;
+use crate::store::{Database, Layout};
 
 const TIME_LIMIT: Duration = Duration::from_secs(600);
 
@@ -38,6 +39,7 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
             time_limit: TIME_LIMIT,
             dump_file: None,
             native_stack: None,
+            db_layout: Layout::Memrepro,
         };
         let started = Instant::now();
         let result = run(&request)?;
@@ -140,6 +142,7 @@ pub fn blocks(count: u32) -> Result<Value> {
         time_limit: TIME_LIMIT,
         dump_file: Some(dir.path().join("dump.txt")),
         native_stack: None,
+        db_layout: Layout::Memrepro,
     };
     let started = Instant::now();
     let result = run(&request)?;
@@ -154,7 +157,7 @@ pub fn blocks(count: u32) -> Result<Value> {
     let (first, last) = (&result.blocks[..tenth], &result.blocks[result.blocks.len() - tenth..]);
 
     let strategies = [("on_demand", false), ("pooling", true)].map(|(name, pooling)| -> Result<(String, Value)> {
-        let store = StateStore::open(&dir.path().join(format!("db-{name}")))?;
+        let store = Database::Memrepro(StateStore::open(&dir.path().join(format!("db-{name}")))?);
         let guest = Guest::load(&strategy_engine(pooling)?, MemoryPolicy::Unbounded, TIME_LIMIT, &wasm)?;
         let started = Instant::now();
         for height in 1..=count {
@@ -189,16 +192,17 @@ fn strategy_engine(pooling: bool) -> Result<Engine> {
     engine_from(config)
 }
 
-/// A store of `keys` keys (`/bench/{i:08}` → 32 bytes), committed in blocks of 100,000 like an
-/// indexer would; `changed` of them, evenly spread, get other values (the "other node").
-pub fn make_store(db: &Path, keys: u64, changed: u64) -> Result<Value> {
+/// A store of `keys` keys (`/bench/{i:08}` → 32 bytes) in `layout`, committed in blocks of
+/// 100,000 like an indexer would; `changed` of them, evenly spread, get other values (the
+/// "other node").
+pub fn make_store(db: &Path, keys: u64, changed: u64, layout: &Layout) -> Result<Value> {
     anyhow::ensure!(!db.exists(), "{} exists: make_store builds a new store", db.display());
-    let store = StateStore::open(db)?;
+    let store = Database::open(db, layout)?;
     let every = if changed == 0 { u64::MAX } else { (keys / changed).max(1) };
     let started = Instant::now();
     let mut root = [0; 32];
     for (height, pairs) in synthetic_blocks(keys, every).enumerate() {
-        root = store.commit_block(height as u32, pairs, None)?;
+        root = store.commit_block(height as u32, &[], pairs, None)?;
     }
     store.sync()?;
     Ok(json!({ "keys": keys, "changed": changed, "secs": started.elapsed().as_secs_f64(), "state_root": hex::encode(root) }))
@@ -382,7 +386,7 @@ fn root_from_scratch(pairs: &[(Bytes, Bytes)]) -> f64 {
 
 /// The pairs `_start` flushes for `block` against `store`.
 fn flushed(guest: &Guest, store: &StateStore, block: &Block) -> Result<Vec<(Bytes, Bytes)>> {
-    let execution = guest.run_block(store, block.height, &block.payload);
+    let execution = guest.run_block(&Database::Memrepro(store.clone()), block.height, &block.payload);
     execution.result.with_context(|| format!("the guest failed at height {}", block.height))?;
     Ok(execution.pairs)
 }

@@ -71,7 +71,7 @@ fn abi_harness() -> &'static AbiHarness {
 pub fn host_abi(data: &[u8]) -> usize {
     let harness = abi_harness();
     let (image, calls) = data.split_at(data.len().min(4096));
-    let host = HostState::new(7, b"input bytes", harness.store.clone(), MemoryPolicy::Unbounded);
+    let host = HostState::new(7, b"input bytes", crate::store::Database::Memrepro(harness.store.clone()), true, MemoryPolicy::Unbounded);
     let mut store = Store::new(&harness.engine, host);
     store.set_epoch_deadline(crate::host::epoch_ticks(std::time::Duration::from_secs(60)));
     let instance = harness.pre.instantiate(&mut store).expect("instantiates");

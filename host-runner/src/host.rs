@@ -12,7 +12,7 @@ use wasmtime::{bail, Caller, Config, Engine, Extern, InstancePre, Linker, Module
 use crate::guest_memory::{self, address};
 use crate::policy::{MemoryLayout, MemoryLimiter, MemoryPolicy};
 use crate::stack_limit::{self, StackLimitExceeded};
-use crate::state_store::StateStore;
+use crate::store::Database;
 
 /// `message KeyValueFlush { repeated bytes list = 1; }`: alternating key, value.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -142,13 +142,15 @@ pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100
 
 impl HostState {
     /// The state of one call: `height ++ input` for `__load_input`, the committed `store` for
-    /// `__get`, and the policy's limiter.
-    pub fn new(height: u32, input: &[u8], store: StateStore, policy: MemoryPolicy) -> Self {
+    /// `__get` (as a block at `height` sees it, or a view), and the policy's limiter.
+    pub fn new(height: u32, input: &[u8], store: Database, block: bool, policy: MemoryPolicy) -> Self {
         let mut full_input = Vec::with_capacity(4 + input.len());
         full_input.extend_from_slice(&height.to_le_bytes());
         full_input.extend_from_slice(input);
         Self {
             input: full_input,
+            height,
+            block,
             store,
             limiter: MemoryLimiter::new(policy),
             host_budget: policy.budget(),
@@ -163,7 +165,10 @@ impl HostState {
 pub struct HostState {
     /// `height (u32 LE) ++ input`, as `__load_input` writes it.
     input: Vec<u8>,
-    store: StateStore,
+    height: u32,
+    /// A block's `_start` (it sees the state before it), not a view.
+    block: bool,
+    store: Database,
     limiter: MemoryLimiter,
     /// Under the deterministic policy, the most the host may hold for the guest by the charge
     /// rule ([`pair_charge`]).
@@ -259,26 +264,27 @@ impl Guest {
     }
 
     /// Runs `_start` for one block in a fresh instance.
-    pub fn run_block(&self, store: &StateStore, height: u32, payload: &[u8]) -> Execution<()> {
-        self.call(store, height, payload, "_start", |_, _: ()| Ok(()))
+    pub fn run_block(&self, store: &Database, height: u32, payload: &[u8]) -> Execution<()> {
+        self.call(store, height, true, payload, "_start", |_, _: ()| Ok(()))
     }
 
     /// Calls the view `name` (`() -> i32`) in a fresh instance and returns the buffer it points at.
-    pub fn run_view(&self, store: &StateStore, height: u32, input: &[u8], name: &str) -> Execution<Vec<u8>> {
-        self.call(store, height, input, name, |memory, ptr: i32| {
+    pub fn run_view(&self, store: &Database, height: u32, input: &[u8], name: &str) -> Execution<Vec<u8>> {
+        self.call(store, height, false, input, name, |memory, ptr: i32| {
             Ok(guest_memory::arraybuffer(memory, ptr, "view result")?.to_vec())
         })
     }
 
     fn call<R: wasmtime::WasmResults, T>(
         &self,
-        state: &StateStore,
+        state: &Database,
         height: u32,
+        block: bool,
         input: &[u8],
         name: &str,
         read: impl FnOnce(&[u8], R) -> wasmtime::Result<T>,
     ) -> Execution<T> {
-        let host = HostState::new(height, input, state.clone(), self.policy);
+        let host = HostState::new(height, input, state.clone(), block, self.policy);
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| &mut host.limiter);
         store.set_epoch_deadline(epoch_ticks(self.time_limit));
@@ -393,7 +399,7 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
         let key = guest_memory::arraybuffer(memory.data(&caller), key_ptr, "__get_len key")?;
         let host = caller.data();
         // The stored length: the value itself is not loaded.
-        let len = host.store.value_len(key).map_err(wasmtime::Error::from_anyhow)?.unwrap_or(0);
+        let len = host.store.value_len(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?.unwrap_or(0);
         within_budget(host.host_budget, value_read_charge(host, len), "__get_len: reading the value")?;
         i32::try_from(len).or_else(|_| bail!("__get_len: value of {len} bytes does not fit an i32"))
     })?;
@@ -405,9 +411,9 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
         let key = guest_memory::arraybuffer(data, key_ptr, "__get key")?;
         // Charged from the stored length before the value is read; then copied from RocksDB's
         // pinned slice straight into guest memory.
-        let len = store.value_len(key).map_err(wasmtime::Error::from_anyhow)?.unwrap_or(0);
+        let len = store.value_len(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?.unwrap_or(0);
         within_budget(host.host_budget, value_read_charge(host, len), "__get: reading the value")?;
-        let value = store.get_pinned(key).map_err(wasmtime::Error::from_anyhow)?;
+        let value = store.value(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?;
         let value: &[u8] = value.as_deref().unwrap_or_default();
         let target = guest_memory::span_mut(data, address(value_ptr), value.len() as u64, "__get value")?;
         target.copy_from_slice(value);

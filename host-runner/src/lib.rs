@@ -9,11 +9,13 @@ pub mod guest_memory;
 pub mod host;
 pub mod memory_report;
 pub mod metashrew_db;
+pub mod metashrew_store;
 pub mod policy;
 pub mod runner;
 pub mod stack_limit;
 pub mod state_root;
 pub mod state_store;
+pub mod store;
 pub mod watch;
 
 /// The wasmtime this crate is built against, for callers that drive the imports directly.

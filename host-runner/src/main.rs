@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use host_runner::blocks::{parse_hex, read_blocks_file, Block, BlockArgs};
 use host_runner::runner::{self, run, summary_line, write_atomically, RunRequest};
 use host_runner::state_store::StateStore;
+use host_runner::store::{Database, Layout};
 use host_runner::{dump, host, policy, watch};
 use schema::{ByteSize, Policy};
 
@@ -23,6 +24,12 @@ use schema::{ByteSize, Policy};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LayoutArg {
+    Memrepro,
+    Metashrew,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +79,15 @@ enum Command {
         /// policy's trap depth does not depend on it).
         #[arg(long, hide = true)]
         native_stack: Option<usize>,
+        /// The database layout: this runner's (the pairs and a real state root) or metashrew's
+        /// (append-only histories, `smt:root`, tip and block hash keys), to compare a run with a
+        /// production node's database.
+        #[arg(long, value_enum, default_value = "memrepro")]
+        layout: LayoutArg,
+        /// Under `--layout metashrew`: write every key under `LABEL://`, as a node run with
+        /// `--label LABEL` does.
+        #[arg(long)]
+        label: Option<String>,
     },
     /// Run `host-runner run ARGS…` as a child and write how it ended (exit, signal, OOM kills
     /// counted by this cgroup, the memory limit read back at start) to REPORT as JSON.
@@ -127,6 +143,7 @@ enum Command {
     },
     /// Write what a database holds (tip, state root, dump) as JSON, e.g. after a killed run.
     State {
+        /// A database of either layout (told by its column families).
         #[arg(long)]
         db: PathBuf,
         #[arg(long)]
@@ -134,6 +151,9 @@ enum Command {
         /// Stream the storage dump to this file instead of into the JSON.
         #[arg(long)]
         dump: Option<PathBuf>,
+        /// A metashrew-layout database's label.
+        #[arg(long)]
+        label: Option<String>,
     },
     /// Measurements for `cargo xtask bench` (one JSON object on stdout).
     #[command(hide = true, subcommand)]
@@ -152,6 +172,9 @@ enum Command {
         /// The height given to the view; defaults to the last committed height.
         #[arg(long)]
         height: Option<u32>,
+        /// A metashrew-layout database's label.
+        #[arg(long)]
+        label: Option<String>,
     },
 }
 
@@ -201,6 +224,9 @@ enum BenchCommand {
         keys: u64,
         #[arg(long, default_value_t = 0)]
         changed: u64,
+        /// The store's layout (`metashrew`: a node's database, for `metashrew-diff`).
+        #[arg(long, value_enum, default_value = "memrepro")]
+        layout: LayoutArg,
     },
 }
 
@@ -233,6 +259,8 @@ fn execute(command: Command) -> Result<ExitCode> {
             small_memories,
             block_time_limit,
             native_stack,
+            layout: db_layout,
+            label,
         } => {
             let time_limit = std::time::Duration::try_from_secs_f64(block_time_limit)
                 .ok()
@@ -245,7 +273,14 @@ fn execute(command: Command) -> Result<ExitCode> {
                 None => source.read()?.context("no blocks: give --height, --blocks or --rpc")?.1,
             };
             let address_space_limit = address_space_limit.map(ByteSize::bytes);
-            let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit, time_limit, dump_file: dump, native_stack };
+            let db_layout = match db_layout {
+                LayoutArg::Memrepro => {
+                    anyhow::ensure!(label.is_none(), "--label is for --layout metashrew");
+                    Layout::Memrepro
+                }
+                LayoutArg::Metashrew => Layout::Metashrew { label },
+            };
+            let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit, time_limit, dump_file: dump, native_stack, db_layout };
             let result = match run(&request) {
                 Err(error) if error.is::<policy::Refusal>() => {
                     eprintln!("host-runner: {error}");
@@ -294,17 +329,8 @@ fn execute(command: Command) -> Result<ExitCode> {
             dump::write_dump(&store, std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::State { db, out, dump: dump_path } => {
-            let store = StateStore::open_read_only(&db)?;
-            let tip = store.tip()?;
-            let (dump, dump_file) = dump::dump_inline_or_to(&store, dump_path.as_deref())?;
-            let state = schema::StoredState {
-                tip,
-                state_root: hex::encode(store.state_root()?),
-                stress_result: runner::stress_result(&store, tip)?,
-                dump,
-                dump_file,
-            };
+        Command::State { db, out, dump: dump_path, label } => {
+            let state = Database::open_read_only(&db, label)?.stored_state(dump_path.as_deref())?;
             write_atomically(&out, &serde_json::to_string_pretty(&state)?)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -325,13 +351,19 @@ fn execute(command: Command) -> Result<ExitCode> {
                     state_keys: into_state,
                     runs,
                 })?,
-                BenchCommand::MakeStore { db, keys, changed } => host_runner::bench::make_store(&db, keys, changed)?,
+                BenchCommand::MakeStore { db, keys, changed, layout } => {
+                    let layout = match layout {
+                        LayoutArg::Memrepro => Layout::Memrepro,
+                        LayoutArg::Metashrew => Layout::Metashrew { label: None },
+                    };
+                    host_runner::bench::make_store(&db, keys, changed, &layout)?
+                }
             };
             println!("{figures}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::View { wasm, db, name, input, height } => {
-            let store = StateStore::open_read_only(&db)?;
+        Command::View { wasm, db, name, input, height, label } => {
+            let store = Database::open_read_only(&db, label)?;
             let policy = policy::MemoryPolicy::Unbounded;
             let time_limit = std::time::Duration::from_secs(60);
             let guest = host::Guest::load(&host::engine(policy, policy::MemoryLayout::Reserved, None)?, policy, time_limit, &wasm)?;

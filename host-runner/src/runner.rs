@@ -7,11 +7,11 @@ use schema::{BlockInput, BlockOutcome, BlockReport, RunOutcome, RunResult, Timin
 use sha2::{Digest, Sha256};
 
 use crate::blocks::Block;
-use crate::dump::dump_inline_or_to;
 use crate::host::{elapsed_ms, engine, Guest, TimeLimitExceeded};
 use crate::memory_report::memory_report;
 use crate::policy::{limit_address_space, preflight, MemoryLayout, MemoryPolicy};
-use crate::state_store::{NodeBudgetExceeded, StateStore};
+use crate::state_store::NodeBudgetExceeded;
+use crate::store::{Database, Layout};
 
 pub struct RunRequest {
     pub wasm: PathBuf,
@@ -27,6 +27,8 @@ pub struct RunRequest {
     pub dump_file: Option<PathBuf>,
     /// Replaces wasmtime's native stack limit (hidden `--native-stack`).
     pub native_stack: Option<usize>,
+    /// The database layout the blocks are committed in (`--layout`).
+    pub db_layout: Layout,
 }
 
 /// Runs the blocks. Fails with a [`crate::policy::Refusal`] before anything is written when this
@@ -43,7 +45,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     let started = std::time::Instant::now();
     preflight(request.policy, guest.code_bytes())?;
     let preflight_ms = elapsed_ms(started);
-    let store = StateStore::open(&request.db)?;
+    let store = Database::open(&request.db, &request.db_layout)?;
 
     let mut reports = Vec::new();
     let mut outcome = RunOutcome::Completed;
@@ -59,7 +61,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         // charge, and its trie nodes what is left of twice the budget.
         let node_allowance = request.policy.budget().map(|budget| (2 * budget).saturating_sub(2 * charged_bytes));
         let block_outcome = match execution.result {
-            Ok(()) => match store.commit_block(block.height, execution.pairs, node_allowance) {
+            Ok(()) => match store.commit_block(block.height, &block.payload, execution.pairs, node_allowance) {
                 Ok(new_root) => {
                     root = new_root;
                     BlockOutcome::Completed
@@ -103,7 +105,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     // Durable before the result says what was committed.
     store.sync()?;
     let stress_result = stress_result(&store, reports.last().map(|r| r.height))?;
-    let (dump, dump_file) = dump_inline_or_to(&store, request.dump_file.as_deref())?;
+    let (dump, dump_file) = store.dump_inline_or_to(request.dump_file.as_deref())?;
     Ok(RunResult {
         schema_version: schema::SCHEMA_VERSION,
         runner_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -134,6 +136,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         outcome,
         stress_result,
         state_root: hex::encode(root),
+        db_layout: request.db_layout.name().into(),
         dump,
         dump_file,
         memory: memory_report(wasm_memory_bytes),
@@ -158,9 +161,9 @@ pub fn identity() -> schema::RunnerIdentity {
 }
 
 /// `/memory-stress-result/{height}`, as text, when the guest stored one.
-pub fn stress_result(store: &StateStore, height: Option<u32>) -> Result<Option<String>> {
+pub fn stress_result(store: &Database, height: Option<u32>) -> Result<Option<String>> {
     let Some(height) = height else { return Ok(None) };
-    let stored = store.get(format!("/memory-stress-result/{height}").as_bytes())?;
+    let stored = store.latest(format!("/memory-stress-result/{height}").as_bytes())?;
     Ok(stored.map(|value| String::from_utf8_lossy(&value).into_owned()))
 }
 

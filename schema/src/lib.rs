@@ -27,8 +27,13 @@ pub struct RunResult {
     pub outcome: RunOutcome,
     /// `/memory-stress-result/{height}` of the last block run, when the guest stored one.
     pub stress_result: Option<String>,
-    /// Merkle root (SHA-256, hex) over the whole committed state after the run.
+    /// Merkle root (SHA-256, hex) over the whole committed state after the run; under the
+    /// `metashrew` layout, metashrew's `smt:root` of the last block (a hash of its last pair,
+    /// which does not commit to the state: compare dumps).
     pub state_root: String,
+    /// The database layout the run committed in: `memrepro` (this runner's) or `metashrew`.
+    #[serde(default = "memrepro_layout")]
+    pub db_layout: String,
     /// The committed state, one line per key, sorted: the text the pipeline diffs. Empty when
     /// the run streamed it to `dump_file` instead (`--dump`, for states too big to hold).
     pub dump: Vec<String>,
@@ -326,6 +331,7 @@ mod tests {
             outcome: RunOutcome::Trapped { height: 1, message: "m".into() },
             stress_result: None,
             state_root: "00".into(),
+            db_layout: "metashrew".into(),
             dump: vec!["\"k\" = \"v\"".into()],
             dump_file: Some(DumpFile { path: "/out/dump.txt".into(), lines: 1, sha256: "cd".into() }),
             memory: MemoryReport {
@@ -347,4 +353,8 @@ mod tests {
         let after = CgroupEvents { limit_hits: Some(9), ooms: None, oom_kills: Some(2) };
         assert_eq!(before.since(after), CgroupEvents { limit_hits: Some(4), ooms: None, oom_kills: Some(1) });
     }
+}
+
+fn memrepro_layout() -> String {
+    "memrepro".into()
 }

@@ -9,6 +9,7 @@ mod crash_safety;
 mod fuzz_corpus;
 mod hostile;
 mod metashrew_db;
+mod metashrew_layout;
 mod policies;
 mod stress_guest;
 mod support;
