@@ -33,6 +33,7 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
             wasm: wasm.to_path_buf(),
             db: dir.path().join("db"),
             blocks: blocks.to_vec(),
+            engine: schema::EngineKind::Memrepro,
             policy: MemoryPolicy::Unbounded,
             layout: MemoryLayout::Reserved,
             address_space_limit: None,
@@ -136,6 +137,7 @@ pub fn blocks(count: u32) -> Result<Value> {
         wasm: wasm.clone(),
         db: dir.path().join("db"),
         blocks: (1..=count).map(|height| Block { height, payload: payload(height) }).collect(),
+        engine: schema::EngineKind::Memrepro,
         policy: MemoryPolicy::Unbounded,
         layout: MemoryLayout::Reserved,
         address_space_limit: None,
@@ -158,7 +160,7 @@ pub fn blocks(count: u32) -> Result<Value> {
 
     let strategies = [("on_demand", false), ("pooling", true)].map(|(name, pooling)| -> Result<(String, Value)> {
         let store = Database::Memrepro(StateStore::open(&dir.path().join(format!("db-{name}")))?);
-        let guest = Guest::load(&strategy_engine(pooling)?, MemoryPolicy::Unbounded, TIME_LIMIT, &wasm)?;
+        let guest = Guest::load(&strategy_engine(pooling)?, schema::EngineKind::Memrepro, MemoryPolicy::Unbounded, TIME_LIMIT, &wasm)?;
         let started = Instant::now();
         for height in 1..=count {
             guest.run_block(&store, height, &payload(height)).result?;
@@ -183,9 +185,9 @@ pub fn blocks(count: u32) -> Result<Value> {
 /// The runner's engine, or the same settings with instances taken from a pool of one slot.
 fn strategy_engine(pooling: bool) -> Result<Engine> {
     if !pooling {
-        return engine(MemoryPolicy::Unbounded, MemoryLayout::Reserved, None);
+        return engine(schema::EngineKind::Memrepro, MemoryPolicy::Unbounded, MemoryLayout::Reserved, None);
     }
-    let mut config = crate::host::config(MemoryPolicy::Unbounded, MemoryLayout::Reserved, None);
+    let mut config = crate::host::config(schema::EngineKind::Memrepro, MemoryPolicy::Unbounded, MemoryLayout::Reserved, None);
     let mut pool = wasmtime::PoolingAllocationConfig::new();
     pool.total_core_instances(1).total_memories(1).total_tables(1).max_memory_size(1 << 32);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
@@ -291,7 +293,8 @@ pub fn commit(bench: &CommitBench) -> Result<Value> {
             wasm
         }
     };
-    let guest = Guest::load(&engine(MemoryPolicy::Unbounded, MemoryLayout::Reserved, None)?, MemoryPolicy::Unbounded, TIME_LIMIT, &wasm)?;
+    let kind = schema::EngineKind::Memrepro;
+    let guest = Guest::load(&engine(kind, MemoryPolicy::Unbounded, MemoryLayout::Reserved, None)?, kind, MemoryPolicy::Unbounded, TIME_LIMIT, &wasm)?;
     let mut timed: Vec<Vec<[f64; 3]>> = vec![Vec::new(); bench.blocks.len()];
     let mut shapes = Vec::new();
     for run in 0..bench.runs.max(1) {

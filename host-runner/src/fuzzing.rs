@@ -49,10 +49,10 @@ struct AbiHarness {
 fn abi_harness() -> &'static AbiHarness {
     static HARNESS: OnceLock<AbiHarness> = OnceLock::new();
     HARNESS.get_or_init(|| {
-        let engine = engine(crate::policy::MemoryPolicy::Unbounded, MemoryLayout::Reserved, None).expect("engine");
+        let engine = engine(schema::EngineKind::Memrepro, crate::policy::MemoryPolicy::Unbounded, MemoryLayout::Reserved, None).expect("engine");
         let module = Module::new(&engine, GUEST).expect("the fuzz guest compiles");
         let mut linker = Linker::new(&engine);
-        define_imports(&mut linker).expect("imports");
+        define_imports(&mut linker, schema::EngineKind::Memrepro).expect("imports");
         let pre = linker.instantiate_pre(&module).expect("links");
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = StateStore::open(&dir.path().join("db")).expect("database");

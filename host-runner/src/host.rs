@@ -13,6 +13,7 @@ use crate::guest_memory::{self, address};
 use crate::policy::{MemoryLayout, MemoryLimiter, MemoryPolicy};
 use crate::stack_limit::{self, StackLimitExceeded};
 use crate::store::Database;
+use schema::EngineKind;
 
 /// `message KeyValueFlush { repeated bytes list = 1; }`: alternating key, value.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -34,16 +35,38 @@ pub fn decode_flush(encoded: &[u8]) -> Result<Vec<(Bytes, Bytes)>, prost::Decode
     Ok(pairs)
 }
 
-/// Every engine setting that affects what a guest observes, in one place: the same for every
-/// policy except the linear memory layout and, under the deterministic policy, fuel and the
-/// stack (see [`config`]).
-pub fn engine(policy: MemoryPolicy, layout: MemoryLayout, native_stack: Option<usize>) -> Result<Engine> {
-    engine_from(config(policy, layout, native_stack))
+/// Every engine setting that affects what a guest observes, in one place: ours ([`config`]),
+/// the same for every policy except the linear memory layout and, under the deterministic policy,
+/// fuel and the stack; or metashrew's own.
+pub fn engine(kind: EngineKind, policy: MemoryPolicy, layout: MemoryLayout, native_stack: Option<usize>) -> Result<Engine> {
+    engine_from(config(kind, policy, layout, native_stack))
 }
 
 /// The settings of [`engine`], each with the reason it is set. `native_stack` replaces the
 /// native stack limit (for checking that the deterministic policy's trap depth ignores it).
-pub fn config(policy: MemoryPolicy, layout: MemoryLayout, native_stack: Option<usize>) -> Config {
+pub fn config(kind: EngineKind, policy: MemoryPolicy, layout: MemoryLayout, native_stack: Option<usize>) -> Config {
+    match kind {
+        EngineKind::Memrepro => memrepro_config(policy, layout, native_stack),
+        EngineKind::Metashrew => metashrew_config(),
+    }
+}
+
+/// metashrew's block engine as it runs in production: `Config::default()`, so no NaN
+/// canonicalization (a NaN's bits are the CPU's), relaxed SIMD as the CPU answers, wasmtime's
+/// default stack and memory layout, no fuel. [`check_engine_settings`] refuses anything that
+/// would change it.
+fn metashrew_config() -> Config {
+    let mut config = Config::default();
+    // Ours, not metashrew's, and invisible to the guest: the wall-clock limit that reports a
+    // block that never returns (a check per loop and call; nothing else changes).
+    config.epoch_interruption(true);
+    // metashrew also turns on async support: it changes how the host calls in, not what the
+    // guest computes, and our imports are synchronous, so it is left out.
+    config
+}
+
+/// Our settings: what a guest observes is the same on every CPU.
+fn memrepro_config(policy: MemoryPolicy, layout: MemoryLayout, native_stack: Option<usize>) -> Config {
     let deterministic = policy.fuel().is_some();
     let mut config = Config::new();
     // NaN bit patterns differ between CPUs; canonical NaNs make float results identical everywhere.
@@ -90,6 +113,26 @@ pub fn config(policy: MemoryPolicy, layout: MemoryLayout, native_stack: Option<u
         }
     }
     config
+}
+
+/// The metashrew engine is metashrew's configuration as it is, so it refuses, before anything
+/// runs, the settings that would change it: a policy other than unbounded (metashrew has no
+/// budget and no fuel), small memories, another native stack.
+pub fn check_engine_settings(kind: EngineKind, policy: MemoryPolicy, layout: MemoryLayout, native_stack: Option<usize>) -> Result<()> {
+    if kind != EngineKind::Metashrew {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        kind.allows(policy.policy()),
+        "--engine metashrew runs only under --policy unbounded (metashrew's engine has no memory budget and no fuel), not --policy {}",
+        policy.name()
+    );
+    anyhow::ensure!(
+        layout == MemoryLayout::Reserved,
+        "--engine metashrew keeps wasmtime's default memory layout, as metashrew does: --small-memories would change it"
+    );
+    anyhow::ensure!(native_stack.is_none(), "--engine metashrew keeps wasmtime's default stack, as metashrew does: --native-stack would change it");
+    Ok(())
 }
 
 /// An engine with `config` and the thread that advances its epoch (the time limit's clock).
@@ -157,6 +200,7 @@ impl HostState {
             pairs: Vec::new(),
             flushed_bytes: 0,
             charged_bytes: 0,
+            failed: None,
         }
     }
 }
@@ -178,6 +222,9 @@ pub struct HostState {
     pub flushed_bytes: u64,
     /// What this block's flushed pairs are charged ([`pair_charge`]), under every policy.
     pub charged_bytes: u64,
+    /// Metashrew engine: why the guest marked the block failed without trapping (the first
+    /// `abort()`, or a flush that did not decode). The block is then done with nothing written.
+    pub failed: Option<String>,
 }
 
 /// What the host is charged for one flushed pair beside its key and value: its entry in the
@@ -211,6 +258,8 @@ pub struct Execution<T> {
     pub pairs: Vec<(Bytes, Bytes)>,
     pub flushed_bytes: u64,
     pub charged_bytes: u64,
+    /// Metashrew engine: the guest marked the block failed without trapping ([`HostState::failed`]).
+    pub failed: Option<String>,
     /// Fuel the call used (deterministic policy only).
     pub fuel_consumed: Option<u64>,
     pub wasm_memory_bytes: u64,
@@ -221,15 +270,16 @@ pub struct Execution<T> {
 }
 
 impl Guest {
-    /// Compiles the guest at `wasm` (binary or text); under the deterministic policy with its
-    /// calls counted against the logical stack limit.
-    pub fn load(engine: &Engine, policy: MemoryPolicy, time_limit: std::time::Duration, wasm: &Path) -> Result<Self> {
+    /// Compiles the guest at `wasm` (binary or text) for `engine`, built for `kind`, whose host
+    /// semantics the imports follow; under the deterministic policy with its calls counted
+    /// against the logical stack limit.
+    pub fn load(engine: &Engine, kind: EngineKind, policy: MemoryPolicy, time_limit: std::time::Duration, wasm: &Path) -> Result<Self> {
         let bytes = std::fs::read(wasm).with_context(|| format!("reading guest {}", wasm.display()))?;
-        Self::from_bytes(engine, policy, time_limit, wasm, &bytes)
+        Self::from_bytes(engine, kind, policy, time_limit, wasm, &bytes)
     }
 
     /// [`Guest::load`] of `bytes` already read from `wasm` (named in errors).
-    pub fn from_bytes(engine: &Engine, policy: MemoryPolicy, time_limit: std::time::Duration, wasm: &Path, bytes: &[u8]) -> Result<Self> {
+    pub fn from_bytes(engine: &Engine, kind: EngineKind, policy: MemoryPolicy, time_limit: std::time::Duration, wasm: &Path, bytes: &[u8]) -> Result<Self> {
         let not_wasm = || format!("{} is not a valid wasm module", wasm.display());
         let binary = wat::parse_bytes(bytes).with_context(not_wasm)?;
         let binary = match policy.fuel() {
@@ -243,7 +293,7 @@ impl Guest {
             wasm.display()
         );
         let mut linker = Linker::new(engine);
-        define_imports(&mut linker)?;
+        define_imports(&mut linker, kind)?;
         // Like metashrew: other function imports link, and trap if they are ever called.
         linker.define_unknown_imports_as_traps(&module)?;
         let pre = linker
@@ -329,6 +379,7 @@ impl Guest {
             pairs: host.pairs,
             flushed_bytes: host.flushed_bytes,
             charged_bytes: host.charged_bytes,
+            failed: host.failed,
             fuel_consumed,
             wasm_memory_bytes,
             refused_growths: host.limiter.refused_growths,
@@ -367,8 +418,10 @@ fn guest_memory_of<'c>(caller: &mut Caller<'c, HostState>) -> wasmtime::Result<w
 }
 
 /// The six metashrew imports plus AssemblyScript's `abort`. Each validates the guest's pointers
-/// and lengths before touching memory; a bad one returns an error, which traps the guest.
-pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
+/// and lengths before touching memory; a bad one returns an error, which traps the guest. Under
+/// the metashrew engine `abort()` and a flush that does not decode mark the block failed and
+/// return instead, as metashrew's host does.
+pub fn define_imports(linker: &mut Linker<HostState>, kind: EngineKind) -> Result<()> {
     linker.func_wrap("env", "__host_len", |caller: Caller<'_, HostState>| -> wasmtime::Result<i32> {
         i32::try_from(caller.data().input.len()).or_else(|_| bail!("__host_len: input over 2 GiB"))
     })?;
@@ -420,13 +473,16 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
         Ok(())
     })?;
 
-    linker.func_wrap("env", "__flush", |mut caller: Caller<'_, HostState>, ptr: i32| {
+    linker.func_wrap("env", "__flush", move |mut caller: Caller<'_, HostState>, ptr: i32| {
         let memory = guest_memory_of(&mut caller)?;
         let (data, host) = memory.data_and_store_mut(&mut caller);
         let encoded = guest_memory::arraybuffer(data, ptr, "__flush")?;
         // The decoded pairs are charged at least their encoded length: refuse before copying.
         within_budget(host.host_budget, host.charged_bytes + encoded.len() as u64, "__flush: this block's flushes")?;
-        let pairs = decode_flush(encoded).map_err(|e| wasmtime::format_err!("__flush: not a KeyValueFlush protobuf: {e}"))?;
+        let pairs = match decode_flush(encoded) {
+            Ok(pairs) => pairs,
+            Err(error) => return fail_block(host, kind, format!("__flush: not a KeyValueFlush protobuf: {error}")),
+        };
         // The pairs are slices of one copy of the whole message, which lives as long as any of
         // them: what the message carries beside them (unknown fields, an odd trailing key) is
         // held too, so the charge is never less than the message.
@@ -441,9 +497,21 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "abort",
-        |_: Caller<'_, HostState>, _msg: i32, _file: i32, line: i32, column: i32| -> wasmtime::Result<()> {
-            bail!("the guest called abort() at line {line}, column {column}")
+        move |mut caller: Caller<'_, HostState>, _msg: i32, _file: i32, line: i32, column: i32| -> wasmtime::Result<()> {
+            fail_block(caller.data_mut(), kind, format!("the guest called abort() at line {line}, column {column}"))
         },
     )?;
     Ok(())
+}
+
+/// The guest failed the block: ours traps with `why`; metashrew's notes the failure (the first
+/// one) and lets the guest go on, and the block ends done with nothing written.
+fn fail_block(host: &mut HostState, kind: EngineKind, why: String) -> wasmtime::Result<()> {
+    match kind {
+        EngineKind::Memrepro => bail!("{why}"),
+        EngineKind::Metashrew => {
+            host.failed.get_or_insert(why);
+            Ok(())
+        }
+    }
 }

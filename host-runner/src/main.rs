@@ -17,7 +17,7 @@ use host_runner::runner::{self, run, summary_line, write_atomically, RunRequest}
 use host_runner::state_store::StateStore;
 use host_runner::store::{Database, Layout};
 use host_runner::{dump, host, policy, watch};
-use schema::{ByteSize, Policy};
+use schema::{ByteSize, EngineKind, Policy};
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -59,6 +59,10 @@ enum Command {
         /// What the host does when the guest grows its memory.
         #[arg(long, value_enum, default_value = "unbounded")]
         policy: Policy,
+        /// The wasmtime configuration and host semantics: ours (memrepro), or metashrew's own
+        /// (`Config::default()`; `abort` does not trap; unbounded policy only).
+        #[arg(long, value_enum, default_value = "memrepro")]
+        engine: EngineKind,
         /// The deterministic policy's fixed budget, e.g. 192MiB.
         #[arg(long)]
         memory_budget: Option<ByteSize>,
@@ -253,6 +257,7 @@ fn execute(command: Command) -> Result<ExitCode> {
             out,
             dump,
             policy,
+            engine,
             memory_budget,
             fuel,
             address_space_limit,
@@ -268,6 +273,8 @@ fn execute(command: Command) -> Result<ExitCode> {
                 .context("--block-time-limit must be a positive number of seconds")?;
             let policy = policy::MemoryPolicy::new(policy, memory_budget.map(ByteSize::bytes), fuel)?;
             let layout = policy::MemoryLayout::for_policy(policy, small_memories);
+            // Before any block is read (`run` checks again, for callers of the library).
+            host::check_engine_settings(engine, policy, layout, native_stack)?;
             let blocks = match height {
                 Some(height) => vec![Block { height, payload: parse_hex(&payload).context("--payload")? }],
                 None => source.read()?.context("no blocks: give --height, --blocks or --rpc")?.1,
@@ -280,7 +287,7 @@ fn execute(command: Command) -> Result<ExitCode> {
                 }
                 LayoutArg::Metashrew => Layout::Metashrew { label },
             };
-            let request = RunRequest { wasm, db, blocks, policy, layout, address_space_limit, time_limit, dump_file: dump, native_stack, db_layout };
+            let request = RunRequest { wasm, db, blocks, engine, policy, layout, address_space_limit, time_limit, dump_file: dump, native_stack, db_layout };
             let result = match run(&request) {
                 Err(error) if error.is::<policy::Refusal>() => {
                     eprintln!("host-runner: {error}");
@@ -366,7 +373,8 @@ fn execute(command: Command) -> Result<ExitCode> {
             let store = Database::open_read_only(&db, label)?;
             let policy = policy::MemoryPolicy::Unbounded;
             let time_limit = std::time::Duration::from_secs(60);
-            let guest = host::Guest::load(&host::engine(policy, policy::MemoryLayout::Reserved, None)?, policy, time_limit, &wasm)?;
+            let kind = EngineKind::Memrepro;
+            let guest = host::Guest::load(&host::engine(kind, policy, policy::MemoryLayout::Reserved, None)?, kind, policy, time_limit, &wasm)?;
             anyhow::ensure!(guest.has_export(&name), "{} exports no view `{name}`", wasm.display());
             let height = height.or(store.tip()?).unwrap_or(0);
             let execution = guest.run_view(&store, height, &parse_hex(&input).context("--input")?, &name);

@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use schema::{BlockInput, BlockOutcome, BlockReport, RunOutcome, RunResult, Timings};
+use schema::{BlockInput, BlockOutcome, BlockReport, EngineKind, RunOutcome, RunResult, Timings};
 use sha2::{Digest, Sha256};
 
 use crate::blocks::Block;
-use crate::host::{elapsed_ms, engine, Guest, TimeLimitExceeded};
+use crate::host::{check_engine_settings, elapsed_ms, engine, Guest, TimeLimitExceeded};
 use crate::memory_report::memory_report;
 use crate::policy::{limit_address_space, preflight, MemoryLayout, MemoryPolicy};
 use crate::state_store::NodeBudgetExceeded;
@@ -17,6 +17,8 @@ pub struct RunRequest {
     pub wasm: PathBuf,
     pub db: PathBuf,
     pub blocks: Vec<Block>,
+    /// Our engine, or metashrew's configuration and host semantics.
+    pub engine: EngineKind,
     pub policy: MemoryPolicy,
     pub layout: MemoryLayout,
     /// RLIMIT_AS the runner applies to itself before loading the guest.
@@ -34,12 +36,14 @@ pub struct RunRequest {
 /// Runs the blocks. Fails with a [`crate::policy::Refusal`] before anything is written when this
 /// host cannot back the policy's budget.
 pub fn run(request: &RunRequest) -> Result<RunResult> {
+    check_engine_settings(request.engine, request.policy, request.layout, request.native_stack)?;
     if let Some(limit) = request.address_space_limit {
         limit_address_space(limit)?;
     }
     let wasm_bytes = std::fs::read(&request.wasm)
         .with_context(|| format!("reading guest {}", request.wasm.display()))?;
-    let guest = Guest::from_bytes(&engine(request.policy, request.layout, request.native_stack)?, request.policy, request.time_limit, &request.wasm, &wasm_bytes)?;
+    let engine = engine(request.engine, request.policy, request.layout, request.native_stack)?;
+    let guest = Guest::from_bytes(&engine, request.engine, request.policy, request.time_limit, &request.wasm, &wasm_bytes)?;
     anyhow::ensure!(guest.has_export("_start"), "{} exports no `_start`", request.wasm.display());
     // Before anything is written: can this host back the policy with this guest?
     let started = std::time::Instant::now();
@@ -60,11 +64,16 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         // The commit runs after the guest's memory is freed: its pairs take at most twice their
         // charge, and its trie nodes what is left of twice the budget.
         let node_allowance = request.policy.budget().map(|budget| (2 * budget).saturating_sub(2 * charged_bytes));
+        // Metashrew engine: a block the guest marked failed is done, with none of its flushes.
+        let (pairs, failed) = match execution.failed {
+            Some(why) => (Vec::new(), Some(why)),
+            None => (execution.pairs, None),
+        };
         let block_outcome = match execution.result {
-            Ok(()) => match store.commit_block(block.height, &block.payload, execution.pairs, node_allowance) {
+            Ok(()) => match store.commit_block(block.height, &block.payload, pairs, node_allowance) {
                 Ok(new_root) => {
                     root = new_root;
-                    BlockOutcome::Completed
+                    failed.map_or(BlockOutcome::Completed, |message| BlockOutcome::Aborted { message })
                 }
                 Err(error) if error.is::<NodeBudgetExceeded>() => BlockOutcome::Trapped { message: error.to_string() },
                 Err(error) => return Err(error),
@@ -88,11 +97,11 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
                 commit_ms: elapsed_ms(started),
             },
         });
-        // The indexer cannot go past a block it failed to index.
+        // The indexer cannot go past a block it failed to index (metashrew's would retry it).
         match block_outcome {
-            BlockOutcome::Completed => {}
+            BlockOutcome::Completed | BlockOutcome::Aborted { .. } => {}
             BlockOutcome::Trapped { message } => {
-                outcome = RunOutcome::Trapped { height: block.height, message };
+                outcome = RunOutcome::Trapped { height: block.height, message, node: request.engine.after_trap(block.height) };
                 break;
             }
             BlockOutcome::TimedOut { message } => {
@@ -117,6 +126,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
         },
         policy: schema::PolicyReport {
             name: request.policy.name().into(),
+            engine: request.engine,
             memory_budget_bytes: request.policy.budget(),
             required_bytes: request.policy.required_bytes(guest.code_bytes()),
             compiled_guest_bytes: guest.code_bytes(),
@@ -184,10 +194,15 @@ pub fn trap_message(error: &anyhow::Error) -> String {
 /// The line a person reads first, in the seed's words.
 pub fn summary_line(result: &RunResult) -> String {
     let stored = result.stress_result.as_deref().unwrap_or("(no stress result)");
+    let aborted = result.blocks.iter().filter(|b| matches!(b.outcome, BlockOutcome::Aborted { .. })).count();
     match &result.outcome {
+        RunOutcome::Completed if aborted > 0 => {
+            format!("RESULT: WASM completed, {aborted} of {} blocks aborted (done, nothing of them written), stored: {stored}", result.blocks.len())
+        }
         RunOutcome::Completed => format!("RESULT: WASM completed successfully, stored: {stored}"),
-        RunOutcome::Trapped { height, message } => {
-            format!("RESULT: WASM trapped at height {height}: {message} (nothing of that block committed; stored: {stored})")
+        RunOutcome::Trapped { height, message, node } => {
+            let node = node.as_deref().map_or(String::new(), |node| format!("; {node}"));
+            format!("RESULT: WASM trapped at height {height}: {message} (nothing of that block committed{node}; stored: {stored})")
         }
         RunOutcome::TimedOut { height, message } => {
             format!("RESULT: WASM timed out at height {height}: {message} (nothing of that block committed; stored: {stored})")

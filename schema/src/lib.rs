@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod engine;
 pub mod log_files;
 mod size;
+pub use engine::EngineKind;
 pub use size::{BadSize, ByteSize, Policy};
 
 /// Bumped whenever a field changes meaning or disappears.
@@ -70,11 +72,14 @@ pub struct WasmInfo {
     pub size_bytes: u64,
 }
 
-/// The memory policy the run used (see host-runner's `policy.rs`).
+/// The memory policy the run used (see host-runner's `policy.rs`), and the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyReport {
     /// `unbounded`, `headroom` or `deterministic`.
     pub name: String,
+    /// `memrepro` (ours, and results from before the field) or `metashrew`.
+    #[serde(default)]
+    pub engine: EngineKind,
     /// The deterministic policy's fixed budget for linear memory (and for the host's buffers).
     pub memory_budget_bytes: Option<u64>,
     /// What the preflight required this host to back: 2 x the budget + the runner's overhead +
@@ -138,13 +143,24 @@ pub enum BlockOutcome {
     Trapped { message: String },
     /// `_start` ran past the block time limit and was interrupted; nothing was committed.
     TimedOut { message: String },
+    /// Metashrew engine only: the guest marked the block failed without trapping (`abort()`, or
+    /// a flush that did not decode) and `_start` returned. The block is done with nothing of it
+    /// written (its flushes dropped), and the run moves on to the next block, as metashrew does.
+    Aborted { message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RunOutcome {
     Completed,
-    Trapped { height: u32, message: String },
+    Trapped {
+        height: u32,
+        message: String,
+        /// What a node running the engine does about it, beside stopping there (metashrew
+        /// engine: it would retry the block for ever); absent for ours.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     TimedOut { height: u32, message: String },
 }
 
@@ -290,10 +306,21 @@ mod tests {
 
     #[test]
     fn outcomes_serialize_with_a_status_tag() {
-        let trapped = RunOutcome::Trapped { height: 7, message: "unreachable".into() };
+        let trapped = RunOutcome::Trapped { height: 7, message: "unreachable".into(), node: None };
         let json = serde_json::to_value(&trapped).unwrap();
         assert_eq!(json, serde_json::json!({ "status": "trapped", "height": 7, "message": "unreachable" }));
         assert_eq!(serde_json::to_value(BlockOutcome::Completed).unwrap(), serde_json::json!({ "status": "completed" }));
+        let aborted = BlockOutcome::Aborted { message: "abort()".into() };
+        assert_eq!(serde_json::to_value(aborted).unwrap(), serde_json::json!({ "status": "aborted", "message": "abort()" }));
+    }
+
+    #[test]
+    fn a_policy_report_without_an_engine_is_ours() {
+        let old = serde_json::json!({
+            "name": "unbounded", "memory_budget_bytes": null, "required_bytes": null, "memory_layout": "reserved-4gib",
+            "address_space_limit_bytes": null, "preflight_ms": 0.0, "block_time_limit_secs": 300.0
+        });
+        assert_eq!(serde_json::from_value::<PolicyReport>(old).unwrap().engine, EngineKind::Memrepro);
     }
 
     #[test]
@@ -305,6 +332,7 @@ mod tests {
             wasm: WasmInfo { path: "g.wasm".into(), sha256: "ab".into(), size_bytes: 3 },
             policy: PolicyReport {
                 name: "deterministic".into(),
+                engine: EngineKind::Memrepro,
                 memory_budget_bytes: Some(1),
                 required_bytes: Some(2),
                 compiled_guest_bytes: 1,
@@ -328,7 +356,7 @@ mod tests {
                 refused_growths: 1,
                 timings: Timings { instantiate_ms: 1.5, execute_ms: 2.0, commit_ms: 0.0 },
             }],
-            outcome: RunOutcome::Trapped { height: 1, message: "m".into() },
+            outcome: RunOutcome::Trapped { height: 1, message: "m".into(), node: Some("n".into()) },
             stress_result: None,
             state_root: "00".into(),
             db_layout: "metashrew".into(),

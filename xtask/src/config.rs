@@ -1,6 +1,6 @@
 //! What to run, parsed at the edge: `[workspace.metadata.repro]` in the root Cargo.toml, then the
-//! command line on top. The rest of the xtask sees `ByteSize`s, `Policy`s and `StressPayload`s,
-//! not text.
+//! command line on top. The rest of the xtask sees `ByteSize`s, `Policy`s, `EngineKind`s and
+//! `StressPayload`s, not text.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,7 +8,7 @@ use std::str::FromStr;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
-pub use schema::{ByteSize, Policy};
+pub use schema::{ByteSize, EngineKind, Policy};
 
 /// Docker refuses memory limits below 6 MiB.
 const MIN_DOCKER_LIMIT: u64 = 6 << 20;
@@ -97,11 +97,14 @@ pub struct Profile {
     /// Reserve no address space ahead for linear memory (growth moves it and may fail).
     #[serde(default)]
     pub small_memories: bool,
+    /// `memrepro` (ours, the default) or `metashrew` (metashrew's own engine and host semantics).
+    #[serde(default)]
+    pub engine: EngineKind,
 }
 
 impl Profile {
     pub fn with_limit(memory: ByteSize) -> Self {
-        Self { name: memory.to_string(), memory, address_space: None, small_memories: false }
+        Self { name: memory.to_string(), memory, address_space: None, small_memories: false, engine: EngineKind::default() }
     }
 
     /// The limits as the table shows them: `4g`, `4g as=2g small`.
@@ -125,7 +128,27 @@ impl Profile {
         if self.small_memories {
             args.push("--small-memories".into());
         }
+        if self.engine != EngineKind::default() {
+            args.extend(["--engine".to_string(), self.engine.name().to_string()]);
+        }
         args
+    }
+
+    /// The metashrew engine is metashrew's configuration as it is: only under the unbounded
+    /// policy, with wasmtime's default memory layout.
+    fn check_engine(&self, policy: Policy) -> Result<()> {
+        ensure!(
+            self.engine.allows(policy),
+            "profile `{}`: engine = \"{}\" runs only under policy = \"unbounded\" (metashrew's engine has no memory budget and no fuel), not \"{policy}\"",
+            self.name,
+            self.engine
+        );
+        ensure!(
+            !(self.engine == EngineKind::Metashrew && self.small_memories),
+            "profile `{}`: engine = \"metashrew\" keeps wasmtime's default memory layout, as metashrew does: drop small_memories",
+            self.name
+        );
+        Ok(())
     }
 }
 
@@ -151,6 +174,22 @@ pub struct ReproConfig {
 }
 
 impl ReproConfig {
+    /// `policy unbounded`, and the engine when it is not ours: `policy unbounded, engine metashrew`.
+    pub fn describe_run(&self, profile: &Profile) -> String {
+        match profile.engine {
+            EngineKind::Memrepro => format!("policy {}", self.policy),
+            engine => format!("policy {}, engine {engine}", self.policy),
+        }
+    }
+
+    /// `--engine`: every profile runs under `engine`.
+    pub fn use_engine(&mut self, engine: EngineKind) -> Result<()> {
+        for profile in &mut self.profiles {
+            profile.engine = engine;
+        }
+        self.check()
+    }
+
     /// The runner's policy flags.
     pub fn policy_args(&self) -> Vec<String> {
         let mut args = vec!["--policy".to_string(), self.policy.name().to_string()];
@@ -174,10 +213,18 @@ impl ReproConfig {
         Ok(config)
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks the configuration as a whole; again after the command line changed it.
+    pub fn check(&self) -> Result<()> {
         check_profiles(&self.profiles, "profiles")?;
         check_profiles(&self.matrix_profiles, "matrix_profiles")?;
         ensure!(self.timeout_secs > 0, "timeout_secs must be positive");
+        for profile in &self.profiles {
+            profile.check_engine(self.policy)?;
+        }
+        // The matrix runs its profiles under every policy.
+        if let Some(profile) = self.matrix_profiles.iter().find(|p| p.engine != EngineKind::default()) {
+            bail!("matrix profile `{}`: the matrix runs every policy, so only our engine (drop engine = \"{}\")", profile.name, profile.engine);
+        }
         Ok(())
     }
 
@@ -303,6 +350,43 @@ mod tests {
             "profiles": [{ "name": "low", "memory": "512m" }], "matrix_profiles": [{ "name": "low", "memory": "512m" }]
         }));
         assert!(format!("{:#}", bad.unwrap_err()).contains("unknown variant `lenient`"));
+    }
+
+    #[test]
+    fn the_metashrew_engine_is_refused_under_any_policy_but_unbounded_before_anything_runs() {
+        let with = |policy: &str, profile: serde_json::Value, matrix: serde_json::Value| {
+            config(serde_json::json!({
+                "payload": "50x20", "height": 1, "timeout_secs": 60, "policy": policy, "memory_budget": "192m", "sweep_limit": "1g", "sweep_steps": ["10x10"],
+                "profiles": [{ "name": "low", "memory": "512m" }, profile], "matrix_profiles": [matrix]
+            }))
+        };
+        let metashrew = serde_json::json!({ "name": "node", "memory": "4g", "engine": "metashrew" });
+        let plain = serde_json::json!({ "name": "low", "memory": "512m" });
+        let ok = with("unbounded", metashrew.clone(), plain.clone()).unwrap();
+        assert_eq!(ok.profiles[1].engine, EngineKind::Metashrew);
+        assert_eq!(ok.profiles[1].runner_args(), ["--engine", "metashrew"]);
+        assert_eq!(ok.profiles[0].engine, EngineKind::Memrepro);
+        assert!(ok.profiles[0].runner_args().is_empty(), "ours is the runner's default");
+        assert_eq!(ok.describe_run(&ok.profiles[1]), "policy unbounded, engine metashrew");
+        assert_eq!(ok.describe_run(&ok.profiles[0]), "policy unbounded");
+
+        let refused = with("deterministic", metashrew.clone(), plain.clone()).unwrap_err();
+        assert_eq!(
+            format!("{refused:#}"),
+            "profile `node`: engine = \"metashrew\" runs only under policy = \"unbounded\" (metashrew's engine has no memory budget and no fuel), not \"deterministic\""
+        );
+        let small = serde_json::json!({ "name": "node", "memory": "4g", "engine": "metashrew", "small_memories": true });
+        assert!(format!("{:#}", with("unbounded", small, plain.clone()).unwrap_err()).contains("drop small_memories"));
+        let high = serde_json::json!({ "name": "high", "memory": "4g" });
+        assert!(format!("{:#}", with("unbounded", high, metashrew.clone()).unwrap_err()).contains("matrix profile `node`: the matrix runs every policy"));
+        assert!(format!("{:#}", with("unbounded", serde_json::json!({ "name": "x", "memory": "4g", "engine": "wasmer" }), plain).unwrap_err()).contains("unknown variant `wasmer`"));
+
+        // `--policy` on the command line, and `--engine` for every profile, are checked the same way.
+        let mut config = ok.clone();
+        config.policy = Policy::Headroom;
+        assert!(format!("{:#}", config.check().unwrap_err()).contains("not \"headroom\""));
+        let mut config = with("deterministic", serde_json::json!({ "name": "high", "memory": "4g" }), serde_json::json!({ "name": "low", "memory": "512m" })).unwrap();
+        assert!(format!("{:#}", config.use_engine(EngineKind::Metashrew).unwrap_err()).contains("profile `low`: engine = \"metashrew\" runs only under"));
     }
 
     #[test]

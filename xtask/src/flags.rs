@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ByteSize, Policy, ReproConfig, StressPayload};
+use crate::config::{ByteSize, EngineKind, Policy, ReproConfig, StressPayload};
 use crate::image::ImageBuild;
 use crate::repro::{BackendChoice, GuestChoice};
 use blocks::BlockArgs;
@@ -44,13 +44,15 @@ pub struct RunFlags {
 }
 
 impl RunFlags {
-    /// The configuration with these flags applied.
-    pub fn apply(&self, mut config: ReproConfig) -> ReproConfig {
+    /// The configuration with these flags applied, checked again (`--policy` may not suit a
+    /// profile's engine).
+    pub fn apply(&self, mut config: ReproConfig) -> anyhow::Result<ReproConfig> {
         config.payload = self.payload.unwrap_or(config.payload);
         config.policy = self.policy.unwrap_or(config.policy);
         config.memory_budget = self.memory_budget.unwrap_or(config.memory_budget);
         config.fuel = self.fuel.or(config.fuel);
-        config
+        config.check()?;
+        Ok(config)
     }
 }
 
@@ -78,6 +80,10 @@ pub enum Command {
         /// Replace the configured profiles with one per limit (repeatable), e.g. `--limit 1g`.
         #[arg(long = "limit", value_name = "LIMIT")]
         limits: Vec<ByteSize>,
+        /// Run every profile under this engine: `memrepro` (ours) or `metashrew` (metashrew's
+        /// own; unbounded policy only). Default: each profile's `engine`.
+        #[arg(long, value_enum)]
+        engine: Option<EngineKind>,
         /// Block height given to the stress block.
         #[arg(long, conflicts_with = "block_source")]
         height: Option<u32>,

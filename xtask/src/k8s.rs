@@ -19,7 +19,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ByteSize, Profile, ReproConfig};
+use crate::config::{ByteSize, EngineKind, Profile, ReproConfig};
 use crate::outcome::{Enforcement, Outcome};
 use crate::repro::{compare_profiles, new_run_dir, profile_report, publish, read_json};
 use crate::report::{Machine, ProfileReport, Report};
@@ -203,7 +203,7 @@ pub fn collect(rendered: &Path, logs: &[PathBuf], out: PathBuf) -> Result<Report
             .as_str()
             .and_then(size_of_quantity)
             .context("the Job has no memory limit this tool wrote")?;
-        let profile = Profile { name: name.clone(), ..Profile::with_limit(limit) };
+        let profile = Profile { name: name.clone(), engine: engine_of(&job), ..Profile::with_limit(limit) };
         let profile_dir = dir.join(&name);
         std::fs::create_dir_all(&profile_dir)?;
         std::fs::write(profile_dir.join("run.log"), schema::log_files::without_files(&text))?;
@@ -255,6 +255,7 @@ fn pod_report(profile: &Profile, dir: &Path) -> Result<ProfileReport> {
             name: profile.name.clone(),
             limit: profile.limits(),
             limit_bytes: profile.memory.bytes(),
+            engine: profile.engine,
             outcome: Outcome::Killed {
                 reason: "the log holds no watcher report: the pod ended before its watcher could write one, so the cause is unknown (`kubectl describe pod` may say)".into(),
             },
@@ -272,6 +273,13 @@ fn pod_report(profile: &Profile, dir: &Path) -> Result<ProfileReport> {
     profile_report(profile, dir, &exit, Enforcement::Cgroup, || {
         Ok(read_json(&dir.join("state.json"), |t| serde_json::from_str::<schema::StoredState>(t))?.unwrap_or_default())
     })
+}
+
+/// The engine a rendered Job runs, from its arguments (ours without `--engine`).
+fn engine_of(job: &Value) -> EngineKind {
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"].as_array().cloned().unwrap_or_default();
+    let named = args.iter().position(|a| a == "--engine").and_then(|i| args.get(i + 1)).and_then(Value::as_str);
+    named.and_then(|name| serde_json::from_value(Value::from(name)).ok()).unwrap_or_default()
 }
 
 /// The policy the rendered Jobs run under, from their arguments.
@@ -330,6 +338,20 @@ mod tests {
         let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
         assert!(args.windows(4).any(|w| w == ["--policy", "deterministic", "--memory-budget", "201326592"]), "{args:?}");
         assert_eq!(&args[..4], ["watch", "--report", "/out/watch.json", "--export-to-log"]);
+        assert!(!args.contains(&"--engine"), "ours is the runner's default: {args:?}");
+        assert_eq!(engine_of(&job), EngineKind::Memrepro);
+    }
+
+    #[test]
+    fn a_metashrew_profile_s_job_runs_metashrew_s_engine_and_collect_reads_it_back() {
+        let mut config = config();
+        config.policy = crate::config::Policy::Unbounded;
+        config.profiles[1].engine = EngineKind::Metashrew;
+        let job = job(&config, &config.profiles[1], "i");
+        check_job(&job).unwrap();
+        let args: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(args.windows(2).any(|w| w == ["--engine", "metashrew"]), "{args:?}");
+        assert_eq!(engine_of(&job), EngineKind::Metashrew);
     }
 
     #[test]

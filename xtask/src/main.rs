@@ -55,10 +55,13 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
     sh.change_dir(&root);
     let configured = || ReproConfig::from_workspace_metadata(&metadata);
     match command {
-        Command::Repro { profiles, limits, height, input, timeout_secs, run } => {
-            let mut config = run.apply(configured()?);
+        Command::Repro { profiles, limits, engine, height, input, timeout_secs, run } => {
+            let mut config = run.apply(configured()?)?;
             config.select_profiles(&profiles)?;
             config.replace_limits(&limits)?;
+            if let Some(engine) = engine {
+                config.use_engine(engine)?;
+            }
             config.height = height.unwrap_or(config.height);
             config.timeout_secs = timeout_secs.unwrap_or(config.timeout_secs);
             let args = ReproArgs { config, input, image_build, backend, out_dir: run.out_dir };
@@ -70,13 +73,13 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
                 Some(policy) => vec![policy],
                 None => vec![Policy::Unbounded, Policy::Headroom, Policy::Deterministic],
             };
-            let config = run.apply(configured()?);
+            let config = run.apply(configured()?)?;
             let args = ReproArgs { config, input: Default::default(), image_build, backend, out_dir: run.out_dir };
             let reports = matrix::matrix(&sh, &root, args, &policies).context("matrix")?;
             Ok(if reports.iter().any(|r| r.decision.verdict == verdict::Verdict::HarnessError) { 2 } else { 0 })
         }
         Command::Sweep { limit, steps, run } => {
-            let config = run.apply(configured()?);
+            let config = run.apply(configured()?)?;
             let args = sweep::SweepArgs {
                 limit: limit.unwrap_or(config.sweep_limit),
                 steps: if steps.is_empty() { config.sweep_steps.clone() } else { steps },
@@ -90,7 +93,7 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
         }
         Command::Bisect { between, resolution, input, run } => {
             let args = bisect::BisectArgs {
-                config: run.apply(configured()?),
+                config: run.apply(configured()?)?,
                 input,
                 lower: between[0],
                 upper: between[1],
@@ -116,7 +119,7 @@ fn run(command: Command, backend: BackendChoice, image_build: ImageBuild) -> Res
             Ok(report.decision.verdict.exit_code())
         }
         Command::K8s { command: K8sCommand::Render { image, limits, input, run } } => {
-            let mut config = run.apply(configured()?);
+            let mut config = run.apply(configured()?)?;
             config.replace_limits(&limits)?;
             let blocks = repro::Blocks::resolve(&input, &config)?;
             let wasm = input.build_guest(&sh)?;

@@ -124,7 +124,7 @@ pub fn classify(evidence: &Evidence) -> Outcome {
         (Some(REFUSED), None) => Outcome::Refused { reason: evidence.log_tail.trim_start_matches("host-runner: ").to_string() },
         (Some(0 | 1), Some(result)) => match &result.outcome {
             RunOutcome::Completed => Outcome::Completed,
-            RunOutcome::Trapped { height, message } => Outcome::Trapped { height: *height, message: message.clone() },
+            RunOutcome::Trapped { height, message, .. } => Outcome::Trapped { height: *height, message: message.clone() },
             RunOutcome::TimedOut { height, message } => Outcome::TimedOut { height: *height, message: message.clone() },
         },
         (code, _) => Outcome::HarnessError {

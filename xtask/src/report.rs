@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use schema::{BlockOutcome, EngineKind};
+
 use crate::diff::Divergence;
 use crate::outcome::Outcome;
 use crate::verdict::{outcome_reason, Decision};
@@ -12,6 +14,10 @@ pub struct ProfileReport {
     pub name: String,
     pub limit: String,
     pub limit_bytes: u64,
+    /// The engine the run used, as its result says (else as configured); `memrepro` in reports
+    /// from before engines had a name.
+    #[serde(default)]
+    pub engine: EngineKind,
     #[serde(flatten)]
     pub outcome: Outcome,
     /// The stress result the run committed (`/memory-stress-result/{height}`).
@@ -126,14 +132,25 @@ impl Machine {
     }
 }
 
-const HEADERS: [&str; 7] = ["profile", "limit", "outcome", "stored result", "state root", "peak memory", "time"];
+/// The table's columns: `engine` only when some profile ran another engine than ours.
+fn headers(report: &Report) -> Vec<&'static str> {
+    let mut headers = vec!["profile", "limit", "outcome", "stored result", "state root", "peak memory", "time"];
+    if shows_engines(report) {
+        headers.insert(2, "engine");
+    }
+    headers
+}
 
-fn rows(report: &Report) -> Vec<[String; 7]> {
+fn shows_engines(report: &Report) -> bool {
+    report.profiles.iter().any(|p| p.engine != EngineKind::default())
+}
+
+fn rows(report: &Report) -> Vec<Vec<String>> {
     report
         .profiles
         .iter()
         .map(|p| {
-            [
+            let mut row = vec![
                 p.name.clone(),
                 p.limit.clone(),
                 p.outcome.label().to_string(),
@@ -141,7 +158,11 @@ fn rows(report: &Report) -> Vec<[String; 7]> {
                 p.state_root.as_deref().map_or("-".into(), |r| r[..r.len().min(16)].to_string()),
                 p.peak_memory_bytes.map_or("-".into(), mib),
                 format!("{:.1} s", p.wall_secs),
-            ]
+            ];
+            if shows_engines(report) {
+                row.insert(2, p.engine.to_string());
+            }
+            row
         })
         .collect()
 }
@@ -152,15 +173,15 @@ pub fn mib(bytes: u64) -> String {
 
 /// The table as aligned text columns.
 pub fn table(report: &Report) -> String {
-    let rows = rows(report);
-    let widths: Vec<usize> = (0..HEADERS.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([HEADERS[i].len()]).max().unwrap_or(0))
+    let (headers, rows) = (headers(report), rows(report));
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0))
         .collect();
     let line = |cells: Vec<&str>| -> String {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         padded.join("  ").trim_end().to_string() + "\n"
     };
-    let mut text = line(HEADERS.to_vec());
+    let mut text = line(headers);
     text += &line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect());
     for row in &rows {
         text += &line(row.iter().map(String::as_str).collect());
@@ -168,14 +189,27 @@ pub fn table(report: &Report) -> String {
     text
 }
 
-/// Why each profile that did not complete ended as it did, one line each.
+/// Why each profile that did not complete ended as it did, and the blocks the metashrew engine
+/// counted as done with nothing written, one line each.
 pub fn outcome_details(report: &Report) -> Vec<String> {
-    report
-        .profiles
-        .iter()
-        .filter(|p| p.outcome != Outcome::Completed)
-        .map(|p| format!("{}: {}", p.name, outcome_reason(p)))
-        .collect()
+    let mut details = Vec::new();
+    for profile in &report.profiles {
+        details.extend(aborted_blocks(profile).map(|line| format!("{}: {line}", profile.name)));
+        if profile.outcome != Outcome::Completed {
+            details.push(format!("{}: {}", profile.name, outcome_reason(profile)));
+        }
+    }
+    details
+}
+
+/// `block 2 aborted (metashrew engine: done, nothing written): …` for each such block.
+fn aborted_blocks(profile: &ProfileReport) -> impl Iterator<Item = String> + '_ {
+    profile.blocks.iter().flatten().filter_map(|block| match &block.outcome {
+        BlockOutcome::Aborted { message } => {
+            Some(format!("block {} aborted ({} engine: done, nothing written): {message}", block.height, profile.engine))
+        }
+        _ => None,
+    })
 }
 
 /// The Markdown summary: the table, the details and each diff in a fenced block.
@@ -186,7 +220,8 @@ pub fn markdown(report: &Report) -> String {
         text += &format!(", memory budget {}", mib(budget));
     }
     text += "\n\n";
-    text += &format!("| {} |\n|{}\n", HEADERS.join(" | "), "---|".repeat(HEADERS.len()));
+    let headers = headers(report);
+    text += &format!("| {} |\n|{}\n", headers.join(" | "), "---|".repeat(headers.len()));
     for row in rows(report) {
         let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
         text += &format!("| {} |\n", cells.join(" | "));
@@ -218,6 +253,7 @@ pub(crate) mod tests {
             name: name.into(),
             limit: "4g".into(),
             limit_bytes: 4 << 30,
+            engine: EngineKind::Memrepro,
             outcome,
             stored_result: Some("SUCCESS:1000MB".into()),
             state_root: Some(root.into()),
@@ -286,5 +322,48 @@ pub(crate) mod tests {
         assert!(md.contains("**VERDICT: DIFFERENT — `a` and `b` both completed but committed different state"), "{md}");
         assert!(md.contains("| profile | limit | outcome |"), "{md}");
         assert!(md.contains("### a vs b\n\nFirst diverging height: 1. First diverging key: `\"k\"`.\n\n```diff\n--- a\n"), "{md}");
+    }
+
+    fn block(height: u32, outcome: BlockOutcome) -> schema::BlockReport {
+        schema::BlockReport {
+            height,
+            outcome,
+            flushed_pairs: 1,
+            flushed_bytes: 6,
+            host_charged_bytes: 0,
+            fuel_consumed: None,
+            state_root: "00".into(),
+            wasm_memory_bytes: 65536,
+            refused_growths: 0,
+            timings: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_engine_column_and_the_metashrew_details_appear_when_a_profile_ran_metashrew_s_engine() {
+        let ours = profile("ours", Outcome::Trapped { height: 2, message: "the guest called abort() at line 1, column 2".into() }, "r");
+        let mut theirs = profile("theirs", Outcome::Completed, "s");
+        theirs.engine = EngineKind::Metashrew;
+        theirs.blocks = Some(vec![block(1, BlockOutcome::Completed), block(2, BlockOutcome::Aborted { message: "the guest called abort() at line 1, column 2".into() })]);
+        let r = report(vec![ours, theirs], &["-x\n+y\n"]);
+        let lines: Vec<String> = table(&r).lines().map(String::from).collect();
+        assert_eq!(lines[0], "profile  limit  engine     outcome    stored result   state root  peak memory  time");
+        assert_eq!(lines[3], "theirs   4g     metashrew  completed  SUCCESS:1000MB  s           1536 MiB     2.3 s");
+        assert!(markdown(&r).contains("| profile | limit | engine | outcome |"));
+        assert_eq!(
+            outcome_details(&r),
+            [
+                "ours: trapped at height 2: the guest called abort() at line 1, column 2",
+                "theirs: block 2 aborted (metashrew engine: done, nothing written): the guest called abort() at line 1, column 2",
+            ]
+        );
+        let mut stuck = profile("stuck", Outcome::Trapped { height: 3, message: "unreachable".into() }, "r");
+        stuck.engine = EngineKind::Metashrew;
+        assert_eq!(
+            outcome_details(&report(vec![stuck], &[])),
+            ["stuck: trapped at height 3: unreachable; a metashrew node would retry this block for ever: it never moves past height 3"]
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!((&json["profiles"][0]["engine"], &json["profiles"][1]["engine"]), (&"memrepro".into(), &"metashrew".into()));
     }
 }

@@ -279,7 +279,7 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     let input_dir = harness.write_input(&run_dir, &blocks.text)?;
     let mut profiles = Vec::new();
     for (i, profile) in config.profiles.iter().enumerate() {
-        let what = format!("profile `{}`: {} (policy {})", profile.name, profile.limits(), config.policy.name());
+        let what = format!("profile `{}`: {} ({})", profile.name, profile.limits(), config.describe_run(profile));
         let report = quiet_phase(3 + i, total, &what, || harness.run_profile(&input_dir, profile, config))?;
         eprintln!("    {}", outcome_summary(&report));
         profiles.push(report);
@@ -384,6 +384,7 @@ pub fn profile_report(
         name: profile.name.clone(),
         limit: profile.limits(),
         limit_bytes: profile.memory.bytes(),
+        engine: result.as_ref().map_or(profile.engine, |r| r.policy.engine),
         outcome,
         stored_result,
         state_root,

@@ -152,7 +152,10 @@ pub fn outcome_reason(profile: &ProfileReport) -> String {
     use crate::outcome::Outcome;
     match &profile.outcome {
         Outcome::Completed => "completed".into(),
-        Outcome::Trapped { height, message } => format!("trapped at height {height}: {message}"),
+        Outcome::Trapped { height, message } => match profile.engine.after_trap(*height) {
+            Some(node) => format!("trapped at height {height}: {message}; {node}"),
+            None => format!("trapped at height {height}: {message}"),
+        },
         Outcome::TimedOut { height, message } => format!("timed out at height {height} (the runner's wall clock: depends on the host): {message}"),
         Outcome::OomKilled { evidence } => evidence.clone(),
         Outcome::Refused { reason } => format!("{reason} (safe: this node would not start)"),

@@ -6,6 +6,7 @@ mod adversaries;
 mod big_state;
 mod chain_guest;
 mod crash_safety;
+mod engines;
 mod fuzz_corpus;
 mod hostile;
 mod metashrew_db;

@@ -9,6 +9,7 @@ mod breaking_point;
 mod doctor;
 mod k8s;
 mod local_backend;
+mod metashrew_engine;
 mod node_diff;
 mod real_blocks;
 mod repro;
