@@ -27,7 +27,7 @@ const LENGTH: &[u8] = b"/length";
 const HEIGHT_TO_HASH: &[u8] = b"/__INTERNAL/height-to-hash/";
 
 /// A decimal number as metashrew writes one: digits only, no leading zero.
-pub(crate) fn canonical_u32(text: &str) -> Option<u32> {
+fn canonical_u32(text: &str) -> Option<u32> {
     text.parse().ok().filter(|n: &u32| n.to_string() == text)
 }
 
@@ -73,7 +73,7 @@ pub type Entry = (u32, Vec<u8>);
 
 /// A metashrew database, opened without writing to it.
 pub struct MetashrewDb {
-    db: DB,
+    pub(crate) db: DB,
     /// `LABEL://`, when the node ran with `--label`.
     prefix: Vec<u8>,
 }
@@ -90,13 +90,47 @@ impl MetashrewDb {
             Some(own) => DB::open_as_secondary(&options, dir, own).and_then(|db| db.try_catch_up_with_primary().map(|()| db)),
         }
         .with_context(|| format!("opening the metashrew database {}", dir.display()))?;
-        let prefix = label.map(|label| format!("{label}://").into_bytes()).unwrap_or_default();
-        Ok(Self { db, prefix })
+        Ok(Self::with_db(db, label))
     }
 
-    /// A database already open (e.g. the one a run wrote), its keys under `prefix`.
-    pub fn with_db(db: DB, prefix: Vec<u8>) -> Self {
+    /// A database already open (e.g. one a run writes), its keys under `LABEL://` with a label.
+    pub fn with_db(db: DB, label: Option<&str>) -> Self {
+        let prefix = label.map(|label| format!("{label}://").into_bytes()).unwrap_or_default();
         Self { db, prefix }
+    }
+
+    /// `key` as stored: under the label's prefix.
+    pub(crate) fn labelled(&self, key: &[u8]) -> Vec<u8> {
+        [&self.prefix[..], key].concat()
+    }
+
+    /// How many entries `key`'s history has (0 without one).
+    pub(crate) fn history_length(&self, key: &[u8]) -> Result<u32> {
+        match self.get(&[&self.labelled(key)[..], LENGTH].concat())? {
+            None => Ok(0),
+            Some(length) => parse_length(key, &length),
+        }
+    }
+
+    /// The value of `key` as of `height`, by point reads: its last history entry at or below
+    /// it, walking back from the newest (during indexing the newest is almost always it).
+    pub fn value_as_of(&self, key: &[u8], height: u32) -> Result<Option<Vec<u8>>> {
+        let labelled = self.labelled(key);
+        for n in (0..self.history_length(key)?).rev() {
+            let entry = self.get(&[&labelled[..], format!("/{n}").as_bytes()].concat())?;
+            let entry = entry.ok_or_else(|| damaged(key, format!("entry {n} is missing")))?;
+            let (at, value) = parse_entry(&entry).map_err(|what| damaged(key, format!("entry {n}: {what}")))?;
+            if at <= height {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `smt:root:{height}`, or 32 zero bytes where there is none.
+    pub fn smt_root(&self, height: u32) -> Result<[u8; 32]> {
+        let stored = self.get(&self.labelled(format!("smt:root:{height}").as_bytes()))?;
+        Ok(stored.and_then(|bytes| bytes.try_into().ok()).unwrap_or_default())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -336,9 +370,8 @@ impl Iterator for Histories<'_> {
             self.pending.entry(owner.to_vec()).or_default().insert(n, (key.into(), value));
         }
         self.done = true;
-        // An entry no length record counted is damage, never skipped.
-        let (_, entries) = self.pending.drain().next()?;
-        let (_, (raw, _)) = entries.into_iter().next()?;
+        // An entry no length record counted is damage, never skipped: the first such, by key.
+        let raw = self.pending.drain().flat_map(|(_, entries)| entries.into_values().map(|(raw, _)| raw)).min()?;
         Some(Err(stray(&raw)))
     }
 }
@@ -352,11 +385,8 @@ impl Histories<'_> {
 
     /// `owner`'s history, at its length record.
     fn finish(&mut self, owner: &[u8], length: &[u8]) -> Result<Vec<Entry>> {
-        let damaged = |what: String| anyhow::anyhow!("damaged history of {}: {what}", quoted(owner));
-        let length = std::str::from_utf8(length)
-            .ok()
-            .and_then(canonical_u32)
-            .ok_or_else(|| damaged(format!("length {} is not a decimal number", quoted(length))))?;
+        let damaged = |what: String| damaged(owner, what);
+        let length = parse_length(owner, length)?;
         let mut entries = self.pending.remove(owner).unwrap_or_default();
         let mut history: Vec<Entry> = Vec::with_capacity(entries.len());
         for n in 0..length {
@@ -374,6 +404,18 @@ impl Histories<'_> {
             None => Ok(history),
         }
     }
+}
+
+fn damaged(key: &[u8], what: String) -> anyhow::Error {
+    anyhow::anyhow!("damaged history of {}: {what}", quoted(key))
+}
+
+/// A `KEY/length` record: ASCII decimal.
+fn parse_length(key: &[u8], length: &[u8]) -> Result<u32> {
+    std::str::from_utf8(length)
+        .ok()
+        .and_then(canonical_u32)
+        .ok_or_else(|| damaged(key, format!("length {} is not a decimal number", quoted(length))))
 }
 
 fn stray(key: &[u8]) -> anyhow::Error {
@@ -417,7 +459,7 @@ fn around(history: &[Entry], height: u32) -> Vec<(u32, String)> {
 }
 
 /// `{height}:{lowercase hex}`.
-pub(crate) fn parse_entry(entry: &[u8]) -> std::result::Result<Entry, String> {
+fn parse_entry(entry: &[u8]) -> std::result::Result<Entry, String> {
     let text = std::str::from_utf8(entry).map_err(|_| format!("{} is not text", quoted(entry)))?;
     let (height, hex_value) = text.split_once(':').ok_or_else(|| format!("{} has no `height:` prefix", quoted(entry)))?;
     let height = canonical_u32(height).ok_or_else(|| format!("height `{}` is not a decimal u32", short(height)))?;
