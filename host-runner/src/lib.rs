@@ -10,6 +10,7 @@ pub mod host;
 pub mod memory_report;
 pub mod metashrew_db;
 pub mod metashrew_store;
+mod parallel;
 pub mod policy;
 pub mod runner;
 pub mod stack_limit;

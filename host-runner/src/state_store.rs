@@ -6,7 +6,9 @@
 //!   the keys it wrote: it reads the nodes on and beside those paths one depth at a time (each
 //!   depth in one batched multi-get, or one iterator where they are dense), then writes the
 //!   nodes that change a depth at a time, each in key order ([`TrieUpdate`]);
-//! - `meta`: `tip` (last committed height) and `root/{height}` (state root after that height).
+//! - `meta`: `tip` (last committed height), `root/{height}` (state root after that height) and
+//!   `len/` ++ key (the value's length, u32 LE) for values of [`memory::BLOB_FROM`] bytes or more:
+//!   a read is charged before it is made, and a smaller value is read to learn its length.
 //!
 //! A block is committed with one `WriteBatch` holding its pairs, their leaves and trie nodes,
 //! its root and the new tip: after a crash the database is at a block boundary, never inside a
@@ -23,6 +25,7 @@ use anyhow::{Context, Result};
 use prost::bytes::Bytes;
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
 
+use crate::parallel;
 use crate::state_root::{bit, leaf_hash, path_of, Hash, Subtree};
 
 const NODES: &str = "nodes";
@@ -75,7 +78,9 @@ impl Node {
 }
 
 const TIP: &[u8] = b"tip";
-/// In `meta`: present when the store keeps every value's length (`len/` ++ key = u32 LE).
+/// In `meta`: present when the store keeps the length of every value of [`memory::BLOB_FROM`]
+/// bytes or more (`len/` ++ key = u32 LE). Stores made before keep every value's length, which
+/// reads the same.
 const VALUE_LENGTHS: &[u8] = b"value-lengths";
 
 const LENGTH_PREFIX: &[u8] = b"len/";
@@ -83,6 +88,12 @@ const LENGTH_PREFIX: &[u8] = b"len/";
 fn length_key(key: &[u8]) -> Vec<u8> {
     [LENGTH_PREFIX, key].concat()
 }
+/// Leaves hashed, or trie nodes looked up, from which another core is worth a thread.
+const LEAVES_PER_THREAD: usize = 1024;
+const LOOKUPS_PER_THREAD: usize = 512;
+/// Trie subtrees hashed (each a SHA-256 or none) from which another core is worth a thread.
+const HASHES_PER_THREAD: usize = 2048;
+
 /// A batch entry's bytes beside its key and value: a tag and two length varints.
 const BATCH_ENTRY_OVERHEAD: usize = 11;
 /// Batch capacity reserved for the trie nodes a pair adds (a node is about 70 bytes; a block of
@@ -304,38 +315,71 @@ impl<'a> TrieUpdate<'a> {
         Ok(update)
     }
 
-    /// Comes back up, writing every node that changes; returns the new root subtree.
+    /// Comes back up, writing every node that changes; returns the new root subtree. A depth's
+    /// subtrees are hashed on every core, then its nodes are put in path order.
     fn write(&self, nodes: &mut NodeWriter) -> Result<Subtree> {
         let mut below: Vec<Subtree> = Vec::new();
         for (depth, visits) in self.levels.iter().enumerate().rev() {
-            let mut sides = below.into_iter();
-            let mut side = || sides.next().expect("a visit a depth down for every side");
-            let mut here = Vec::with_capacity(visits.len());
-            for visit in visits {
-                here.push(match visit {
-                    Visit::Beside(subtree) => *subtree,
-                    Visit::Branch(range) => {
-                        let subtree = Subtree::join(side(), side());
-                        nodes.put(depth, &self.updates[range.start].0, Node::Branch(subtree.hash()))?;
-                        subtree
-                    }
-                    Visit::Build(leaves) if leaves.count() == 1 => {
-                        let (path, leaf) = self.first_leaf(leaves);
-                        nodes.put(depth, &path, Node::Leaf(path, leaf))?;
-                        Subtree::Single(leaf)
-                    }
-                    Visit::Build(leaves) => {
-                        // A side without leaves has no visit below, and joins as the other side.
-                        let filled = self.split(leaves, depth).iter().filter(|side| side.count() > 0).count();
-                        let subtree = (0..filled).fold(Subtree::Empty, |left, _| Subtree::join(left, side()));
-                        nodes.put(depth, &self.first_leaf(leaves).0, Node::Branch(subtree.hash()))?;
-                        subtree
-                    }
-                });
+            // Each visit with where its sides are in `below`.
+            let mut sides = 0;
+            let visits: Vec<(&Visit, Range<usize>)> = visits
+                .iter()
+                .map(|visit| {
+                    let start = sides;
+                    sides += self.sides_below(visit, depth);
+                    (visit, start..sides)
+                })
+                .collect();
+            anyhow::ensure!(sides == below.len(), "the trie update lost track of its subtrees at depth {depth}");
+            let mut here = vec![Subtree::Empty; visits.len()];
+            let hash = |visits: &[(&Visit, Range<usize>)], here: &mut [Subtree]| {
+                for ((visit, sides), here) in visits.iter().zip(here) {
+                    *here = self.subtree_of(visit, &below[sides.clone()]);
+                }
+            };
+            parallel::in_chunks(&visits, &mut here, HASHES_PER_THREAD, hash, || ());
+            for ((visit, _), subtree) in visits.iter().zip(&here) {
+                if let Some((path, node)) = self.changed_node(visit, *subtree) {
+                    nodes.put(depth, &path, node)?;
+                }
             }
             below = here;
         }
         Ok(below.first().copied().unwrap_or(Subtree::Empty))
+    }
+
+    /// How many visits a depth down are `visit`'s sides.
+    fn sides_below(&self, visit: &Visit, depth: usize) -> usize {
+        match visit {
+            Visit::Beside(_) => 0,
+            Visit::Branch(_) => 2,
+            Visit::Build(leaves) if leaves.count() == 1 => 0,
+            // A side without leaves has no visit below.
+            Visit::Build(leaves) => self.split(leaves, depth).iter().filter(|side| side.count() > 0).count(),
+        }
+    }
+
+    /// The subtree `visit` stands for, from its `sides` (hashed a depth down).
+    fn subtree_of(&self, visit: &Visit, sides: &[Subtree]) -> Subtree {
+        match visit {
+            Visit::Beside(subtree) => *subtree,
+            Visit::Build(leaves) if leaves.count() == 1 => Subtree::Single(self.first_leaf(leaves).1),
+            // One filled side of a rebuilt subtree joins as itself (no hashing along a chain).
+            Visit::Branch(_) | Visit::Build(_) => sides.iter().fold(Subtree::Empty, |left, side| Subtree::join(left, *side)),
+        }
+    }
+
+    /// The node to write for `visit`, now `subtree`, with the path that names it; none beside.
+    fn changed_node(&self, visit: &Visit, subtree: Subtree) -> Option<(Hash, Node)> {
+        match visit {
+            Visit::Beside(_) => None,
+            Visit::Branch(range) => Some((self.updates[range.start].0, Node::Branch(subtree.hash()))),
+            Visit::Build(leaves) if leaves.count() == 1 => {
+                let (path, leaf) = self.first_leaf(leaves);
+                Some((path, Node::Leaf(path, leaf)))
+            }
+            Visit::Build(leaves) => Some((self.first_leaf(leaves).0, Node::Branch(subtree.hash()))),
+        }
     }
 
     /// `leaves` split by their bit `depth`.
@@ -375,8 +419,8 @@ fn keep_last_per_key(pairs: &mut Vec<(Bytes, Bytes)>) {
 #[derive(Clone)]
 pub struct StateStore {
     db: Arc<DB>,
-    /// Whether every committed value has its length in `meta` (stores made by this runner
-    /// version on); older stores read the value to learn its length.
+    /// Whether every large committed value has its length in `meta` (see [`VALUE_LENGTHS`]);
+    /// stores without it read every value to learn its length.
     value_lengths: bool,
 }
 
@@ -414,8 +458,9 @@ fn db_options() -> Options {
     options
 }
 
-/// A family's options, sharing `cache`. Trie lookups often miss (an empty side): a Bloom filter
-/// answers those without reading.
+/// A family's options, sharing `cache`. Trie lookups often miss (an empty side), and so do most
+/// value-length lookups (only large values have one): a Bloom filter answers those without
+/// reading.
 fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(cache);
@@ -425,7 +470,7 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     table.set_partition_filters(true);
     table.set_metadata_block_size(4096);
     table.set_pin_top_level_index_and_filter(true);
-    if name == NODES {
+    if name == NODES || name == META {
         table.set_bloom_filter(10.0, false);
     }
     let mut options = Options::default();
@@ -500,14 +545,16 @@ impl StateStore {
         Self { db: Arc::new(db), value_lengths }
     }
 
-    /// The length of the value under `key` without loading the value (so a read can be charged
-    /// before it is made); `None` when there is none.
+    /// The length of the value under `key` (so a read can be charged before it is made) without
+    /// loading a value of [`memory::BLOB_FROM`] bytes or more; `None` when there is none.
     pub fn value_len(&self, key: &[u8]) -> Result<Option<u64>> {
-        if !self.value_lengths {
-            return Ok(self.db.get_pinned(key).context("reading from RocksDB")?.map(|v| v.len() as u64));
+        if self.value_lengths {
+            let stored = self.db.get_pinned_cf(self.cf(META), length_key(key)).context("reading a value's length")?;
+            if let Some(bytes) = stored {
+                return Ok(Some(u32::from_le_bytes(bytes.as_ref().try_into().unwrap_or_default()).into()));
+            }
         }
-        let stored = self.db.get_cf(self.cf(META), length_key(key)).context("reading a value's length")?;
-        Ok(stored.map(|bytes| u32::from_le_bytes(bytes.as_slice().try_into().unwrap_or_default()).into()))
+        Ok(self.db.get_pinned(key).context("reading from RocksDB")?.map(|v| v.len() as u64))
     }
 
     /// The value under `key`, pinned in RocksDB (not copied out of it).
@@ -538,8 +585,9 @@ impl StateStore {
     /// returns the new state root.
     ///
     /// What it holds at most, beside the flushed pairs it is given: a sort buffer and a leaf
-    /// (64 bytes) per pair and a note of about 40 bytes per trie node it visits (the nodes it
-    /// rewrites, and at most one beside each), then the batch and RocksDB's memtable copy of it.
+    /// (64 bytes) per pair, a note of about 40 bytes per trie node it visits (the nodes it
+    /// rewrites, and at most one beside each) and about 60 more per node of the depth it is
+    /// hashing, a few thread stacks while it hashes, then the batch and RocksDB's memtable copy of it.
     /// The flushed bytes and the notes are freed before the memtable copy is made, and a block
     /// larger than a memtable is flushed to disk before the next one starts, so no block's
     /// memtable outlives it.
@@ -560,16 +608,21 @@ impl StateStore {
         // batch would copy it. Capacity never written costs address space, not memory.
         // Bounded: under RLIMIT_AS even reserved capacity counts.
         let mut batch = WriteBatch::with_capacity_bytes(pair_bytes + (pairs.len() * NODES_RESERVED_PER_PAIR).min(64 << 20) + 1024);
-        let mut leaves = Vec::with_capacity(pairs.len());
-        let mut length_key = Vec::new();
-        for (key, value) in &pairs {
-            batch.put(key, value);
-            length_key.clear();
-            length_key.extend_from_slice(LENGTH_PREFIX);
-            length_key.extend_from_slice(key);
-            batch.put_cf(self.cf(META), &length_key, (value.len() as u32).to_le_bytes());
-            leaves.push((path_of(key), leaf_hash(key, value)));
-        }
+        // The leaves are hashed on every core while this thread fills the batch.
+        let mut leaves = vec![([0; 32], [0; 32]); pairs.len()];
+        let hash_leaves = |pairs: &[(Bytes, Bytes)], leaves: &mut [(Hash, Hash)]| {
+            for ((key, value), leaf) in pairs.iter().zip(leaves) {
+                *leaf = (path_of(key), leaf_hash(key, value));
+            }
+        };
+        parallel::in_chunks(&pairs, &mut leaves, LEAVES_PER_THREAD, hash_leaves, || {
+            for (key, value) in &pairs {
+                batch.put(key, value);
+                if value.len() as u64 >= memory::BLOB_FROM {
+                    batch.put_cf(self.cf(META), length_key(key), (value.len() as u32).to_le_bytes());
+                }
+            }
+        });
         drop(pairs);
         leaves.sort_unstable();
         let mut nodes = NodeWriter { batch: &mut batch, nodes: self.cf(NODES), allowance: node_allowance, charged: 0 };
@@ -597,38 +650,41 @@ impl StateStore {
 
     /// The stored nodes under `keys`: all of one depth, in path order (which is key order).
     fn read_nodes(&self, depth: usize, keys: &[NodeKey], lookup: Lookup) -> Result<Vec<Option<Node>>> {
-        let mut nodes = Vec::with_capacity(keys.len());
-        match lookup {
+        let mut read: Vec<Result<Option<Node>>> = keys.iter().map(|_| Ok(None)).collect();
+        let read_chunk = |keys: &[NodeKey], read: &mut [Result<Option<Node>>]| match lookup {
             Lookup::MultiGet => {
-                for value in self.db.batched_multi_get_cf(self.cf(NODES), keys, true) {
-                    nodes.push(value.context("reading state trie nodes")?.as_deref().map(Node::decode).transpose()?);
+                for (value, node) in self.db.batched_multi_get_cf(self.cf(NODES), keys, true).into_iter().zip(read) {
+                    *node = value.context("reading state trie nodes").and_then(|value| value.as_deref().map(Node::decode).transpose());
                 }
             }
-            Lookup::Walk => {
-                let mut options = rocksdb::ReadOptions::default();
-                options.set_iterate_upper_bound((depth as u16 + 1).to_be_bytes());
-                let mut walk = self.db.raw_iterator_cf_opt(self.cf(NODES), options);
-                walk.seek(keys.first().map_or(&[][..], NodeKey::as_bytes));
-                for key in keys {
-                    // A few steps to the next key, or a seek if it is further on.
-                    let mut steps = 0;
-                    while walk.key().is_some_and(|at| at < key.as_bytes()) {
-                        if steps == Lookup::STEPS_BEFORE_A_SEEK {
-                            walk.seek(key);
-                            break;
-                        }
-                        walk.next();
-                        steps += 1;
-                    }
-                    nodes.push(match walk.key() == Some(key.as_bytes()) {
-                        true => Some(Node::decode(walk.value().unwrap_or_default())?),
-                        false => None,
-                    });
+            Lookup::Walk => self.walk(depth, keys, read),
+        };
+        parallel::in_chunks(keys, &mut read, LOOKUPS_PER_THREAD, read_chunk, || ());
+        read.into_iter().collect()
+    }
+
+    /// [`Lookup::Walk`]: one iterator over `depth` from the first of `keys` to the last.
+    fn walk(&self, depth: usize, keys: &[NodeKey], read: &mut [Result<Option<Node>>]) {
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_upper_bound((depth as u16 + 1).to_be_bytes());
+        let mut walk = self.db.raw_iterator_cf_opt(self.cf(NODES), options);
+        walk.seek(keys.first().map_or(&[][..], NodeKey::as_bytes));
+        for (key, node) in keys.iter().zip(read) {
+            // A few steps to the next key, or a seek if it is further on.
+            let mut steps = 0;
+            while walk.key().is_some_and(|at| at < key.as_bytes()) {
+                if steps == Lookup::STEPS_BEFORE_A_SEEK {
+                    walk.seek(key);
+                    break;
                 }
-                walk.status().context("reading state trie nodes")?;
+                walk.next();
+                steps += 1;
             }
+            *node = match walk.key() == Some(key.as_bytes()) {
+                true => Node::decode(walk.value().unwrap_or_default()).map(Some),
+                false => walk.status().context("reading state trie nodes").map(|()| None),
+            };
         }
-        Ok(nodes)
     }
 
     /// The stored node at `depth` on the way to `path`, if its subtree holds any leaf.
@@ -768,7 +824,9 @@ mod tests {
         let mut leaves = Vec::new();
         for (key, value) in &pairs {
             batch.put(key, value);
-            batch.put_cf(store.cf(META), length_key(key), (value.len() as u32).to_le_bytes());
+            if value.len() as u64 >= memory::BLOB_FROM {
+                batch.put_cf(store.cf(META), length_key(key), (value.len() as u32).to_le_bytes());
+            }
             leaves.push((path_of(key), leaf_hash(key, value)));
         }
         leaves.sort_unstable();
@@ -867,6 +925,21 @@ mod tests {
         }
     }
 
+    /// Blocks large enough for a commit to hash their leaves and subtrees, and look up their
+    /// nodes, on every core this machine has (`parallel`) commit exactly what the reference,
+    /// one thread and a point read at a time, commits.
+    #[test]
+    fn blocks_spread_over_the_cores_commit_what_one_thread_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spread, point) = (StateStore::open(&dir.path().join("spread")).unwrap(), StateStore::open(&dir.path().join("point")).unwrap());
+        let mut rng = Rng(0x3c6e_f372_fe94_f82b);
+        for height in 0..4 {
+            let block: Vec<(String, String)> = (0..6000).map(|_| (format!("/k/{}", rng.next() % 20_000), format!("v{}", rng.next() % 3))).collect();
+            assert_eq!(spread.commit(height, pairs(&block), None).unwrap(), reference_commit(&point, height, pairs(&block)), "height {height}");
+        }
+        assert!(contents(&spread) == contents(&point), "the stores differ");
+    }
+
     /// Every depth of a trie read both ways, at keys that are there and keys that are not (dense
     /// runs, sparse ones, the first and last of a depth): a walk finds what a multi-get finds.
     #[test]
@@ -911,6 +984,22 @@ mod tests {
             assert_eq!(store.commit(height as u32, pairs(block), Some(charged)).unwrap().1, charged);
         }
         assert!(contents(&store) == contents(&reference));
+    }
+
+    /// Only a value of `BLOB_FROM` bytes or more gets a length record (a smaller one is read to
+    /// learn its length); every length reads back, and a missing key has none.
+    #[test]
+    fn only_large_values_get_a_length_record_and_every_length_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("db")).unwrap();
+        let large = "x".repeat(memory::BLOB_FROM as usize);
+        let just_under = "y".repeat(memory::BLOB_FROM as usize - 1);
+        let block = [("small", "abc"), ("empty", ""), ("large", large.as_str()), ("under", just_under.as_str())];
+        store.commit_block(1, pairs(&block.map(|(k, v)| (k.to_string(), v.to_string()))), None).unwrap();
+        let lengths: Vec<_> = ["small", "empty", "large", "under", "missing"].iter().map(|key| store.value_len(key.as_bytes()).unwrap()).collect();
+        assert_eq!(lengths, [Some(3), Some(0), Some(memory::BLOB_FROM), Some(memory::BLOB_FROM - 1), None]);
+        let records: Vec<_> = contents(&store).into_iter().filter(|(family, key, _)| *family == META && key.starts_with(LENGTH_PREFIX)).map(|(_, key, _)| key).collect();
+        assert_eq!(records, [b"len/large".to_vec().into_boxed_slice()]);
     }
 
     #[test]
