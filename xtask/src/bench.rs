@@ -270,7 +270,7 @@ fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -> Result<Ve
         let ratio = runner_secs / bare_secs;
         let ms = |field: &str| figures["last_run_ms"][field].as_f64().unwrap_or(f64::NAN);
         let figure = format!(
-            "runner {:.0} ms / bare wasmtime {:.0} ms = {ratio:.2}x (medians; runner's execute {:.0} ms = {:.2}x bare alone, commit {:.0} ms)",
+            "runner {:.0} ms / bare wasmtime {:.0} ms = {ratio:.2}x (medians; runner's execute alone {:.0} ms = {:.2}x the whole bare run, commit {:.0} ms)",
             runner_secs * 1e3,
             bare_secs * 1e3,
             ms("execute"),
