@@ -235,9 +235,8 @@ pub struct HostState {
 /// (`state_store::node_charge`). `cargo xtask bench` checks the bound with adversarial guests.
 pub const PAIR_OVERHEAD: u64 = 256;
 
-/// The charge of one flushed pair: its key twice (the key itself, and the value-length record a
-/// large value gets: charged to every pair, so that the rule stays as simple as it was when
-/// every value had one), its value, plus [`PAIR_OVERHEAD`]. While the guest runs, the host holds one copy of them; the
+/// The charge of one flushed pair: its key twice (the key itself, and its value-length record),
+/// its value, plus [`PAIR_OVERHEAD`]. While the guest runs, the host holds one copy of them; the
 /// commit, which runs after the guest's memory is freed, holds at most two (the batch, then
 /// RocksDB's memtable copy), within twice the charge.
 pub fn pair_charge(key: usize, value: usize) -> u64 {

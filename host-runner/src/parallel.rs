@@ -10,27 +10,27 @@ const MAX_THREADS: usize = 8;
 
 /// `work` over matching chunks of `items` and `out` (of equal lengths): one chunk per core, each
 /// of `min_chunk` items or more, taken by scoped threads and by this thread once it has run
-/// `meanwhile`. A thread that cannot be started (e.g. no address space left under RLIMIT_AS)
+/// `meanwhile` (whose result is returned). A thread that cannot be started (e.g. no address space left under RLIMIT_AS)
 /// leaves its chunks to the others.
-pub fn in_chunks<T: Sync, R: Send>(
+pub fn in_chunks<T: Sync, R: Send, M>(
     items: &[T],
     out: &mut [R],
     min_chunk: usize,
     work: impl Fn(&[T], &mut [R]) + Sync,
-    meanwhile: impl FnOnce(),
-) {
+    meanwhile: impl FnOnce() -> M,
+) -> M {
     on_threads(cores(), items, out, min_chunk, work, meanwhile)
 }
 
 /// [`in_chunks`] on at most `threads` threads, this one included.
-fn on_threads<T: Sync, R: Send>(
+fn on_threads<T: Sync, R: Send, M>(
     threads: usize,
     items: &[T],
     out: &mut [R],
     min_chunk: usize,
     work: impl Fn(&[T], &mut [R]) + Sync,
-    meanwhile: impl FnOnce(),
-) {
+    meanwhile: impl FnOnce() -> M,
+) -> M {
     assert_eq!(items.len(), out.len(), "one result per item");
     let threads = threads.min(items.len() / min_chunk.max(1)).max(1);
     let chunk = items.len().div_ceil(threads).max(1);
@@ -45,9 +45,10 @@ fn on_threads<T: Sync, R: Send>(
         for _ in 1..threads {
             let _ = std::thread::Builder::new().spawn_scoped(scope, &drain);
         }
-        meanwhile();
+        let result = meanwhile();
         drain();
-    });
+        result
+    })
 }
 
 /// The cores this process may use (its cgroup's CPU quota included), at most [`MAX_THREADS`].

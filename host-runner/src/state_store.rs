@@ -7,8 +7,7 @@
 //!   depth in one batched multi-get, or one iterator where they are dense), then writes the
 //!   nodes that change a depth at a time, each in key order ([`TrieUpdate`]);
 //! - `meta`: `tip` (last committed height), `root/{height}` (state root after that height) and
-//!   `len/` ++ key (the value's length, u32 LE) for values of [`memory::BLOB_FROM`] bytes or more:
-//!   a read is charged before it is made, and a smaller value is read to learn its length.
+//!   `len/` ++ key (the value's length, u32 LE: a read is charged before it is made).
 //!
 //! A block is committed with one `WriteBatch` holding its pairs, their leaves and trie nodes,
 //! its root and the new tip: after a crash the database is at a block boundary, never inside a
@@ -78,9 +77,7 @@ impl Node {
 }
 
 const TIP: &[u8] = b"tip";
-/// In `meta`: present when the store keeps the length of every value of [`memory::BLOB_FROM`]
-/// bytes or more (`len/` ++ key = u32 LE). Stores made before keep every value's length, which
-/// reads the same.
+/// In `meta`: present when the store keeps every value's length (`len/` ++ key = u32 LE).
 const VALUE_LENGTHS: &[u8] = b"value-lengths";
 
 const LENGTH_PREFIX: &[u8] = b"len/";
@@ -419,8 +416,8 @@ fn keep_last_per_key(pairs: &mut Vec<(Bytes, Bytes)>) {
 #[derive(Clone)]
 pub struct StateStore {
     db: Arc<DB>,
-    /// Whether every large committed value has its length in `meta` (see [`VALUE_LENGTHS`]);
-    /// stores without it read every value to learn its length.
+    /// Whether every committed value has its length in `meta` (stores made by this runner
+    /// version on); older stores read the value to learn its length.
     value_lengths: bool,
 }
 
@@ -458,9 +455,8 @@ fn db_options() -> Options {
     options
 }
 
-/// A family's options, sharing `cache`. Trie lookups often miss (an empty side), and so do most
-/// value-length lookups (only large values have one): a Bloom filter answers those without
-/// reading.
+/// A family's options, sharing `cache`. Trie lookups often miss (an empty side): a Bloom filter
+/// answers those without reading.
 fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(cache);
@@ -470,7 +466,7 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     table.set_partition_filters(true);
     table.set_metadata_block_size(4096);
     table.set_pin_top_level_index_and_filter(true);
-    if name == NODES || name == META {
+    if name == NODES {
         table.set_bloom_filter(10.0, false);
     }
     let mut options = Options::default();
@@ -545,16 +541,14 @@ impl StateStore {
         Self { db: Arc::new(db), value_lengths }
     }
 
-    /// The length of the value under `key` (so a read can be charged before it is made) without
-    /// loading a value of [`memory::BLOB_FROM`] bytes or more; `None` when there is none.
+    /// The length of the value under `key` without loading the value (so a read can be charged
+    /// before it is made); `None` when there is none.
     pub fn value_len(&self, key: &[u8]) -> Result<Option<u64>> {
-        if self.value_lengths {
-            let stored = self.db.get_pinned_cf(self.cf(META), length_key(key)).context("reading a value's length")?;
-            if let Some(bytes) = stored {
-                return Ok(Some(u32::from_le_bytes(bytes.as_ref().try_into().unwrap_or_default()).into()));
-            }
+        if !self.value_lengths {
+            return Ok(self.db.get_pinned(key).context("reading from RocksDB")?.map(|v| v.len() as u64));
         }
-        Ok(self.db.get_pinned(key).context("reading from RocksDB")?.map(|v| v.len() as u64))
+        let stored = self.db.get_pinned_cf(self.cf(META), length_key(key)).context("reading a value's length")?;
+        Ok(stored.map(|bytes| u32::from_le_bytes(bytes.as_ref().try_into().unwrap_or_default()).into()))
     }
 
     /// The value under `key`, pinned in RocksDB (not copied out of it).
@@ -616,12 +610,7 @@ impl StateStore {
             }
         };
         parallel::in_chunks(&pairs, &mut leaves, LEAVES_PER_THREAD, hash_leaves, || {
-            for (key, value) in &pairs {
-                batch.put(key, value);
-                if value.len() as u64 >= memory::BLOB_FROM {
-                    batch.put_cf(self.cf(META), length_key(key), (value.len() as u32).to_le_bytes());
-                }
-            }
+            pairs.iter().for_each(|(key, value)| self.put_value(&mut batch, key, value))
         });
         drop(pairs);
         leaves.sort_unstable();
@@ -640,6 +629,12 @@ impl StateStore {
             self.sync()?;
         }
         Ok((root, charged))
+    }
+
+    /// Puts `value` under `key` into `batch`, with its length record.
+    fn put_value(&self, batch: &mut WriteBatch, key: &[u8], value: &[u8]) {
+        batch.put(key, value);
+        batch.put_cf(self.cf(META), length_key(key), (value.len() as u32).to_le_bytes());
     }
 
     /// Writes every memtable to table files (durable, and the memtables' memory is freed).
@@ -823,10 +818,7 @@ mod tests {
         let mut batch = WriteBatch::default();
         let mut leaves = Vec::new();
         for (key, value) in &pairs {
-            batch.put(key, value);
-            if value.len() as u64 >= memory::BLOB_FROM {
-                batch.put_cf(store.cf(META), length_key(key), (value.len() as u32).to_le_bytes());
-            }
+            store.put_value(&mut batch, key, value);
             leaves.push((path_of(key), leaf_hash(key, value)));
         }
         leaves.sort_unstable();
@@ -986,20 +978,21 @@ mod tests {
         assert!(contents(&store) == contents(&reference));
     }
 
-    /// Only a value of `BLOB_FROM` bytes or more gets a length record (a smaller one is read to
-    /// learn its length); every length reads back, and a missing key has none.
+    /// Every value's length reads back from its record, an overwritten one its new length, and
+    /// a missing key has none.
     #[test]
-    fn only_large_values_get_a_length_record_and_every_length_reads_back() {
+    fn every_value_length_reads_back_from_its_record() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(&dir.path().join("db")).unwrap();
         let large = "x".repeat(memory::BLOB_FROM as usize);
-        let just_under = "y".repeat(memory::BLOB_FROM as usize - 1);
-        let block = [("small", "abc"), ("empty", ""), ("large", large.as_str()), ("under", just_under.as_str())];
+        let block = [("small", "abc"), ("empty", ""), ("large", large.as_str())];
         store.commit_block(1, pairs(&block.map(|(k, v)| (k.to_string(), v.to_string()))), None).unwrap();
-        let lengths: Vec<_> = ["small", "empty", "large", "under", "missing"].iter().map(|key| store.value_len(key.as_bytes()).unwrap()).collect();
-        assert_eq!(lengths, [Some(3), Some(0), Some(memory::BLOB_FROM), Some(memory::BLOB_FROM - 1), None]);
-        let records: Vec<_> = contents(&store).into_iter().filter(|(family, key, _)| *family == META && key.starts_with(LENGTH_PREFIX)).map(|(_, key, _)| key).collect();
-        assert_eq!(records, [b"len/large".to_vec().into_boxed_slice()]);
+        let lengths = |keys: &[&str]| keys.iter().map(|key| store.value_len(key.as_bytes()).unwrap()).collect::<Vec<_>>();
+        assert_eq!(lengths(&["small", "empty", "large", "missing"]), [Some(3), Some(0), Some(memory::BLOB_FROM), None]);
+        store.commit_block(2, pairs(&[("large".into(), "now small".into())]), None).unwrap();
+        assert_eq!(lengths(&["large"]), [Some(9)]);
+        let records = contents(&store).into_iter().filter(|(family, key, _)| *family == META && key.starts_with(LENGTH_PREFIX)).count();
+        assert_eq!(records, 3);
     }
 
     #[test]
