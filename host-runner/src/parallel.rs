@@ -8,29 +8,18 @@ use std::sync::{Mutex, OnceLock};
 /// Threads one piece of work is split over at most.
 const MAX_THREADS: usize = 8;
 
-/// `work` over matching chunks of `items` and `out` (of equal lengths): one chunk per core, each
-/// of `min_chunk` items or more, taken by scoped threads and by this thread once it has run
-/// `meanwhile` (whose result is returned). A thread that cannot be started (e.g. no address space left under RLIMIT_AS)
-/// leaves its chunks to the others.
-pub fn in_chunks<T: Sync, R: Send, M>(
-    items: &[T],
-    out: &mut [R],
-    min_chunk: usize,
-    work: impl Fn(&[T], &mut [R]) + Sync,
-    meanwhile: impl FnOnce() -> M,
-) -> M {
-    on_threads(cores(), items, out, min_chunk, work, meanwhile)
-}
-
-/// [`in_chunks`] on at most `threads` threads, this one included.
-fn on_threads<T: Sync, R: Send, M>(
+/// `work` over matching chunks of `items` and `out` (of equal lengths): at most one chunk per
+/// thread (`threads`, this one included; [`cores`] in use), each of `min_chunk` items or more,
+/// taken by scoped threads and by this thread once it has run `meanwhile`. A thread that cannot
+/// be started (e.g. no address space left under RLIMIT_AS) leaves its chunks to the others.
+pub fn in_chunks<T: Sync, R: Send>(
     threads: usize,
     items: &[T],
     out: &mut [R],
     min_chunk: usize,
     work: impl Fn(&[T], &mut [R]) + Sync,
-    meanwhile: impl FnOnce() -> M,
-) -> M {
+    meanwhile: impl FnOnce(),
+) {
     assert_eq!(items.len(), out.len(), "one result per item");
     let threads = threads.min(items.len() / min_chunk.max(1)).max(1);
     let chunk = items.len().div_ceil(threads).max(1);
@@ -45,10 +34,9 @@ fn on_threads<T: Sync, R: Send, M>(
         for _ in 1..threads {
             let _ = std::thread::Builder::new().spawn_scoped(scope, &drain);
         }
-        let result = meanwhile();
+        meanwhile();
         drain();
-        result
-    })
+    });
 }
 
 /// The cores this process may use (its cgroup's CPU quota included), at most [`MAX_THREADS`].
@@ -75,7 +63,7 @@ mod tests {
                     workers.lock().unwrap().insert(std::thread::current().id());
                     items.iter().zip(out).for_each(|(i, o)| *o = i * i);
                 };
-                on_threads(threads, &items, &mut out, min_chunk, square, || ran += 1);
+                in_chunks(threads, &items, &mut out, min_chunk, square, || ran += 1);
                 let case = format!("{len} items, chunks of {min_chunk}+, {threads} threads");
                 assert_eq!(out, items.iter().map(|i| i * i).collect::<Vec<_>>(), "{case}");
                 assert_eq!(ran, 1, "{case}");
@@ -88,7 +76,7 @@ mod tests {
             workers.lock().unwrap().insert(std::thread::current().id());
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
-        on_threads(4, &[0; 4000], &mut [0; 4000], 1000, record, || ());
+        in_chunks(4, &[0; 4000], &mut [0; 4000], 1000, record, || ());
         assert!(workers.lock().unwrap().len() >= 2, "the chunks all ran on one thread");
     }
 }

@@ -334,7 +334,7 @@ impl<'a> TrieUpdate<'a> {
                     *here = self.subtree_of(visit, &below[sides.clone()]);
                 }
             };
-            parallel::in_chunks(&visits, &mut here, HASHES_PER_THREAD, hash, || ());
+            parallel::in_chunks(parallel::cores(), &visits, &mut here, HASHES_PER_THREAD, hash, || ());
             for ((visit, _), subtree) in visits.iter().zip(&here) {
                 if let Some((path, node)) = self.changed_node(visit, *subtree) {
                     nodes.put(depth, &path, node)?;
@@ -609,7 +609,7 @@ impl StateStore {
                 *leaf = (path_of(key), leaf_hash(key, value));
             }
         };
-        parallel::in_chunks(&pairs, &mut leaves, LEAVES_PER_THREAD, hash_leaves, || {
+        parallel::in_chunks(parallel::cores(), &pairs, &mut leaves, LEAVES_PER_THREAD, hash_leaves, || {
             pairs.iter().for_each(|(key, value)| self.put_value(&mut batch, key, value))
         });
         drop(pairs);
@@ -654,7 +654,7 @@ impl StateStore {
             }
             Lookup::Walk => self.walk(depth, keys, read),
         };
-        parallel::in_chunks(keys, &mut read, LOOKUPS_PER_THREAD, read_chunk, || ());
+        parallel::in_chunks(parallel::cores(), keys, &mut read, LOOKUPS_PER_THREAD, read_chunk, || ());
         read.into_iter().collect()
     }
 
