@@ -1,13 +1,29 @@
-//! The result of one host-runner invocation, as JSON. `host-runner` writes it, `xtask` reads it:
-//! this file is the single definition of that schema.
+//! What `host-runner` writes and `xtask` reads, defined once: the result JSON of a run (this
+//! file), the dump text (`dump`), the runner's exit codes, the log framing of Kubernetes runs
+//! (`log_files`), and the size, policy and engine types both command lines take.
 
 use serde::{Deserialize, Serialize};
 
+pub mod dump;
 mod engine;
 pub mod log_files;
+mod policy;
 mod size;
 pub use engine::EngineKind;
-pub use size::{BadSize, ByteSize, Policy};
+pub use policy::{Policy, RUNNER_OVERHEAD};
+pub use size::{BadSize, ByteSize};
+
+/// How `host-runner run` exits: written by the runner, read by the xtask.
+pub mod runner_exit {
+    /// Every block completed.
+    pub const COMPLETED: u8 = 0;
+    /// A block trapped or timed out: reported, nothing of it committed.
+    pub const BLOCK_FAILED: u8 = 1;
+    /// The runner could not do its job (bad arguments, unreadable guest, database error).
+    pub const FAILED: u8 = 2;
+    /// Refused: this host cannot back the deterministic policy's budget (nothing written).
+    pub const REFUSED: u8 = 3;
+}
 
 /// Bumped whenever a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 3;

@@ -1,10 +1,9 @@
-//! Sizes and policies as people write them, parsed once at the edge: the one size type and the
-//! one policy enum of the workspace.
+//! Sizes as people write them, parsed once at the edge: the one size type of the workspace.
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// A number of bytes, written like Docker's `--memory`: `512m`, `4g`, `6500k`, `192MiB`, `4096`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -80,35 +79,6 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// What the runner does when the guest grows its memory (see host-runner's `policy.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// wasmtime's defaults, as metashrew runs: growth never fails; a tight host OOM-kills.
-    Unbounded,
-    /// Refuse growth the cgroup cannot back: no OOM kill, but where growth fails depends on the host.
-    Headroom,
-    /// A fixed budget enforced identically everywhere, refused up front where it cannot be backed.
-    Deterministic,
-}
-
-impl Policy {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Unbounded => "unbounded",
-            Self::Headroom => "headroom",
-            Self::Deterministic => "deterministic",
-        }
-    }
-}
-
-impl fmt::Display for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,12 +111,5 @@ mod tests {
             assert_eq!(text.parse::<ByteSize>().unwrap().to_string(), text);
         }
         assert_eq!("1024m".parse::<ByteSize>().unwrap().to_string(), "1g");
-    }
-
-    #[test]
-    fn policies_read_and_print_in_lowercase() {
-        assert_eq!(serde_json::from_str::<Policy>("\"deterministic\"").unwrap(), Policy::Deterministic);
-        assert_eq!(Policy::Headroom.to_string(), "headroom");
-        assert!(serde_json::from_str::<Policy>("\"lenient\"").is_err());
     }
 }
