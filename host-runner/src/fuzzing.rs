@@ -5,9 +5,14 @@ use std::sync::OnceLock;
 
 use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 
-use crate::host::{decode_flush, define_imports, engine, HostState};
-use crate::policy::{MemoryLayout, MemoryPolicy};
-use crate::state_store::StateStore;
+use state::trie::TrieStore;
+use state::Database;
+
+use crate::engine::config::{engine, epoch_ticks};
+use crate::engine::flush::decode_flush;
+use crate::engine::host_state::HostState;
+use crate::engine::imports::define_imports;
+use crate::engine::{LinearMemory, MemoryPolicy};
 
 /// Any bytes given to `__flush`: decoded or refused, never a panic, and the decoded pairs are
 /// made of bytes of the input.
@@ -42,20 +47,20 @@ const GUEST: &str = r#"
 struct AbiHarness {
     engine: Engine,
     pre: InstancePre<HostState>,
-    store: StateStore,
+    store: TrieStore,
     _dir: tempfile::TempDir,
 }
 
 fn abi_harness() -> &'static AbiHarness {
     static HARNESS: OnceLock<AbiHarness> = OnceLock::new();
     HARNESS.get_or_init(|| {
-        let engine = engine(schema::EngineKind::Memrepro, crate::policy::MemoryPolicy::Unbounded, MemoryLayout::Reserved, None).expect("engine");
+        let engine = engine(schema::EngineKind::Memrepro, MemoryPolicy::Unbounded, LinearMemory::Reserved, None).expect("engine");
         let module = Module::new(&engine, GUEST).expect("the fuzz guest compiles");
         let mut linker = Linker::new(&engine);
         define_imports(&mut linker, schema::EngineKind::Memrepro).expect("imports");
         let pre = linker.instantiate_pre(&module).expect("links");
         let dir = tempfile::tempdir().expect("temporary directory");
-        let store = StateStore::open(&dir.path().join("db")).expect("database");
+        let store = TrieStore::open(&dir.path().join("db")).expect("database");
         // Something for __get to find.
         store.commit_block(1, vec![(b"abcd".to_vec().into(), b"value".to_vec().into())], None).expect("commit");
         AbiHarness { engine, pre, store, _dir: dir }
@@ -71,9 +76,9 @@ fn abi_harness() -> &'static AbiHarness {
 pub fn host_abi(data: &[u8]) -> usize {
     let harness = abi_harness();
     let (image, calls) = data.split_at(data.len().min(4096));
-    let host = HostState::new(7, b"input bytes", crate::store::Database::Memrepro(harness.store.clone()), true, MemoryPolicy::Unbounded);
+    let host = HostState::new(7, b"input bytes", Database::Trie(harness.store.clone()), true, MemoryPolicy::Unbounded);
     let mut store = Store::new(&harness.engine, host);
-    store.set_epoch_deadline(crate::host::epoch_ticks(std::time::Duration::from_secs(60)));
+    store.set_epoch_deadline(epoch_ticks(std::time::Duration::from_secs(60)));
     let instance = harness.pre.instantiate(&mut store).expect("instantiates");
     let memory = instance.get_memory(&mut store, "memory").expect("memory");
     memory.data_mut(&mut store)[..image.len()].copy_from_slice(image);

@@ -1,23 +1,20 @@
-//! The host-runner library: everything the `host-runner` binary does, in modules the fuzz targets
-//! (and tests) can call directly.
+//! host-runner: a metashrew-compatible host. It runs a metashrew-ABI WASM indexer over blocks
+//! with wasmtime, commits each block atomically through the `state` crate (RocksDB) and reports
+//! what happened as JSON (the `schema` crate).
+//!
+//! Layers, lowest first (each imports only from those below it):
+//! - [`process`]: this process's limits and what it has used, read from the kernel;
+//! - [`engine`]: wasmtime, the ABI imports, the memory policies;
+//! - [`run`]: blocks indexed and committed, the result, the supervising watcher;
+//! - [`bench`], [`fuzzing`]: measurements and fuzz entry points over the engine and the run;
+//! - [`cli`]: the command line, one module per subcommand.
 
 pub mod bench;
-pub mod blocks;
-pub mod dump;
+pub mod cli;
+pub mod engine;
 pub mod fuzzing;
-pub mod guest_memory;
-pub mod host;
-pub mod memory_report;
-pub mod metashrew_db;
-pub mod metashrew_store;
-mod parallel;
-pub mod policy;
-pub mod runner;
-pub mod stack_limit;
-pub mod state_root;
-pub mod state_store;
-pub mod store;
-pub mod watch;
+pub mod process;
+pub mod run;
 
 /// The wasmtime this crate is built against, for callers that drive the imports directly.
 pub use wasmtime;

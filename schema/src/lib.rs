@@ -49,8 +49,9 @@ pub struct RunResult {
     /// `metashrew` layout, metashrew's `smt:root` of the last block (a hash of its last pair,
     /// which does not commit to the state: compare dumps).
     pub state_root: String,
-    /// The database layout the run committed in: `memrepro` (this runner's) or `metashrew`.
-    #[serde(default = "memrepro_layout")]
+    /// The database layout the run committed in: `trie` (ours; results from before this field,
+    /// and those that named it `memrepro`) or `metashrew`.
+    #[serde(default = "trie_layout")]
     pub db_layout: String,
     /// The committed state, one line per key, sorted: the text the pipeline diffs. Empty when
     /// the run streamed it to `dump_file` instead (`--dump`, for states too big to hold).
@@ -399,6 +400,6 @@ mod tests {
     }
 }
 
-fn memrepro_layout() -> String {
-    "memrepro".into()
+fn trie_layout() -> String {
+    "trie".into()
 }

@@ -1,7 +1,7 @@
 //! The chain guest through the real runner over real Bitcoin blocks (`testdata/blocks`). What it
 //! stores is checked against facts anyone can look up (block hashes, famous transactions) and
 //! against counts made here, independently, with bitcoin_slices. The state is read through the
-//! runner's dump (`--dump`), whose lines are built here with `host_runner::dump::dump_line`.
+//! runner's dump (`--dump`), whose lines are built here with `schema::dump::line`.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use bitcoin_slices::{bsl, Visit, Visitor};
-use host_runner::dump::dump_line;
-use host_runner::state_store::StateStore;
+use schema::dump::line as dump_line;
+use state::trie::TrieStore;
 use sha2::{Digest, Sha256};
 
 use crate::support::{chain_guest_wasm, runner};
@@ -189,7 +189,7 @@ impl Indexed {
     /// The values of every stored output, added up (read from the state: the dump shows long
     /// values as a digest).
     fn output_sum(&self) -> Result<u64, Box<dyn std::error::Error>> {
-        let store = StateStore::open_read_only(&self.db)?;
+        let store = TrieStore::open_read_only(&self.db)?;
         let mut sum = 0;
         for entry in store.entries() {
             let (key, value) = entry?;

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use state::rocksdb;
+
 use crate::support::runner;
 
 type Records = Vec<(Vec<u8>, Vec<u8>)>;

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use state::rocksdb;
+
 use sha2::{Digest, Sha256};
 
 use crate::support::{chain_guest_wasm, hex_of, runner, wat_guest, TestResult};
@@ -153,7 +155,7 @@ fn a_labelled_run_reads_back_as_of_each_height_and_equals_this_runners_layout_at
     assert_eq!(as_of(9), "\"/e\" = \"\"\n\"/k\" = \"c\"\n\"/seen\" = \"a\"\n");
     // The same blocks in this runner's own layout: the same state, the real root.
     let ours = run(&wasm, &blocks, &dir.path().join("ours"), &[]);
-    assert_eq!(ours["db_layout"], "memrepro");
+    assert_eq!(ours["db_layout"], "trie");
     assert_eq!(ours["dump"], labelled["dump"]);
     assert_ne!(ours["state_root"], labelled["state_root"]);
     Ok(())
@@ -167,7 +169,8 @@ fn the_layouts_refuse_each_others_databases_and_state_reads_either() -> TestResu
     let (metashrew, ours) = (dir.path().join("metashrew"), dir.path().join("ours"));
     run(&wasm, &blocks, &metashrew, &["--layout", "metashrew"]);
     run(&wasm, &blocks, &ours, &[]);
-    for (db, layout) in [(&metashrew, "memrepro"), (&ours, "metashrew")] {
+    // `memrepro`: the name our layout had before, still accepted.
+    for (db, layout) in [(&metashrew, "trie"), (&metashrew, "memrepro"), (&ours, "metashrew")] {
         let output = runner().arg("run").arg("--wasm").arg(&wasm).arg("--db").arg(db).args(["--height", "10", "--layout", layout]).output()?;
         assert_eq!(output.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -231,7 +234,7 @@ fn the_chain_guest_over_mainnet_0_to_589_in_metashrews_layout_has_the_state_and_
     let dir = tempfile::tempdir()?;
     let chain = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/blocks/mainnet-0-589.blk");
     let chain = chain.to_str().unwrap();
-    let dumps: Vec<String> = ["metashrew", "memrepro"]
+    let dumps: Vec<String> = ["metashrew", "trie"]
         .iter()
         .map(|layout| {
             let dump = dir.path().join(format!("{layout}.txt"));

@@ -14,14 +14,7 @@ use anyhow::{bail, Result};
 use wasmtime::ResourceLimiter;
 
 use cgroup::{mem_available, Cgroup};
-use schema::Policy;
-
-/// What the runner itself needs beside the budget and the compiled guest: its own code and
-/// wasmtime (about 20 MiB resident), and RocksDB with its memory pinned (`state_store::memory`:
-/// at most 16 MiB of memtables and a 16 MiB block cache that also holds index and filter
-/// blocks), 52 MiB in all at worst. `cargo xtask bench` measures the baseline (one block over a
-/// store of a million keys: 32 MiB here) against it.
-pub const RUNNER_OVERHEAD: u64 = 64 << 20;
+use schema::{Policy, RUNNER_OVERHEAD};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryPolicy {
@@ -61,7 +54,7 @@ impl MemoryPolicy {
 
     /// Memory the host must be able to back under this policy, for a guest whose compiled code
     /// takes `code_bytes`: while a block runs, its linear memory and what the host holds for it
-    /// (by the charge rule, `host::pair_charge`) are each bounded by the budget; the commit runs
+    /// (by the charge rule, `host_state::pair_charge`) are each bounded by the budget; the commit runs
     /// after the guest's memory is freed and holds at most twice the block's charge. Plus the
     /// runner itself and the compiled guest.
     pub fn required_bytes(self, code_bytes: u64) -> Option<u64> {
@@ -137,9 +130,9 @@ pub fn preflight(policy: MemoryPolicy, code_bytes: u64) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// How linear memory is laid out in the process's address space.
+/// How the guest's linear memory is laid out in the process's address space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemoryLayout {
+pub enum LinearMemory {
     /// wasmtime's default: a 4 GiB reservation plus a guard region per memory.
     Reserved,
     /// Exactly the deterministic budget reserved up front; growth never moves.
@@ -149,7 +142,7 @@ pub enum MemoryLayout {
     Small,
 }
 
-impl MemoryLayout {
+impl LinearMemory {
     pub fn for_policy(policy: MemoryPolicy, small: bool) -> Self {
         match (small, policy.budget()) {
             (true, _) => Self::Small,
@@ -164,29 +157,6 @@ impl MemoryLayout {
             Self::Budget(_) => "budget",
             Self::Small => "small-movable",
         }
-    }
-}
-
-/// Limits this process's address space (RLIMIT_AS), for hosts where the container engine cannot
-/// (Docker has no `--ulimit as`).
-pub fn limit_address_space(bytes: u64) -> Result<()> {
-    let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
-    // SAFETY: setrlimit reads the struct we pass and has no other effect on our memory.
-    if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
-        bail!("setrlimit(RLIMIT_AS, {bytes}) failed: {}", std::io::Error::last_os_error());
-    }
-    share_malloc_arenas_under_an_address_space_limit();
-    Ok(())
-}
-
-/// Under RLIMIT_AS (set here, or inherited from a watcher), one malloc arena for all threads:
-/// glibc reserves 64 MiB of address space for each thread's own arena, so which thread first
-/// allocates decided whether RocksDB could start its threads in a tight limit (seen: a 512 MiB
-/// limit aborted the runner in some runs and not in others). Call before threads start.
-pub fn share_malloc_arenas_under_an_address_space_limit() {
-    if crate::memory_report::address_space_limit().is_some() {
-        // SAFETY: mallopt only changes the allocator's tuning for arenas created from now on.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     }
 }
 

@@ -143,17 +143,7 @@ pub fn instrument(wasm: &[u8]) -> Result<Vec<u8>> {
     let mut reencoder = RoundtripReencoder;
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload?;
-        // The global section comes before the exports, the start and everything after them.
-        let after_globals = matches!(
-            payload,
-            Payload::ExportSection(_)
-                | Payload::StartSection { .. }
-                | Payload::ElementSection(_)
-                | Payload::DataCountSection { .. }
-                | Payload::CodeSectionStart { .. }
-                | Payload::DataSection(_)
-        );
-        if after_globals && !counter_defined {
+        if comes_after_globals(&payload) && !counter_defined {
             let mut globals = wasm_encoder::GlobalSection::new();
             globals.global(counter_type, &counter_init);
             module.section(&globals);
@@ -194,6 +184,20 @@ pub fn instrument(wasm: &[u8]) -> Result<Vec<u8>> {
         bail!("instrumenting: {defined} function bodies for {} functions", analysis.costs.len());
     }
     Ok(module.finish())
+}
+
+/// Whether `payload` is a section the global section comes before: the exports, the start and
+/// everything after them.
+fn comes_after_globals(payload: &Payload) -> bool {
+    matches!(
+        payload,
+        Payload::ExportSection(_)
+            | Payload::StartSection { .. }
+            | Payload::ElementSection(_)
+            | Payload::DataCountSection { .. }
+            | Payload::CodeSectionStart { .. }
+            | Payload::DataSection(_)
+    )
 }
 
 /// One function body with each call to a defined function (direct or through a table) counted.

@@ -12,17 +12,17 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use schema::WatchReport;
 
-use crate::host::elapsed_ms;
-use crate::memory_report::{memory_report, sandbox_report};
 use cgroup::Cgroup;
-use crate::runner::write_atomically;
+use state::files::write_atomically;
+
+use crate::process::{elapsed_ms, limit_address_space, memory_report, sandbox_report};
 
 /// `address_space_limit`: RLIMIT_AS for the watcher and, inherited, the run (the local backend's
 /// limit where it cannot create a cgroup). `export_to_log`: afterwards, print the files of the
 /// report's directory framed on stdout (see [`export_to_log`]).
 pub fn watch(report_path: &Path, address_space_limit: Option<u64>, run_args: &[String], export: bool) -> Result<ExitCode> {
     if let Some(limit) = address_space_limit {
-        crate::policy::limit_address_space(limit)?;
+        limit_address_space(limit)?;
     }
     let cgroup = Cgroup::of_this_process();
     let memory_at_start = memory_report(0);

@@ -1,9 +1,12 @@
-//! What memory this process may use and has used, read from the kernel: its cgroup (through the
-//! `cgroup` crate), our own peak RSS and RLIMIT_AS, and the sandbox as seen from inside. Read,
-//! never assumed: `None` where unreadable.
+//! This process and its limits, read from the kernel: what memory it may use and has used (its
+//! cgroup, through the `cgroup` crate; its peak RSS; RLIMIT_AS, which it can also set), and the
+//! sandbox as seen from inside. Read, never assumed: `None` where unreadable.
 
 use std::fs;
 use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
 
 use cgroup::Cgroup;
 use schema::{MemoryReport, SwapState};
@@ -63,6 +66,34 @@ pub fn peak_rss() -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Limits this process's address space (RLIMIT_AS), for hosts where the container engine cannot
+/// (Docker has no `--ulimit as`).
+pub fn limit_address_space(bytes: u64) -> Result<()> {
+    let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
+    // SAFETY: setrlimit reads the struct we pass and has no other effect on our memory.
+    if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
+        bail!("setrlimit(RLIMIT_AS, {bytes}) failed: {}", std::io::Error::last_os_error());
+    }
+    share_malloc_arenas_under_an_address_space_limit();
+    Ok(())
+}
+
+/// Under RLIMIT_AS (set here, or inherited from a watcher), one malloc arena for all threads:
+/// glibc reserves 64 MiB of address space for each thread's own arena, so which thread first
+/// allocates decided whether RocksDB could start its threads in a tight limit (seen: a 512 MiB
+/// limit aborted the runner in some runs and not in others). Call before threads start.
+pub fn share_malloc_arenas_under_an_address_space_limit() {
+    if address_space_limit().is_some() {
+        // SAFETY: mallopt only changes the allocator's tuning for arenas created from now on.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
+}
+
+/// Milliseconds since `started`.
+pub fn elapsed_ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
 }
 
 #[cfg(test)]

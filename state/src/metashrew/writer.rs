@@ -6,8 +6,8 @@
 //! - every flushed pair appends `KEY/N = "{height}:{lowercase hex}"` to KEY's history and sets
 //!   `KEY/length`: one entry per occurrence, in flush order (a key flushed twice in a block gets
 //!   two entries at that height; the later one is its value);
-//! - `smt:root:{height}` = SHA-256(0x01 ++ last key ++ SHA-256(last value)) of the block's last
-//!   pair, or the root of the block committed before it (32 zero bytes before any) when it
+//! - `smt:root:{height}` = [`last_pair_hash`] of the block's last pair (what metashrew calls its
+//!   state root, though it commits to that pair alone), or the root of the block committed before it (32 zero bytes before any) when it
 //!   flushed nothing;
 //! - `/__INTERNAL/tip-height` = the height (u32 LE). With a label, all of the above are under
 //!   `LABEL://` (the root is still computed over the key as the guest flushed it);
@@ -16,19 +16,20 @@
 //!   block's payload is a Bitcoin block (a stress payload has no hash, and none is written).
 //!
 //! A block reads the state as of the height before it (`__get` never sees the block's own
-//! flushes), as metashrew's runtime does. [`crate::metashrew_db`] reads the layout back.
+//! flushes), as metashrew's runtime does. [`super::MetashrewDb`] reads the layout back.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use prost::bytes::Bytes;
+use bytes::Bytes;
 use rocksdb::{Options, WriteBatch, DB};
 use sha2::{Digest, Sha256};
 
-use crate::metashrew_db::MetashrewDb;
-use crate::state_root::Hash;
-use crate::store::Layout;
+use super::keys;
+use super::reader::MetashrewDb;
+use crate::layout::{column_families, DbLayout};
+use crate::trie::Hash;
 
 /// A metashrew-layout database open for indexing: [`MetashrewDb`]'s reads, and commits.
 pub struct MetashrewStore {
@@ -39,8 +40,8 @@ impl MetashrewStore {
     /// Opens (creating if needed) a metashrew-layout database in `dir`. A database of this
     /// runner's own layout is refused: its column families say so.
     pub fn open(dir: &Path, label: Option<&str>) -> Result<Self> {
-        if dir.join("CURRENT").exists() && Layout::of_existing(dir, None)? == Layout::Memrepro {
-            let families = DB::list_cf(&Options::default(), dir).unwrap_or_default();
+        if dir.join("CURRENT").exists() && DbLayout::of_existing(dir, None)? == DbLayout::Trie {
+            let families = column_families(dir)?;
             anyhow::bail!(
                 "{} has column families {families:?}: it is not a metashrew-layout database (one written without --layout metashrew?); index into a new directory",
                 dir.display()
@@ -71,7 +72,7 @@ impl MetashrewStore {
     /// The root after the last block committed.
     pub fn state_root(&self) -> Result<Hash> {
         match self.tip()? {
-            Some(tip) => self.node.smt_root(tip),
+            Some(tip) => self.node.recorded_root(tip),
             None => Ok([0; 32]),
         }
     }
@@ -80,31 +81,36 @@ impl MetashrewStore {
     /// batch and returns its `smt:root`.
     pub fn commit_block(&self, height: u32, payload: &[u8], pairs: &[(Bytes, Bytes)]) -> Result<Hash> {
         let mut batch = WriteBatch::default();
+        self.append_histories(&mut batch, height, pairs)?;
+        let root = match pairs.last() {
+            Some((key, value)) => last_pair_hash(key, value),
+            None => self.state_root()?,
+        };
+        batch.put(self.node.labelled(&keys::root_key(height)), root);
+        batch.put(self.node.labelled(keys::TIP_HEIGHT.as_bytes()), height.to_le_bytes());
+        batch.put(keys::SYNC_HEIGHT, height.to_le_bytes());
+        if let Some(hash) = block_hash(payload) {
+            batch.put(keys::height_to_hash_key(height), hash);
+        }
+        self.node.db.write(batch).context("committing the block to RocksDB")?;
+        Ok(root)
+    }
+
+    /// Appends each pair to its key's history (in flush order) and sets the lengths.
+    fn append_histories(&self, batch: &mut WriteBatch, height: u32, pairs: &[(Bytes, Bytes)]) -> Result<()> {
         let mut lengths: HashMap<&[u8], u32> = HashMap::new();
         for (key, value) in pairs {
             let n = match lengths.get(key.as_ref()) {
                 Some(&n) => n,
                 None => self.node.history_length(key)?,
             };
-            let entry_key = [&self.node.labelled(key)[..], format!("/{n}").as_bytes()].concat();
-            batch.put(entry_key, format!("{height}:{}", hex::encode(value)));
+            batch.put(keys::entry_key(&self.node.labelled(key), n), keys::encode_entry(height, value));
             lengths.insert(key, n + 1);
         }
         for (key, length) in &lengths {
-            batch.put([&self.node.labelled(key)[..], b"/length"].concat(), length.to_string());
+            batch.put(keys::length_key(&self.node.labelled(key)), keys::encode_length(*length));
         }
-        let root = match pairs.last() {
-            Some((key, value)) => smt_root(key, value),
-            None => self.state_root()?,
-        };
-        batch.put(self.node.labelled(format!("smt:root:{height}").as_bytes()), root);
-        batch.put(self.node.labelled(b"/__INTERNAL/tip-height"), height.to_le_bytes());
-        batch.put(b"__INTERNAL/height", height.to_le_bytes());
-        if let Some(hash) = block_hash(payload) {
-            batch.put(format!("/__INTERNAL/height-to-hash/{height}"), hash);
-        }
-        self.node.db.write(batch).context("committing the block to RocksDB")?;
-        Ok(root)
+        Ok(())
     }
 
     /// The same database, for reading back as a node's ([`MetashrewDb::write_state`]).
@@ -118,8 +124,9 @@ impl MetashrewStore {
     }
 }
 
-/// metashrew's per-block "state root": a hash of the block's last pair alone.
-pub fn smt_root(key: &[u8], value: &[u8]) -> Hash {
+/// What metashrew records as a block's `smt:root`: SHA-256(0x01 ++ key ++ SHA-256(value)) of
+/// the block's last pair, which commits to that pair alone, not to the state.
+pub fn last_pair_hash(key: &[u8], value: &[u8]) -> Hash {
     let mut hasher = Sha256::new();
     hasher.update([0x01]);
     hasher.update(key);

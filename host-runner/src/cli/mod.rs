@@ -1,0 +1,86 @@
+//! The command line: one module per subcommand, each with its flags (clap) and one function.
+//!
+//! Exit codes (`schema::runner_exit`): 0 every block completed; 1 a block trapped (reported,
+//! nothing of it committed); 2 the runner could not do its job (bad arguments, unreadable guest,
+//! database error); 3 refused: this host cannot back the deterministic policy's budget (nothing
+//! written).
+
+mod bench;
+mod metashrew;
+mod run;
+mod state;
+mod view;
+mod watch;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "host-runner", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index blocks: each in a fresh instance, committed in one batch only if `_start` returns.
+    Run(run::RunArgs),
+    /// Run `host-runner run ARGS…` as a child and write how it ended (exit, signal, OOM kills
+    /// counted by this cgroup, the memory limit read back at start) to REPORT as JSON.
+    Watch(watch::WatchArgs),
+    /// Print the committed state: one line per key, sorted, long values as length and SHA-256.
+    Dump(state::DumpArgs),
+    /// A metashrew node's database (opened read-only, nothing written): the guest's state as of a
+    /// height, in the dump format, key order. A damaged history is an error naming its key.
+    MetashrewState(metashrew::StateArgs),
+    /// Two metashrew nodes' databases: where they first differ (block hashes per height first,
+    /// then every guest key's history), as JSON. Exit 0 identical, 1 different state, 3 not
+    /// compared: the nodes indexed different blocks.
+    MetashrewDiff(metashrew::DiffArgs),
+    /// Write what a database holds (tip, state root, dump) as JSON, e.g. after a killed run.
+    State(state::StateArgs),
+    /// Measurements for `cargo xtask bench` (one JSON object on stdout).
+    #[command(hide = true, subcommand)]
+    Bench(bench::BenchCommand),
+    /// Call a view function (`() -> i32`) against the committed state and print what it returns.
+    View(view::ViewArgs),
+}
+
+/// Runs the command line of this process; the exit code says how it went.
+pub fn main() -> ExitCode {
+    // Before any thread starts (an inherited RLIMIT_AS; see the function).
+    crate::process::share_malloc_arenas_under_an_address_space_limit();
+    match execute(Cli::parse().command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("host-runner: error: {error:#}");
+            ExitCode::from(schema::runner_exit::FAILED)
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run(args) => run::run(args),
+        Command::Watch(args) => watch::watch(args),
+        Command::Dump(args) => state::dump(args),
+        Command::MetashrewState(args) => metashrew::state(args),
+        Command::MetashrewDiff(args) => metashrew::diff(args),
+        Command::State(args) => state::state(args),
+        Command::Bench(command) => bench::bench(command),
+        Command::View(args) => view::view(args),
+    }
+}
+
+/// `--layout`: the database layout a run commits in.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LayoutArg {
+    /// Ours: the pairs and a real state root.
+    #[value(alias = "memrepro")]
+    Trie,
+    /// metashrew's: append-only histories, `smt:root`, tip and block hash keys.
+    Metashrew,
+}

@@ -1,0 +1,135 @@
+//! `host-runner run`: index blocks and report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use blocks::text::parse_hex;
+use blocks::{Block, BlockArgs};
+use clap::Args;
+use schema::{runner_exit, ByteSize, EngineKind, Policy, RunOutcome};
+use state::files::write_atomically;
+use state::DbLayout;
+
+use super::LayoutArg;
+use crate::engine::{check_engine_settings, LinearMemory, MemoryPolicy, Refusal};
+use crate::run::result::summary_line;
+use crate::run::{run as run_blocks, RunRequest};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The guest: a .wasm (or .wat) module speaking the metashrew ABI.
+    #[arg(long)]
+    wasm: PathBuf,
+    /// RocksDB directory (created if missing).
+    #[arg(long)]
+    db: PathBuf,
+    /// Height of the single block to run.
+    #[arg(long, conflicts_with_all = ["block_source", "from", "to", "start_hash"], required_unless_present = "block_source")]
+    height: Option<u32>,
+    /// That block's bytes as hex, without the height (the host prepends it). May be empty.
+    #[arg(long, requires = "height", default_value = "")]
+    payload: String,
+    #[command(flatten)]
+    source: BlockArgs,
+    /// Where to write the result JSON (atomically).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Stream the storage dump to this file instead of into the result JSON (big states).
+    #[arg(long)]
+    dump: Option<PathBuf>,
+    /// What the host does when the guest grows its memory.
+    #[arg(long, value_enum, default_value = "unbounded")]
+    policy: Policy,
+    /// The wasmtime configuration and host semantics: ours (memrepro), or metashrew's own
+    /// (`Config::default()`; `abort` does not trap; unbounded policy only).
+    #[arg(long, value_enum, default_value = "memrepro")]
+    engine: EngineKind,
+    /// The deterministic policy's fixed budget, e.g. 192MiB.
+    #[arg(long)]
+    memory_budget: Option<ByteSize>,
+    /// The deterministic policy's fuel per block (about one unit per wasm instruction);
+    /// running out traps the block the same way on every host.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Limit the runner's own address space (RLIMIT_AS), e.g. 3g.
+    #[arg(long)]
+    address_space_limit: Option<ByteSize>,
+    /// Reserve no address space ahead for linear memory (growth moves it and may fail).
+    #[arg(long)]
+    small_memories: bool,
+    /// Wall-clock limit of one block, in seconds; past it the block traps (nothing committed).
+    #[arg(long, default_value_t = 300.0)]
+    block_time_limit: f64,
+    /// Replace wasmtime's native stack limit, in bytes (to check that the deterministic
+    /// policy's trap depth does not depend on it).
+    #[arg(long, hide = true)]
+    native_stack: Option<usize>,
+    /// The database layout: ours (`trie`: the pairs and a real state root) or metashrew's
+    /// (append-only histories, `smt:root`, tip and block hash keys), to compare a run with a
+    /// production node's database.
+    #[arg(long, value_enum, default_value = "trie")]
+    layout: LayoutArg,
+    /// Under `--layout metashrew`: write every key under `LABEL://`, as a node run with
+    /// `--label LABEL` does.
+    #[arg(long)]
+    label: Option<String>,
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let out = args.out.clone();
+    let request = request(args)?;
+    let result = match run_blocks(&request) {
+        Err(error) if error.is::<Refusal>() => {
+            eprintln!("host-runner: {error}");
+            return Ok(ExitCode::from(runner_exit::REFUSED));
+        }
+        other => other?,
+    };
+    if let Some(out) = out {
+        write_atomically(&out, &result.to_json())?;
+    }
+    println!("{}", summary_line(&result));
+    println!("STATE ROOT: {}", result.state_root);
+    Ok(ExitCode::from(match result.outcome {
+        RunOutcome::Completed => runner_exit::COMPLETED,
+        RunOutcome::Trapped { .. } | RunOutcome::TimedOut { .. } => runner_exit::BLOCK_FAILED,
+    }))
+}
+
+/// The run the flags ask for, checked before any block is read.
+fn request(args: RunArgs) -> Result<RunRequest> {
+    let time_limit = Duration::try_from_secs_f64(args.block_time_limit)
+        .ok()
+        .filter(|limit| !limit.is_zero())
+        .context("--block-time-limit must be a positive number of seconds")?;
+    let policy = MemoryPolicy::new(args.policy, args.memory_budget.map(ByteSize::bytes), args.fuel)?;
+    let linear_memory = LinearMemory::for_policy(policy, args.small_memories);
+    // Before any block is read (`run` checks again, for callers of the library).
+    check_engine_settings(args.engine, policy, linear_memory, args.native_stack)?;
+    let blocks = match args.height {
+        Some(height) => vec![Block { height, payload: parse_hex(&args.payload).context("--payload")? }],
+        None => args.source.read()?.context("no blocks: give --height, --blocks or --rpc")?.1,
+    };
+    let db_layout = match args.layout {
+        LayoutArg::Trie => {
+            anyhow::ensure!(args.label.is_none(), "--label is for --layout metashrew");
+            DbLayout::Trie
+        }
+        LayoutArg::Metashrew => DbLayout::Metashrew { label: args.label },
+    };
+    Ok(RunRequest {
+        wasm: args.wasm,
+        db: args.db,
+        blocks,
+        engine: args.engine,
+        policy,
+        linear_memory,
+        address_space_limit: args.address_space_limit.map(ByteSize::bytes),
+        time_limit,
+        dump_file: args.dump,
+        native_stack: args.native_stack,
+        db_layout,
+    })
+}

@@ -1,0 +1,133 @@
+//! Indexing: every block in a fresh instance, each committed whole or not at all, in order; a
+//! block that fails stops the run there.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use blocks::Block;
+use schema::{BlockOutcome, BlockReport, EngineKind, RunOutcome, RunResult, Timings};
+use state::trie::{Hash, NodeBudgetExceeded};
+use state::{Database, DbLayout};
+
+use super::result::{trap_message, Finished};
+use crate::engine::{check_engine_settings, engine, preflight, Execution, Guest, LinearMemory, MemoryPolicy, TimeLimitExceeded};
+use crate::process::{elapsed_ms, limit_address_space};
+
+/// What to run, and how.
+pub struct RunRequest {
+    pub wasm: PathBuf,
+    pub db: PathBuf,
+    pub blocks: Vec<Block>,
+    /// Our engine, or metashrew's configuration and host semantics.
+    pub engine: EngineKind,
+    pub policy: MemoryPolicy,
+    pub linear_memory: LinearMemory,
+    /// RLIMIT_AS the runner applies to itself before loading the guest.
+    pub address_space_limit: Option<u64>,
+    /// Wall-clock limit of one block's `_start`.
+    pub time_limit: Duration,
+    /// Stream the dump to this file instead of holding it in the result (big states).
+    pub dump_file: Option<PathBuf>,
+    /// Replaces wasmtime's native stack limit (hidden `--native-stack`).
+    pub native_stack: Option<usize>,
+    /// The database layout the blocks are committed in (`--layout`).
+    pub db_layout: DbLayout,
+}
+
+/// Runs the blocks. Fails with a [`crate::engine::Refusal`] before anything is written when this
+/// host cannot back the policy's budget.
+pub fn run(request: &RunRequest) -> Result<RunResult> {
+    check_engine_settings(request.engine, request.policy, request.linear_memory, request.native_stack)?;
+    if let Some(limit) = request.address_space_limit {
+        limit_address_space(limit)?;
+    }
+    let wasm_bytes = std::fs::read(&request.wasm).with_context(|| format!("reading guest {}", request.wasm.display()))?;
+    let engine = engine(request.engine, request.policy, request.linear_memory, request.native_stack)?;
+    let guest = Guest::from_bytes(&engine, request.engine, request.policy, request.time_limit, &request.wasm, &wasm_bytes)?;
+    anyhow::ensure!(guest.has_export("_start"), "{} exports no `_start`", request.wasm.display());
+    // Before anything is written: can this host back the policy with this guest?
+    let started = Instant::now();
+    preflight(request.policy, guest.code_bytes())?;
+    let preflight_ms = elapsed_ms(started);
+    let store = Database::open(&request.db, &request.db_layout)?;
+    let indexed = index_blocks(request, &guest, &store)?;
+    // Durable before the result says what was committed.
+    store.sync()?;
+    Finished { request, guest: &guest, wasm_bytes: &wasm_bytes, preflight_ms, indexed }.into_result(store)
+}
+
+/// What indexing the blocks left.
+pub struct Indexed {
+    pub reports: Vec<BlockReport>,
+    pub outcome: RunOutcome,
+    /// The layout's root after the last block committed.
+    pub root: Hash,
+    /// The guest's linear memory at the end of the last block run.
+    pub wasm_memory_bytes: u64,
+}
+
+/// Runs and commits the blocks in order, up to the first that fails.
+fn index_blocks(request: &RunRequest, guest: &Guest, store: &Database) -> Result<Indexed> {
+    let mut indexed = Indexed { reports: Vec::new(), outcome: RunOutcome::Completed, root: store.state_root()?, wasm_memory_bytes: 0 };
+    for block in &request.blocks {
+        let execution = guest.run_block(store, block.height, &block.payload);
+        indexed.wasm_memory_bytes = execution.wasm_memory_bytes;
+        let report = commit_block(request, store, block, execution, &mut indexed.root)?;
+        let stop = stop_at(&report.outcome, block.height, request.engine);
+        indexed.reports.push(report);
+        if let Some(outcome) = stop {
+            indexed.outcome = outcome;
+            break;
+        }
+    }
+    Ok(indexed)
+}
+
+/// Commits what `execution` flushed for `block` when its `_start` returned (a block the guest
+/// marked failed under the metashrew engine is done with none of its flushes), and reports it.
+fn commit_block(request: &RunRequest, store: &Database, block: &Block, execution: Execution<()>, root: &mut Hash) -> Result<BlockReport> {
+    let started = Instant::now();
+    let flushed_pairs = execution.pairs.len() as u64;
+    // The commit runs after the guest's memory is freed: its pairs take at most twice their
+    // charge, and its trie nodes what is left of twice the budget.
+    let node_allowance = request.policy.budget().map(|budget| (2 * budget).saturating_sub(2 * execution.charged_bytes));
+    let (pairs, failed) = match execution.failed {
+        Some(why) => (Vec::new(), Some(why)),
+        None => (execution.pairs, None),
+    };
+    let outcome = match execution.result {
+        Ok(()) => match store.commit_block(block.height, &block.payload, pairs, node_allowance) {
+            Ok(new_root) => {
+                *root = new_root;
+                failed.map_or(BlockOutcome::Completed, |message| BlockOutcome::Aborted { message })
+            }
+            Err(error) if error.is::<NodeBudgetExceeded>() => BlockOutcome::Trapped { message: error.to_string() },
+            Err(error) => return Err(error),
+        },
+        Err(error) if error.is::<TimeLimitExceeded>() => BlockOutcome::TimedOut { message: error.to_string() },
+        Err(trap) => BlockOutcome::Trapped { message: trap_message(&trap) },
+    };
+    Ok(BlockReport {
+        height: block.height,
+        outcome,
+        flushed_pairs,
+        flushed_bytes: execution.flushed_bytes,
+        host_charged_bytes: execution.charged_bytes,
+        fuel_consumed: execution.fuel_consumed,
+        state_root: hex::encode(root),
+        wasm_memory_bytes: execution.wasm_memory_bytes,
+        refused_growths: execution.refused_growths,
+        timings: Timings { instantiate_ms: execution.instantiate_ms, execute_ms: execution.execute_ms, commit_ms: elapsed_ms(started) },
+    })
+}
+
+/// The run's outcome when a block ended this way: the indexer cannot go past a block it failed
+/// to index (metashrew's would retry it).
+fn stop_at(outcome: &BlockOutcome, height: u32, engine: EngineKind) -> Option<RunOutcome> {
+    match outcome {
+        BlockOutcome::Completed | BlockOutcome::Aborted { .. } => None,
+        BlockOutcome::Trapped { message } => Some(RunOutcome::Trapped { height, message: message.clone(), node: engine.after_trap(height) }),
+        BlockOutcome::TimedOut { message } => Some(RunOutcome::TimedOut { height, message: message.clone() }),
+    }
+}

@@ -1,0 +1,19 @@
+//! A run: the blocks indexed and committed ([`index`]), what it reports ([`result`]), and the
+//! supervisor that runs it as a child and records how it ended from the same cgroup ([`watch`]).
+
+pub mod index;
+pub mod result;
+pub mod watch;
+
+use std::path::Path;
+
+use anyhow::Result;
+use blocks::{blk::Start, Block, HeightRange, Source};
+
+pub use index::{run, RunRequest};
+
+/// Every block of whatever `path` holds (`HEIGHT HEX` text, a `HEIGHT.bin` directory, Bitcoin
+/// Core block files), checked.
+pub fn read_blocks_file(path: &Path) -> Result<Vec<Block>> {
+    Source::detect(path)?.read(HeightRange::default(), Start::Genesis)
+}

@@ -1,0 +1,157 @@
+//! [`Database`]: an open database of either layout, which the host reads and the runner commits
+//! through: ours ([`crate::trie`], the default) or metashrew's ([`crate::metashrew`], for
+//! comparing a run with a production node's database).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use rocksdb::DBPinnableSlice;
+
+use crate::files::{directory_of, write_atomically_with};
+use crate::layout::DbLayout;
+use crate::metashrew::MetashrewStore;
+use crate::trie::{Hash, TrieStore};
+
+/// An open database of either layout (clones share it).
+#[derive(Clone)]
+pub enum Database {
+    Trie(TrieStore),
+    Metashrew(Arc<MetashrewStore>),
+}
+
+/// A value read for the guest: pinned in RocksDB (this runner's layout) or decoded from a
+/// history entry (metashrew's).
+pub enum Value<'a> {
+    Pinned(DBPinnableSlice<'a>),
+    Decoded(Vec<u8>),
+}
+
+impl std::ops::Deref for Value<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Value::Pinned(slice) => slice,
+            Value::Decoded(bytes) => bytes,
+        }
+    }
+}
+
+impl Database {
+    /// Opens (creating if needed) a database of `layout` in `dir`.
+    pub fn open(dir: &Path, layout: &DbLayout) -> Result<Database> {
+        Ok(match layout {
+            DbLayout::Trie => Database::Trie(TrieStore::open(dir)?),
+            DbLayout::Metashrew { label } => Database::Metashrew(Arc::new(MetashrewStore::open(dir, label.as_deref())?)),
+        })
+    }
+
+    /// Opens the existing database in `dir`, of whichever layout, without writing to it.
+    pub fn open_read_only(dir: &Path, label: Option<String>) -> Result<Database> {
+        Ok(match DbLayout::of_existing(dir, label)? {
+            DbLayout::Trie => Database::Trie(TrieStore::open_read_only(dir)?),
+            DbLayout::Metashrew { label } => Database::Metashrew(Arc::new(MetashrewStore::open_read_only(dir, label.as_deref())?)),
+        })
+    }
+
+    /// The value under `key` that a call at `height` sees: metashrew's layout keeps every
+    /// height's value, and a block sees the state before it (`block`), a view the state at its
+    /// height. This runner's layout holds the last committed state, which is that state
+    /// whenever blocks are run in order.
+    pub fn value(&self, key: &[u8], height: u32, block: bool) -> Result<Option<Value<'_>>> {
+        match self {
+            Database::Trie(store) => Ok(store.get_pinned(key)?.map(Value::Pinned)),
+            Database::Metashrew(store) => {
+                let as_of = match block {
+                    true => match height.checked_sub(1) {
+                        Some(before) => before,
+                        None => return Ok(None),
+                    },
+                    false => height,
+                };
+                Ok(store.value_as_of(key, as_of)?.map(Value::Decoded))
+            }
+        }
+    }
+
+    /// The length of [`Database::value`], without loading a value where the layout can avoid it.
+    pub fn value_len(&self, key: &[u8], height: u32, block: bool) -> Result<Option<u64>> {
+        match self {
+            Database::Trie(store) => store.value_len(key),
+            Database::Metashrew(_) => Ok(self.value(key, height, block)?.map(|value| value.len() as u64)),
+        }
+    }
+
+    /// Commits block `height` in one batch: its `pairs` in flush order (`payload` gives
+    /// metashrew's layout the block hash). Returns the layout's root after it.
+    pub fn commit_block(&self, height: u32, payload: &[u8], pairs: Vec<(Bytes, Bytes)>, node_allowance: Option<u64>) -> Result<Hash> {
+        match self {
+            Database::Trie(store) => store.commit_block(height, pairs, node_allowance),
+            Database::Metashrew(store) => store.commit_block(height, payload, &pairs),
+        }
+    }
+
+    /// The root after the last block: the real state root, or metashrew's `smt:root`.
+    pub fn state_root(&self) -> Result<Hash> {
+        match self {
+            Database::Trie(store) => store.state_root(),
+            Database::Metashrew(store) => store.state_root(),
+        }
+    }
+
+    pub fn tip(&self) -> Result<Option<u32>> {
+        match self {
+            Database::Trie(store) => store.tip(),
+            Database::Metashrew(store) => store.tip(),
+        }
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        match self {
+            Database::Trie(store) => store.sync(),
+            Database::Metashrew(store) => store.sync(),
+        }
+    }
+
+    /// The latest value under `key`.
+    pub fn latest(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self {
+            Database::Trie(store) => store.get(key),
+            Database::Metashrew(store) => store.value_as_of(key, u32::MAX),
+        }
+    }
+
+    /// The dump of the latest state, inline or streamed to `file`. Closes the store.
+    pub fn dump_inline_or_to(self, file: Option<&Path>) -> Result<(Vec<String>, Option<schema::DumpFile>)> {
+        match self {
+            Database::Trie(store) => crate::dump::inline_or_to(store.entries(), file),
+            Database::Metashrew(store) => {
+                let store = Arc::try_unwrap(store).map_err(|_| anyhow::anyhow!("the database is still in use: cannot dump it"))?;
+                metashrew_dump(store, file)
+            }
+        }
+    }
+}
+
+/// The dump of a metashrew-layout database's state at its tip, sorted through a scratch RocksDB
+/// beside the dump file (or in the temporary directory for an inline dump).
+fn metashrew_dump(store: MetashrewStore, file: Option<&Path>) -> Result<(Vec<String>, Option<schema::DumpFile>)> {
+    let tip = store.tip()?;
+    let node = store.into_reader();
+    let Some(tip) = tip else { return crate::dump::inline_or_to(std::iter::empty(), file) };
+    match file {
+        Some(path) => {
+            let scratch = tempfile::tempdir_in(directory_of(path)).context("a scratch directory beside the dump")?;
+            let written = write_atomically_with(path, |out| node.write_state(tip, scratch.path(), out))?;
+            Ok((Vec::new(), Some(schema::DumpFile { path: path.display().to_string(), ..written })))
+        }
+        None => {
+            let scratch = tempfile::tempdir().context("a scratch directory for the dump")?;
+            let mut text = Vec::new();
+            node.write_state(tip, scratch.path(), &mut text)?;
+            Ok((String::from_utf8(text)?.lines().map(str::to_string).collect(), None))
+        }
+    }
+}

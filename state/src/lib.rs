@@ -1,0 +1,22 @@
+//! The state layer: what a run commits and how it is read back, in RocksDB, without wasmtime.
+//!
+//! - [`trie`]: our layout: the pairs as flushed and a binary Merkle trie over them, so every
+//!   block ends with a real state root;
+//! - [`metashrew`]: metashrew's layout (append-only histories), read from a node's database,
+//!   written by a run that asks for it, and two nodes compared;
+//! - [`Database`]: either layout behind one type, which the host reads and the runner commits
+//!   through; [`DbLayout`] names the layout and tells an existing database's;
+//! - [`dump`]: the state as the dump text (`schema::dump`), streamed; [`files`]: writing a file
+//!   atomically; [`parallel`]: a commit's hashing and reads spread over the cores.
+
+mod database;
+pub mod dump;
+pub mod files;
+mod layout;
+pub mod metashrew;
+pub mod parallel;
+pub mod trie;
+
+pub use database::{Database, Value};
+pub use layout::DbLayout;
+pub use rocksdb;

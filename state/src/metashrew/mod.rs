@@ -1,0 +1,17 @@
+//! metashrew's database layout (v9: histories as text): its key spellings ([`keys`]), a node's
+//! database read without writing to it ([`MetashrewDb`], [`Histories`]), a run committed in it
+//! ([`MetashrewStore`]) and two nodes compared ([`compare`]). Reading holds one history at a
+//! time and sorts the state through a temporary RocksDB, so memory stays flat however many keys
+//! there are; a damaged history is an error naming the key, never skipped.
+
+mod compare;
+mod histories;
+pub mod keys;
+mod reader;
+mod writer;
+
+pub use compare::{compare, Comparison, KeyDivergence, SHOWN_KEYS};
+pub use histories::{value_as_of, Histories};
+pub use keys::{Entry, Internal};
+pub use reader::MetashrewDb;
+pub use writer::{last_pair_hash, MetashrewStore};

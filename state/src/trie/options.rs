@@ -1,0 +1,99 @@
+//! Every RocksDB option of our layout, memory first: the runner's memory is bounded by
+//! construction.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+
+pub(super) const NODES: &str = "nodes";
+pub(super) const META: &str = "meta";
+pub(super) const FAMILIES: [&str; 3] = ["default", NODES, META];
+
+/// Every RocksDB setting that decides how much memory the store holds, so that the runner's
+/// memory is bounded by construction (the deterministic policy's preflight counts on it, and
+/// `cargo xtask bench` measures the runner's baseline with these settings).
+pub mod memory {
+    /// One memtable of a column family; a write past it starts a new one and a flush.
+    pub const WRITE_BUFFER: usize = 8 << 20;
+    /// All memtables of all families together (RocksDB's write buffer manager flushes past it).
+    pub const ALL_MEMTABLES: usize = 16 << 20;
+    /// The one block cache of all families. Index and filter blocks live in it too (not beside
+    /// it, per open table file), so reading a large state costs no more than this. They are
+    /// partitioned (4 KiB partitions, the top level pinned): a whole index or filter of a large
+    /// table would be megabytes, evicted and read again at every lookup in a cache this size.
+    pub const BLOCK_CACHE: usize = 16 << 20;
+    /// Table files open at once (each holds a little beside the cache).
+    pub const OPEN_FILES: i32 = 256;
+    /// Values from this size on are kept in blob files (RocksDB's integrated BlobDB). Flushing a
+    /// memtable builds table blocks in memory, and a block holding a large value holds it whole,
+    /// twice (measured: a 180 MiB value took the flush to three copies of it); a blob file is
+    /// written straight from the memtable, so a block's commit never holds more than twice its
+    /// flushes.
+    pub const BLOB_FROM: u64 = 64 << 10;
+}
+
+/// DB-wide options: memory as in [`memory`], reads through the cache (no mmap).
+pub(super) fn db_options() -> Options {
+    let mut options = Options::default();
+    options.set_write_buffer_manager(&rocksdb::WriteBufferManager::new_write_buffer_manager(memory::ALL_MEMTABLES, false));
+    options.set_max_open_files(memory::OPEN_FILES);
+    options.set_allow_mmap_reads(false);
+    options.set_allow_mmap_writes(false);
+    options.set_max_background_jobs(2);
+    options
+}
+
+/// A family's options, sharing `cache`. Trie lookups often miss (an empty side): a Bloom filter
+/// answers those without reading.
+pub(super) fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_cache_index_and_filter_blocks_with_high_priority(true);
+    table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
+    if name == NODES {
+        table.set_bloom_filter(10.0, false);
+    }
+    let mut options = Options::default();
+    options.set_write_buffer_size(memory::WRITE_BUFFER);
+    options.set_max_write_buffer_number(2);
+    options.set_block_based_table_factory(&table);
+    if name == "default" {
+        options.set_enable_blob_files(true);
+        options.set_min_blob_size(memory::BLOB_FROM);
+    }
+    options
+}
+
+pub(super) fn families() -> Vec<ColumnFamilyDescriptor> {
+    let cache = rocksdb::Cache::new_lru_cache(memory::BLOCK_CACHE);
+    FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, &cache))).collect()
+}
+
+/// A new RocksDB in `dir` with the store's options and column families and nothing else in it:
+/// what a commit is measured against (`host-runner bench commit` writes the same pairs into it
+/// in one plain batch).
+pub fn open_plain_db(dir: &Path) -> Result<DB> {
+    let mut options = db_options();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    DB::open_cf_descriptors(&options, dir, families()).with_context(|| format!("creating RocksDB in {}", dir.display()))
+}
+
+/// Refuses a database made by another layout (e.g. an older host-runner's) with a clear message.
+pub(super) fn check_families(dir: &Path) -> Result<()> {
+    let mut found = DB::list_cf(&Options::default(), dir).with_context(|| format!("reading the column families of {}", dir.display()))?;
+    let mut expected: Vec<String> = FAMILIES.iter().map(|f| f.to_string()).collect();
+    found.sort();
+    expected.sort();
+    anyhow::ensure!(
+        found == expected,
+        "{} has column families {found:?}, this host-runner expects {expected:?}: it was written by another version; index into a new directory",
+        dir.display()
+    );
+    Ok(())
+}
