@@ -4,8 +4,9 @@
 mod action;
 mod adversaries;
 mod bench;
-mod compare;
 mod breaking_point;
+mod compare;
+mod docs;
 mod doctor;
 mod k8s;
 mod local_backend;
