@@ -12,7 +12,8 @@ use state::trie::{leaf_hash, open_plain_db, path_of, root_of, Hash, TrieStore};
 use state::Database;
 
 use super::store::synthetic_blocks;
-use super::{median, PAIRS_GUEST, TIME_LIMIT};
+use super::guests::PAIRS_GUEST;
+use super::timing::{median, TIME_LIMIT};
 use crate::engine::{engine, Guest, LinearMemory, MemoryPolicy};
 use crate::process::elapsed_ms;
 

@@ -11,19 +11,10 @@ mod guests;
 mod overhead;
 mod per_block;
 mod store;
-
-use std::time::Duration;
+mod timing;
 
 pub use commit::{commit, CommitBench};
 pub use guests::{COUNTER_GUEST, PAIRS_GUEST};
 pub use overhead::overhead;
 pub use per_block::blocks;
 pub use store::make_store;
-
-const TIME_LIMIT: Duration = Duration::from_secs(600);
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
-}

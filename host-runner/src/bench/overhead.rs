@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use state::DbLayout;
 use wasmtime::{Caller, Engine, Linker, Module, Store};
 
-use super::TIME_LIMIT;
+use super::timing::TIME_LIMIT;
 use crate::engine::{LinearMemory, MemoryPolicy};
 use crate::run::{run, RunRequest};
 

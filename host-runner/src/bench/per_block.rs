@@ -10,7 +10,8 @@ use state::trie::TrieStore;
 use state::{Database, DbLayout};
 use wasmtime::Engine;
 
-use super::{COUNTER_GUEST, TIME_LIMIT};
+use super::guests::COUNTER_GUEST;
+use super::timing::TIME_LIMIT;
 use crate::engine::{config, engine, engine_from, Guest, LinearMemory, MemoryPolicy};
 use crate::run::{run, RunRequest};
 

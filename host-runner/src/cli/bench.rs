@@ -9,7 +9,7 @@ use blocks::Block;
 use clap::Subcommand;
 use state::DbLayout;
 
-use super::LayoutArg;
+use super::run::LayoutArg;
 use crate::bench::{self as measure, CommitBench};
 use crate::run::read_blocks_file;
 

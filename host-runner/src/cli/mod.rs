@@ -74,13 +74,3 @@ fn execute(command: Command) -> Result<ExitCode> {
         Command::View(args) => view::view(args),
     }
 }
-
-/// `--layout`: the database layout a run commits in.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LayoutArg {
-    /// Ours: the pairs and a real state root.
-    #[value(alias = "memrepro")]
-    Trie,
-    /// metashrew's: append-only histories, `smt:root`, tip and block hash keys.
-    Metashrew,
-}

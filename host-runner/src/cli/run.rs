@@ -12,7 +12,6 @@ use schema::{runner_exit, ByteSize, EngineKind, Policy, RunOutcome};
 use state::files::write_atomically;
 use state::DbLayout;
 
-use super::LayoutArg;
 use crate::engine::{check_engine_settings, LinearMemory, MemoryPolicy, Refusal};
 use crate::run::result::summary_line;
 use crate::run::{run as run_blocks, RunRequest};
@@ -132,4 +131,14 @@ fn request(args: RunArgs) -> Result<RunRequest> {
         native_stack: args.native_stack,
         db_layout,
     })
+}
+
+/// `--layout`: the database layout a run commits in.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(super) enum LayoutArg {
+    /// Ours: the pairs and a real state root.
+    #[value(alias = "memrepro")]
+    Trie,
+    /// metashrew's: append-only histories, `smt:root`, tip and block hash keys.
+    Metashrew,
 }

@@ -1,39 +1,18 @@
 //! Indexing: every block in a fresh instance, each committed whole or not at all, in order; a
 //! block that fails stops the run there.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use blocks::Block;
 use schema::{BlockOutcome, BlockReport, EngineKind, RunOutcome, RunResult, Timings};
 use state::trie::{Hash, NodeBudgetExceeded};
-use state::{Database, DbLayout};
+use state::Database;
 
+use super::request::{Indexed, RunRequest};
 use super::result::{trap_message, Finished};
-use crate::engine::{check_engine_settings, engine, preflight, Execution, Guest, LinearMemory, MemoryPolicy, TimeLimitExceeded};
+use crate::engine::{check_engine_settings, engine, preflight, Execution, Guest, TimeLimitExceeded};
 use crate::process::{elapsed_ms, limit_address_space};
-
-/// What to run, and how.
-pub struct RunRequest {
-    pub wasm: PathBuf,
-    pub db: PathBuf,
-    pub blocks: Vec<Block>,
-    /// Our engine, or metashrew's configuration and host semantics.
-    pub engine: EngineKind,
-    pub policy: MemoryPolicy,
-    pub linear_memory: LinearMemory,
-    /// RLIMIT_AS the runner applies to itself before loading the guest.
-    pub address_space_limit: Option<u64>,
-    /// Wall-clock limit of one block's `_start`.
-    pub time_limit: Duration,
-    /// Stream the dump to this file instead of holding it in the result (big states).
-    pub dump_file: Option<PathBuf>,
-    /// Replaces wasmtime's native stack limit (hidden `--native-stack`).
-    pub native_stack: Option<usize>,
-    /// The database layout the blocks are committed in (`--layout`).
-    pub db_layout: DbLayout,
-}
 
 /// Runs the blocks. Fails with a [`crate::engine::Refusal`] before anything is written when this
 /// host cannot back the policy's budget.
@@ -55,16 +34,6 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     // Durable before the result says what was committed.
     store.sync()?;
     Finished { request, guest: &guest, wasm_bytes: &wasm_bytes, preflight_ms, indexed }.into_result(store)
-}
-
-/// What indexing the blocks left.
-pub struct Indexed {
-    pub reports: Vec<BlockReport>,
-    pub outcome: RunOutcome,
-    /// The layout's root after the last block committed.
-    pub root: Hash,
-    /// The guest's linear memory at the end of the last block run.
-    pub wasm_memory_bytes: u64,
 }
 
 /// Runs and commits the blocks in order, up to the first that fails.

@@ -1,7 +1,9 @@
-//! A run: the blocks indexed and committed ([`index`]), what it reports ([`result`]), and the
-//! supervisor that runs it as a child and records how it ended from the same cgroup ([`watch`]).
+//! A run: what it is asked ([`request`]), the blocks indexed and committed ([`index`]), what it
+//! reports ([`result`]), and the supervisor that runs it as a child and records how it ended
+//! from the same cgroup ([`watch`]).
 
 pub mod index;
+pub mod request;
 pub mod result;
 pub mod watch;
 
@@ -10,7 +12,8 @@ use std::path::Path;
 use anyhow::Result;
 use blocks::{blk::Start, Block, HeightRange, Source};
 
-pub use index::{run, RunRequest};
+pub use index::run;
+pub use request::RunRequest;
 
 /// Every block of whatever `path` holds (`HEIGHT HEX` text, a `HEIGHT.bin` directory, Bitcoin
 /// Core block files), checked.

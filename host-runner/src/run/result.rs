@@ -6,7 +6,7 @@ use schema::{BlockInput, BlockOutcome, RunOutcome, RunResult};
 use sha2::{Digest, Sha256};
 use state::Database;
 
-use super::index::{Indexed, RunRequest};
+use super::request::{Indexed, RunRequest};
 use crate::engine::{stack_limit, Guest};
 use crate::process::memory_report;
 

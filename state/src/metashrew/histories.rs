@@ -22,8 +22,15 @@ pub struct Histories<'a> {
     done: bool,
 }
 
+impl MetashrewDb {
+    /// Every guest key's history, checked, in one forward pass ([`Histories`]).
+    pub fn histories(&self) -> Histories<'_> {
+        Histories::of(self)
+    }
+}
+
 impl<'a> Histories<'a> {
-    pub(super) fn of(node: &'a MetashrewDb) -> Self {
+    fn of(node: &'a MetashrewDb) -> Self {
         let mut options = rocksdb::ReadOptions::default();
         // One pass over everything: keep its blocks out of the cache (memory stays flat) and
         // read ahead.

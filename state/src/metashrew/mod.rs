@@ -8,6 +8,7 @@ mod compare;
 mod histories;
 pub mod keys;
 mod reader;
+mod state_at;
 mod writer;
 
 pub use compare::{compare, Comparison, KeyDivergence, SHOWN_KEYS};

@@ -19,6 +19,7 @@
 mod hash;
 mod node;
 mod options;
+mod reads;
 mod store;
 #[cfg(test)]
 mod tests;

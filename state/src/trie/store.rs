@@ -8,9 +8,10 @@ use bytes::Bytes;
 use rocksdb::{IteratorMode, WriteBatch, DB};
 
 use super::hash::{leaf_hash, path_of, Hash};
-use super::node::{Node, NodeKey, NodeWriter, BATCH_ENTRY_OVERHEAD};
+use super::node::{Node, NodeWriter, BATCH_ENTRY_OVERHEAD};
 use super::options::{check_families, db_options, families, memory, FAMILIES, META, NODES};
-use super::update::{Lookup, TrieUpdate};
+use super::reads::Nodes;
+use super::update::TrieUpdate;
 use crate::parallel;
 
 pub(super) const TIP: &[u8] = b"tip";
@@ -24,7 +25,6 @@ pub(super) fn length_key(key: &[u8]) -> Vec<u8> {
 }
 /// Leaves hashed, or trie nodes looked up, from which another core is worth a thread.
 pub(super) const LEAVES_PER_THREAD: usize = 1024;
-pub(super) const LOOKUPS_PER_THREAD: usize = 512;
 /// Batch capacity reserved for the trie nodes a pair adds (a node is about 70 bytes; a block of
 /// N keys rewrites about N × (log2(state / N) + 2) of them).
 pub(super) const NODES_RESERVED_PER_PAIR: usize = 8 * 80;
@@ -129,7 +129,7 @@ impl TrieStore {
 
     /// The root of the committed state.
     pub fn state_root(&self) -> Result<Hash> {
-        Ok(Node::subtree(self.node(0, &[0; 32])?).hash())
+        Ok(Node::subtree(self.nodes().node(0, &[0; 32])?).hash())
     }
 
     /// Commits a block's pairs (in flush order; a later pair for a key wins) in one batch and
@@ -174,7 +174,7 @@ impl TrieStore {
         let mut nodes = NodeWriter { batch: &mut batch, nodes: self.cf(NODES), allowance: node_allowance, charged: 0 };
         let root = match leaves.is_empty() {
             true => self.state_root()?,
-            false => TrieUpdate::read(self, &leaves)?.write(&mut nodes)?.hash(),
+            false => TrieUpdate::read(&self.nodes(), &leaves)?.write(&mut nodes)?.hash(),
         };
         let charged = nodes.charged;
         drop(leaves);
@@ -200,49 +200,9 @@ impl TrieStore {
         self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default()).context("flushing RocksDB's memtables")
     }
 
-    /// The stored nodes under `keys`: all of one depth, in path order (which is key order).
-    pub(super) fn read_nodes(&self, depth: usize, keys: &[NodeKey], lookup: Lookup) -> Result<Vec<Option<Node>>> {
-        let mut read: Vec<Result<Option<Node>>> = keys.iter().map(|_| Ok(None)).collect();
-        let read_chunk = |keys: &[NodeKey], read: &mut [Result<Option<Node>>]| match lookup {
-            Lookup::MultiGet => {
-                for (value, node) in self.db.batched_multi_get_cf(self.cf(NODES), keys, true).into_iter().zip(read) {
-                    *node = value.context("reading state trie nodes").and_then(|value| value.as_deref().map(Node::decode).transpose());
-                }
-            }
-            Lookup::Walk => self.walk(depth, keys, read),
-        };
-        parallel::in_chunks(parallel::cores(), keys, &mut read, LOOKUPS_PER_THREAD, read_chunk, || ());
-        read.into_iter().collect()
-    }
-
-    /// [`Lookup::Walk`]: one iterator over `depth` from the first of `keys` to the last.
-    pub(super) fn walk(&self, depth: usize, keys: &[NodeKey], read: &mut [Result<Option<Node>>]) {
-        let mut options = rocksdb::ReadOptions::default();
-        options.set_iterate_upper_bound((depth as u16 + 1).to_be_bytes());
-        let mut walk = self.db.raw_iterator_cf_opt(self.cf(NODES), options);
-        walk.seek(keys.first().map_or(&[][..], NodeKey::as_bytes));
-        for (key, node) in keys.iter().zip(read) {
-            // A few steps to the next key, or a seek if it is further on.
-            let mut steps = 0;
-            while walk.key().is_some_and(|at| at < key.as_bytes()) {
-                if steps == Lookup::STEPS_BEFORE_A_SEEK {
-                    walk.seek(key);
-                    break;
-                }
-                walk.next();
-                steps += 1;
-            }
-            *node = match walk.key() == Some(key.as_bytes()) {
-                true => Node::decode(walk.value().unwrap_or_default()).map(Some),
-                false => walk.status().context("reading state trie nodes").map(|()| None),
-            };
-        }
-    }
-
-    /// The stored node at `depth` on the way to `path`, if its subtree holds any leaf.
-    pub(super) fn node(&self, depth: usize, path: &Hash) -> Result<Option<Node>> {
-        let stored = self.db.get_pinned_cf(self.cf(NODES), NodeKey::new(depth, path)).context("reading a state trie node")?;
-        stored.as_deref().map(Node::decode).transpose()
+    /// The stored trie's nodes, for reading.
+    pub(super) fn nodes(&self) -> Nodes<'_> {
+        Nodes { db: &self.db, family: self.cf(NODES) }
     }
 
     /// Every committed pair in key order.

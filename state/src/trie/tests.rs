@@ -7,7 +7,7 @@ use super::hash::*;
 use super::node::*;
 use super::options::*;
 use super::store::*;
-use super::update::*;
+use super::reads::*;
 use bytes::Bytes;
 use rocksdb::{IteratorMode, Options, WriteBatch, DB};
 
@@ -101,13 +101,13 @@ fn reference_commit(store: &TrieStore, height: u32, mut pairs: Vec<(Bytes, Bytes
 
 fn reference_update(store: &TrieStore, depth: usize, updates: &[(Hash, Hash)], nodes: &mut NodeWriter) -> Subtree {
     let &(path, _) = updates.first().unwrap();
-    match store.node(depth, &path).unwrap() {
+    match store.nodes().node(depth, &path).unwrap() {
         Some(Node::Branch(_)) => {
             let split = updates.partition_point(|(path, _)| !bit(path, depth));
             let mut sides = [Subtree::Empty; 2];
             for (side, updates) in [&updates[..split], &updates[split..]].into_iter().enumerate() {
                 sides[side] = match updates.is_empty() {
-                    true => Node::subtree(store.node(depth + 1, &with_bit(path, depth, side == 1)).unwrap()),
+                    true => Node::subtree(store.nodes().node(depth + 1, &with_bit(path, depth, side == 1)).unwrap()),
                     false => reference_update(store, depth + 1, updates, nodes),
                 };
             }
@@ -218,8 +218,8 @@ fn walking_a_depth_reads_what_looking_each_key_up_reads() {
             let mut keys: Vec<NodeKey> = paths.iter().map(|path| NodeKey::new(depth, path)).collect();
             keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
             keys.dedup();
-            let walked = store.read_nodes(depth, &keys, Lookup::Walk).unwrap();
-            assert_eq!(walked, store.read_nodes(depth, &keys, Lookup::MultiGet).unwrap(), "depth {depth}, every {every}");
+            let walked = store.nodes().read(depth, &keys, Lookup::Walk).unwrap();
+            assert_eq!(walked, store.nodes().read(depth, &keys, Lookup::MultiGet).unwrap(), "depth {depth}, every {every}");
             assert!(depth > 10 || every > 1 || walked.iter().any(Option::is_some), "depth {depth}: nothing found");
         }
     }

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::hash::{bit, Hash, Subtree};
 use super::node::{with_bit, Node, NodeKey, NodeWriter};
-use super::store::TrieStore;
+use super::reads::{Lookup, Nodes};
 use crate::parallel;
 
 /// Trie subtrees hashed (each a SHA-256 or none) from which another core is worth a thread.
@@ -49,34 +49,6 @@ pub(super) enum Visit {
     Beside(Subtree),
 }
 
-/// How the nodes of one depth are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Lookup {
-    /// One batched multi-get (a lookup per key, through each table's Bloom filter).
-    MultiGet,
-    /// One iterator over the depth, stepping from key to key: where the keys are a fair share of
-    /// the depth's nodes (the top of the trie, which a large block rewrites nearly whole, and the
-    /// depths below it in a large state), a step costs a fraction of a lookup, and the keys' table
-    /// blocks are read once each, in order.
-    Walk,
-}
-
-impl Lookup {
-    /// Steps an iterator takes towards the next key before it seeks instead.
-    pub(super) const STEPS_BEFORE_A_SEEK: usize = 16;
-
-    /// A walk where `keys` are a thirty-second or more of the 2^`depth` nodes a depth can hold,
-    /// and enough of them to be worth an iterator. (Measured over a million keys, block 574200's
-    /// reads: a walk is faster down to about a sixty-fourth; over twenty thousand keys, its top
-    /// depths are read three to five times faster than by a multi-get.)
-    pub(super) fn for_depth(depth: usize, keys: usize) -> Self {
-        match keys >= 64 && (depth as u32) < usize::BITS && keys.saturating_mul(32) >= 1 << depth {
-            true => Lookup::Walk,
-            false => Lookup::MultiGet,
-        }
-    }
-}
-
 /// The leaves of a rebuilt subtree: a range of the updates and perhaps one stored leaf (an index
 /// into `stored_leaves`) that they now share a subtree with.
 #[derive(Clone)]
@@ -92,8 +64,8 @@ impl Leaves {
 }
 
 impl<'a> TrieUpdate<'a> {
-    /// Goes down from the root, reading what the update of `updates` needs from `store`.
-    pub(super) fn read(store: &TrieStore, updates: &'a [(Hash, Hash)]) -> Result<Self> {
+    /// Goes down from the root, reading what the update of `updates` needs from `nodes`.
+    pub(super) fn read(nodes: &Nodes, updates: &'a [(Hash, Hash)]) -> Result<Self> {
         let mut update = Self { updates, stored_leaves: Vec::new(), levels: Vec::new() };
         let mut pending = vec![Pending::Descend(0..updates.len())];
         for depth in 0.. {
@@ -108,7 +80,7 @@ impl<'a> TrieUpdate<'a> {
                     Pending::Build(_) => None,
                 })
                 .collect();
-            let mut read = store.read_nodes(depth, &keys, Lookup::for_depth(depth, keys.len()))?.into_iter();
+            let mut read = nodes.read(depth, &keys, Lookup::for_depth(depth, keys.len()))?.into_iter();
             let mut visits = Vec::with_capacity(pending.len());
             let mut next = Vec::new();
             for pending in pending {
