@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::bitcoin::{decode_block, display};
-use crate::{Block, HeightRange};
+use crate::block::{Block, HeightRange};
 
 /// The height a `HEIGHT.bin` file name gives.
 pub fn height_of(path: &Path) -> Option<u32> {

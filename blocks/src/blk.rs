@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::bitcoin::{self, decode_block, display, BlockHash, ZERO_HASH};
-use crate::{Block, HeightRange};
+use crate::block::{Block, HeightRange};
 
 /// Network magics: mainnet, testnet3, testnet4, signet, regtest.
 const MAGICS: [([u8; 4], &str); 5] = [
@@ -166,7 +166,7 @@ fn scan(index: usize, path: &Path, key: &[u8; 8], network_seen: &mut Option<&'st
             _ => *network_seen = Some(this_network),
         }
         let size = u32::from_le_bytes(frame[4..].try_into().expect("4 bytes"));
-        if size < 80 || size > MAX_BLOCK_SIZE {
+        if !(80..=MAX_BLOCK_SIZE).contains(&size) {
             bail!("{}: block size {size} is impossible (80..={MAX_BLOCK_SIZE})", at());
         }
         if offset + 8 + u64::from(size) > len {

@@ -8,6 +8,7 @@
 
 pub mod bin_dir;
 pub mod bitcoin;
+mod block;
 pub mod blk;
 pub mod rpc;
 #[cfg(feature = "stand-in")]
@@ -18,36 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Block {
-    pub height: u32,
-    /// The block's bytes, without the height (the host prepends it).
-    pub payload: Vec<u8>,
-}
-
-/// Heights wanted, both ends inclusive; a missing end is open.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct HeightRange {
-    pub from: Option<u32>,
-    pub to: Option<u32>,
-}
-
-impl HeightRange {
-    pub fn contains(&self, height: u32) -> bool {
-        self.from.is_none_or(|from| height >= from) && self.to.is_none_or(|to| height <= to)
-    }
-}
-
-impl std::fmt::Display for HeightRange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.from, self.to) {
-            (Some(from), Some(to)) => write!(f, "--from {from} --to {to}"),
-            (Some(from), None) => write!(f, "--from {from}"),
-            (None, Some(to)) => write!(f, "--to {to}"),
-            (None, None) => write!(f, "all heights"),
-        }
-    }
-}
+pub use block::{Block, HeightRange};
 
 /// Where blocks come from.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::bitcoin::{decode_block, display, parse_hash};
-use crate::{Block, HeightRange};
+use crate::block::{Block, HeightRange};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);

@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::bitcoin::{decode_block, display, parse_hash};
-use crate::Block;
+use crate::block::Block;
 
 #[derive(Debug, Clone, Default)]
 pub struct Behaviour {

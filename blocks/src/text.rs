@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::Block;
+use crate::block::Block;
 
 pub fn parse_hex(text: &str) -> Result<Vec<u8>> {
     let text = text.trim();

@@ -64,7 +64,7 @@ impl fmt::Display for ByteSize {
     /// The shortest exact form: `512m`, `4g`, `6500k`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (shift, unit) in [(40, "t"), (30, "g"), (20, "m"), (10, "k")] {
-            if self.0 != 0 && self.0 % (1 << shift) == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(1 << shift) {
                 return write!(f, "{}{unit}", self.0 >> shift);
             }
         }
