@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use cargo_metadata::{Message, MetadataCommand};
+use cargo_metadata::{Message, Metadata, MetadataCommand};
 use xshell::{cmd, Shell};
 
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -15,10 +15,9 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-/// The workspace root and its `[workspace.metadata]`.
-pub fn workspace() -> Result<(PathBuf, serde_json::Value)> {
-    let metadata = MetadataCommand::new().no_deps().exec().context("running cargo metadata")?;
-    Ok((metadata.workspace_root.into_std_path_buf(), metadata.workspace_metadata))
+/// The workspace as cargo sees it: its root, members and `[workspace.metadata]`.
+pub fn workspace_metadata() -> Result<Metadata> {
+    MetadataCommand::new().no_deps().exec().context("running cargo metadata")
 }
 
 /// The host's target triple (`rustc -vV`), given explicitly so RUSTFLAGS never reach build scripts.

@@ -1,12 +1,15 @@
-//! Every flag of `cargo xtask`, declared once; the help text comes from these comments.
+//! Every flag of `cargo xtask`, declared once; the help text comes from these comments. The
+//! values they parse into are defined below the commands (in `config`, `input`, `backend`), so
+//! this module depends on no command.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::backend::image::ImageBuild;
+use crate::backend::BackendChoice;
 use crate::config::{ByteSize, EngineKind, Policy, ReproConfig, StressPayload};
-use crate::image::ImageBuild;
-use crate::repro::{BackendChoice, GuestChoice};
+use crate::input::{Guest, GuestChoice};
 use blocks::BlockArgs;
 
 #[derive(Parser)]
@@ -70,170 +73,234 @@ pub struct InputFlags {
     pub source: BlockArgs,
 }
 
+impl InputFlags {
+    /// Our guest (the stress guest unless `--guest` says otherwise), or the file `--wasm` names.
+    pub fn guest(&self) -> Guest {
+        match &self.wasm {
+            Some(path) => Guest::File(path.clone()),
+            None => Guest::Ours(self.guest.unwrap_or(GuestChoice::Stress)),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Build the guest and the runner image, run one container per memory profile, compare.
-    Repro {
-        /// Run only this configured profile (repeatable), e.g. `--profile low`.
-        #[arg(long = "profile", value_name = "NAME")]
-        profiles: Vec<String>,
-        /// Replace the configured profiles with one per limit (repeatable), e.g. `--limit 1g`.
-        #[arg(long = "limit", value_name = "LIMIT")]
-        limits: Vec<ByteSize>,
-        /// Run every profile under this engine: `memrepro` (ours) or `metashrew` (metashrew's
-        /// own; unbounded policy only). Default: each profile's `engine`.
-        #[arg(long, value_enum)]
-        engine: Option<EngineKind>,
-        /// Block height given to the stress block.
-        #[arg(long, conflicts_with = "block_source")]
-        height: Option<u32>,
-        #[command(flatten)]
-        input: InputFlags,
-        /// Seconds one run may take before it is killed.
-        #[arg(long)]
-        timeout_secs: Option<u64>,
-        #[command(flatten)]
-        run: RunFlags,
-    },
+    Repro(Repro),
     /// Run `repro` under every policy (or only `--policy`) over the `matrix_profiles` and print
     /// policy x profile.
-    Matrix {
-        #[command(flatten)]
-        run: RunFlags,
-    },
+    Matrix(Matrix),
     /// The seed's gradual-increase test: growing payloads under one limit until one fails.
-    Sweep {
-        /// The limit (default: `sweep_limit` from the configuration).
-        #[arg(long)]
-        limit: Option<ByteSize>,
-        /// The steps, in order (repeatable; default: `sweep_steps`), e.g. `--step 10x10`.
-        #[arg(long = "step", value_name = "PAYLOAD")]
-        steps: Vec<StressPayload>,
-        #[command(flatten)]
-        run: RunFlags,
-    },
+    Sweep(Sweep),
     /// Binary search over the limit for where the outcome starts matching the upper bound.
-    Bisect {
-        /// Lower and upper bound, e.g. `--between 256m 4g`.
-        #[arg(long, num_args = 2, value_names = ["LOWER", "UPPER"], required = true)]
-        between: Vec<ByteSize>,
-        /// Stop when the bounds are this close.
-        #[arg(long, default_value = "16m")]
-        resolution: ByteSize,
-        #[command(flatten)]
-        input: InputFlags,
-        #[command(flatten)]
-        run: RunFlags,
-    },
+    Bisect(Bisect),
     /// A stand-in for Bitcoin Core's JSON-RPC serving the blocks of a block source (consecutive
     /// heights), until stopped: to try `--rpc` where no node runs. It is not Bitcoin Core.
     #[command(hide = true)]
-    RpcStandIn {
-        /// The blocks to serve (any `--blocks` source).
-        #[arg(long)]
-        blocks: PathBuf,
-        /// Port on 127.0.0.1 (0: any free port).
-        #[arg(long, default_value = "18332")]
-        port: u16,
-        /// Require these credentials, as `USER:PASSWORD`.
-        #[arg(long)]
-        credentials: Option<String>,
-    },
+    RpcStandIn(RpcStandIn),
     /// The verdict over run directories made anywhere (other machines, backends, CPU
     /// architectures): the same table, diff and exit codes as `repro`. Runs of different guests
     /// or blocks are refused.
-    Compare {
-        /// Run directories `cargo xtask repro` wrote (each holds report.json).
-        #[arg(required = true)]
-        dirs: Vec<PathBuf>,
-        /// Where the comparison goes (default: target/compare).
-        #[arg(long)]
-        out_dir: Option<PathBuf>,
-    },
+    Compare(Compare),
     /// Kubernetes Jobs from the same profiles, and the verdict over what their logs bring back.
-    K8s {
-        #[command(subcommand)]
-        command: K8sCommand,
-    },
+    K8s(K8s),
     /// Compare two storage dumps (as `host-runner dump` prints them, sorted by key) in one
     /// streaming pass: a unified diff and the first differing key. Exit 0 identical, 1 different.
     /// With `--db A --db B`, two metashrew nodes' databases: the first height where they
     /// diverge, the keys, and the state diff there (exit 3: they indexed different blocks).
-    Diff {
-        /// The two dump files.
-        #[arg(num_args = 2, value_names = ["OLD", "NEW"], required_unless_present = "dbs", conflicts_with = "dbs")]
-        dumps: Vec<PathBuf>,
-        /// A metashrew node's RocksDB directory (twice: node A, node B).
-        #[arg(long = "db", num_args = 1, value_name = "DIR")]
-        dbs: Vec<PathBuf>,
-        /// Both nodes ran with `--label LABEL`.
-        #[arg(long, requires = "dbs")]
-        label: Option<String>,
-        /// Where the node diff's state dumps go (default: target/diff).
-        #[arg(long, requires = "dbs")]
-        out_dir: Option<PathBuf>,
-    },
+    Diff(Diff),
     /// Measure overhead, per-block cost, image size, warm repro, dump + compare and build times
     /// side by side; print them with their goals. Exit 1 when a goal is missed.
-    Bench {
-        /// Only these sections (comma-separated).
-        #[arg(long, value_enum, value_delimiter = ',')]
-        only: Vec<crate::bench::Section>,
-        /// The stress block for the overhead figure.
-        #[arg(long, default_value = "50x20:digest")]
-        payload: StressPayload,
-        /// Runs of each side of the overhead figure (the median counts).
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Blocks of the per-block figure.
-        #[arg(long, default_value_t = 10_000)]
-        blocks: u32,
-        /// Keys of each store in the dump + compare figure (also run at a tenth of it).
-        #[arg(long, default_value_t = 1_000_000)]
-        keys: u64,
-        /// Also time a build from an empty target directory (about 15 minutes on 2 cores).
-        #[arg(long)]
-        cold_build: bool,
-        /// Where the figures go (default: target/bench).
-        #[arg(long)]
-        out_dir: Option<PathBuf>,
-    },
+    Bench(Bench),
     /// Check this machine: Docker, memory limits, cgroups, libclang, the wasm32 target, disk.
     Doctor,
     /// Build the guest and the runner, then run every test (Docker tests included).
-    Test {
-        /// Extra arguments for `cargo test` (e.g. a test name filter).
-        #[arg(last = true)]
-        cargo_test_args: Vec<String>,
-    },
+    Test(Test),
+    /// Check the repository's shape: no circle between a crate's source files, no import from a
+    /// lower layer to a higher one, no function over 60 lines. Exit 1 when a check fails.
+    Tidy,
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once, from the command line")]
 pub enum K8sCommand {
     /// Write a ConfigMap (the guest and the blocks) and one Job per profile, checked.
-    Render {
-        /// The runner image as the cluster pulls it, e.g. `registry.example/memrepro-runner:<tag>`
-        /// (the tag `cargo xtask repro` built, pushed to your registry).
-        #[arg(long)]
-        image: String,
-        /// Replace the configured profiles with one per limit (repeatable).
-        #[arg(long = "limit", value_name = "LIMIT")]
-        limits: Vec<ByteSize>,
-        #[command(flatten)]
-        input: InputFlags,
-        #[command(flatten)]
-        run: RunFlags,
-    },
+    Render(K8sRender),
     /// Rebuild a run directory from the Jobs' logs and give the verdict (exit codes as `repro`).
-    Collect {
-        /// The directory `k8s render` wrote.
-        #[arg(long)]
-        rendered: PathBuf,
-        /// Each Job's log, named `<profile>.log` (`kubectl logs job/memrepro-low > low.log`).
-        #[arg(required = true)]
-        logs: Vec<PathBuf>,
-        /// Where the run directory goes (default: target/k8s-runs).
-        #[arg(long)]
-        out_dir: Option<PathBuf>,
-    },
+    Collect(K8sCollect),
+}
+
+#[derive(Args)]
+pub struct Repro {
+    /// Run only this configured profile (repeatable), e.g. `--profile low`.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+    /// Replace the configured profiles with one per limit (repeatable), e.g. `--limit 1g`.
+    #[arg(long = "limit", value_name = "LIMIT")]
+    pub limits: Vec<ByteSize>,
+    /// Run every profile under this engine: `memrepro` (ours) or `metashrew` (metashrew's
+    /// own; unbounded policy only). Default: each profile's `engine`.
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineKind>,
+    /// Block height given to the stress block.
+    #[arg(long, conflicts_with = "block_source")]
+    pub height: Option<u32>,
+    #[command(flatten)]
+    pub input: InputFlags,
+    /// Seconds one run may take before it is killed.
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+#[derive(Args)]
+pub struct Matrix {
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+#[derive(Args)]
+pub struct Sweep {
+    /// The limit (default: `sweep_limit` from the configuration).
+    #[arg(long)]
+    pub limit: Option<ByteSize>,
+    /// The steps, in order (repeatable; default: `sweep_steps`), e.g. `--step 10x10`.
+    #[arg(long = "step", value_name = "PAYLOAD")]
+    pub steps: Vec<StressPayload>,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+#[derive(Args)]
+pub struct Bisect {
+    /// Lower and upper bound, e.g. `--between 256m 4g`.
+    #[arg(long, num_args = 2, value_names = ["LOWER", "UPPER"], required = true)]
+    pub between: Vec<ByteSize>,
+    /// Stop when the bounds are this close.
+    #[arg(long, default_value = "16m")]
+    pub resolution: ByteSize,
+    #[command(flatten)]
+    pub input: InputFlags,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+#[derive(Args)]
+pub struct RpcStandIn {
+    /// The blocks to serve (any `--blocks` source).
+    #[arg(long)]
+    pub blocks: PathBuf,
+    /// Port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value = "18332")]
+    pub port: u16,
+    /// Require these credentials, as `USER:PASSWORD`.
+    #[arg(long)]
+    pub credentials: Option<String>,
+}
+
+#[derive(Args)]
+pub struct Compare {
+    /// Run directories `cargo xtask repro` wrote (each holds report.json).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where the comparison goes (default: target/compare).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct K8s {
+    #[command(subcommand)]
+    pub command: K8sCommand,
+}
+
+#[derive(Args)]
+pub struct Diff {
+    /// The two dump files.
+    #[arg(num_args = 2, value_names = ["OLD", "NEW"], required_unless_present = "dbs", conflicts_with = "dbs")]
+    pub dumps: Vec<PathBuf>,
+    /// A metashrew node's RocksDB directory (twice: node A, node B).
+    #[arg(long = "db", num_args = 1, value_name = "DIR")]
+    pub dbs: Vec<PathBuf>,
+    /// Both nodes ran with `--label LABEL`.
+    #[arg(long, requires = "dbs")]
+    pub label: Option<String>,
+    /// Where the node diff's state dumps go (default: target/diff).
+    #[arg(long, requires = "dbs")]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct Bench {
+    /// Only these sections (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Section>,
+    /// The stress block for the overhead figure.
+    #[arg(long, default_value = "50x20:digest")]
+    pub payload: StressPayload,
+    /// Runs of each side of the overhead figure (the median counts).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Blocks of the per-block figure.
+    #[arg(long, default_value_t = 10_000)]
+    pub blocks: u32,
+    /// Keys of each store in the dump + compare figure (also run at a tenth of it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub keys: u64,
+    /// Also time a build from an empty target directory (about 15 minutes on 2 cores).
+    #[arg(long)]
+    pub cold_build: bool,
+    /// Where the figures go (default: target/bench).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct Test {
+    /// Extra arguments for `cargo test` (e.g. a test name filter).
+    #[arg(last = true)]
+    pub cargo_test_args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct K8sRender {
+    /// The runner image as the cluster pulls it, e.g. `registry.example/memrepro-runner:<tag>`
+    /// (the tag `cargo xtask repro` built, pushed to your registry).
+    #[arg(long)]
+    pub image: String,
+    /// Replace the configured profiles with one per limit (repeatable).
+    #[arg(long = "limit", value_name = "LIMIT")]
+    pub limits: Vec<ByteSize>,
+    #[command(flatten)]
+    pub input: InputFlags,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+#[derive(Args)]
+pub struct K8sCollect {
+    /// The directory `k8s render` wrote.
+    #[arg(long)]
+    pub rendered: PathBuf,
+    /// Each Job's log, named `<profile>.log` (`kubectl logs job/memrepro-low > low.log`).
+    #[arg(required = true)]
+    pub logs: Vec<PathBuf>,
+    /// Where the run directory goes (default: target/k8s-runs).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// The sections of `cargo xtask bench` (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    Build,
+    Overhead,
+    Blocks,
+    Image,
+    Repro,
+    Dump,
+    NodeDiff,
+    Adversaries,
+    RealBlocks,
 }

@@ -8,6 +8,7 @@ mod breaking_point;
 mod compare;
 mod docs;
 mod doctor;
+mod house;
 mod k8s;
 mod local_backend;
 mod metashrew_engine;

@@ -4,10 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use schema::{RunOutcome, RunResult, SwapState, WatchReport};
+use schema::{EngineKind, RunOutcome, RunResult, SwapState, WatchReport};
 
+use crate::backend::supervise::{Enforcement, RunExit};
 use crate::config::ByteSize;
-use crate::supervise::RunExit;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -47,19 +47,6 @@ pub enum Kind {
 }
 
 impl Outcome {
-    /// The word in the table.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Completed => "completed",
-            Self::Trapped { .. } => "trapped",
-            Self::TimedOut { .. } => "timed-out",
-            Self::OomKilled { .. } => "oom-killed",
-            Self::Refused { .. } => "refused",
-            Self::Killed { .. } => "killed",
-            Self::HarnessError { .. } => "harness-error",
-        }
-    }
-
     pub fn kind(&self) -> Kind {
         match self {
             Self::Completed | Self::Trapped { .. } => Kind::Deterministic,
@@ -74,8 +61,25 @@ impl Outcome {
     pub fn same_ending(&self, other: &Self) -> bool {
         self.kind() == Kind::Deterministic && self == other
     }
+}
 
-    /// The outcome in a phrase: `trapped at height 2: …`, `oom-killed`.
+/// An outcome in words: every table, summary, plot and verdict takes them from here (and from
+/// `ProfileReport`'s, which add what the run stored).
+impl Outcome {
+    /// The word in the table: `oom-killed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Trapped { .. } => "trapped",
+            Self::TimedOut { .. } => "timed-out",
+            Self::OomKilled { .. } => "oom-killed",
+            Self::Refused { .. } => "refused",
+            Self::Killed { .. } => "killed",
+            Self::HarnessError { .. } => "harness-error",
+        }
+    }
+
+    /// The outcome in a phrase, for the verdict: `trapped at height 2: …`, `oom-killed`.
     pub fn describe(&self) -> String {
         match self {
             Self::Trapped { height, message } => format!("trapped at height {height}: {message}"),
@@ -83,15 +87,39 @@ impl Outcome {
             other => other.label().to_string(),
         }
     }
+
+    /// Why a run under `engine` ended as it did, in full (the detail line under the table).
+    pub fn reason(&self, engine: EngineKind) -> String {
+        match self {
+            Self::Completed => self.describe(),
+            Self::Trapped { height, .. } => match engine.after_trap(*height) {
+                Some(node) => format!("{}; {node}", self.describe()),
+                None => self.describe(),
+            },
+            Self::TimedOut { height, message } => format!("timed out at height {height} (the runner's wall clock: depends on the host): {message}"),
+            Self::OomKilled { evidence } => evidence.clone(),
+            Self::Refused { reason } => format!("{reason} (safe: this node would not start)"),
+            Self::Killed { reason } | Self::HarnessError { reason } => reason.clone(),
+        }
+    }
+
+    /// The outcome in a few words, for a cell of the matrix: `trapped: <message, cut>`.
+    pub fn brief(&self) -> String {
+        match self {
+            Self::Trapped { message, .. } => format!("trapped: {}", shorten(message)),
+            Self::Killed { reason } => format!("killed: {}", shorten(reason)),
+            other => other.label().to_string(),
+        }
+    }
 }
 
-/// What enforced the run's memory limit, so what the watcher must have seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enforcement {
-    /// A memory cgroup (Docker, or the local backend's own).
-    Cgroup,
-    /// RLIMIT_AS (the local backend without a writable cgroup).
-    AddressSpace,
+/// At most 64 characters, without `|` (it would end a Markdown cell).
+fn shorten(text: &str) -> String {
+    let text = text.replace('|', "/");
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
 }
 
 /// Everything one profile's run left behind.
@@ -106,8 +134,10 @@ pub struct Evidence<'a> {
 }
 
 const SIGKILL: i32 = 9;
-/// host-runner's exit code for a preflight refusal.
-const REFUSED: i32 = 3;
+/// host-runner's exit codes, as the watcher reports them.
+const COMPLETED: i32 = schema::runner_exit::COMPLETED as i32;
+const BLOCK_FAILED: i32 = schema::runner_exit::BLOCK_FAILED as i32;
+const REFUSED: i32 = schema::runner_exit::REFUSED as i32;
 
 pub fn classify(evidence: &Evidence) -> Outcome {
     if let Some(timeout) = evidence.exit.harness_timeout {
@@ -122,7 +152,7 @@ pub fn classify(evidence: &Evidence) -> Outcome {
     }
     match (watch.exit_code, evidence.result) {
         (Some(REFUSED), None) => Outcome::Refused { reason: evidence.log_tail.trim_start_matches("host-runner: ").to_string() },
-        (Some(0 | 1), Some(result)) => match &result.outcome {
+        (Some(COMPLETED | BLOCK_FAILED), Some(result)) => match &result.outcome {
             RunOutcome::Completed => Outcome::Completed,
             RunOutcome::Trapped { height, message, .. } => Outcome::Trapped { height: *height, message: message.clone() },
             RunOutcome::TimedOut { height, message } => Outcome::TimedOut { height: *height, message: message.clone() },

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use super::supervise::{wait_or_kill, RunExit};
 use crate::config::ByteSize;
-use crate::supervise::{wait_or_kill, RunExit};
 
 /// Whether a Docker daemon answers at all.
 pub fn docker_answers(sh: &Shell) -> bool {

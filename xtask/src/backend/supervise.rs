@@ -1,5 +1,5 @@
-//! Waiting for one run, whichever backend started it: the one poll-and-kill loop, and how the
-//! run ended as seen from outside.
+//! Waiting for one run, whichever backend started it: the one poll-and-kill loop, how the run
+//! ended as seen from outside, and what enforced its memory limit.
 
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
@@ -17,6 +17,15 @@ pub struct RunExit {
     /// Set when the harness killed the run because it ran past this timeout.
     pub harness_timeout: Option<Duration>,
     pub wall: Duration,
+}
+
+/// What enforced a run's memory limit, so what its watcher must have seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    /// A memory cgroup (Docker, or the local backend's own).
+    Cgroup,
+    /// RLIMIT_AS (the local backend without a writable cgroup).
+    AddressSpace,
 }
 
 /// Waits for `child`, calling `kill` once `timeout` has passed; the exit status, whether `kill`

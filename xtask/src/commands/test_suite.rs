@@ -9,6 +9,13 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::artifacts::{build_guest, build_guest_package, cargo, host_triple, STATIC_RUSTFLAGS};
+use crate::exit::Exit;
+use crate::flags;
+use crate::workspace::Workspace;
+
+pub fn run(ws: &Workspace, flags: flags::Test) -> Result<Exit> {
+    test(&ws.sh, &flags.cargo_test_args).map(|()| Exit::Success)
+}
 
 pub fn test(sh: &Shell, extra: &[String]) -> Result<()> {
     let guest = build_guest(sh)?;

@@ -5,22 +5,43 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
 
+use crate::backend::image::ImageBuild;
+use crate::backend::BackendChoice;
 use crate::config::{ByteSize, Profile, ReproConfig};
-use crate::image::ImageBuild;
+use crate::exit::Exit;
+use crate::flags::{self, InputFlags};
+use crate::harness::Harness;
+use crate::input::Blocks;
+use crate::judge::outcome::Kind;
+use crate::judge::profile::ProfileReport;
 use crate::plot::{write_svg, Limit, Plot, Point};
-use crate::repro::{BackendChoice, Blocks, new_run_dir, outcome_summary, Harness};
-use crate::report::{mib, ProfileReport};
+use crate::run_dir::new_run_dir;
+use crate::units::{in_mib, mib, MIB};
+use crate::workspace::Workspace;
 
-const MIB: u64 = 1 << 20;
+pub fn run(ws: &Workspace, flags: flags::Bisect) -> Result<Exit> {
+    let args = BisectArgs {
+        config: flags.run.apply(ws.config()?)?,
+        input: flags.input,
+        lower: flags.between[0],
+        upper: flags.between[1],
+        resolution: flags.resolution,
+        image_build: ws.image_build,
+        backend: ws.backend,
+        out_dir: flags.run.out_dir,
+    };
+    let report = bisect(&ws.sh, &ws.root, args).context("bisect")?;
+    Ok(Exit::passed(report.threshold.is_some()))
+}
 
 pub struct BisectArgs {
     pub config: ReproConfig,
     /// The guest and its blocks (default: the stress guest over the configured stress block).
-    pub input: crate::flags::InputFlags,
+    pub input: InputFlags,
     pub lower: ByteSize,
     pub upper: ByteSize,
     pub resolution: ByteSize,
@@ -75,9 +96,9 @@ pub fn contradictions(probes: &[Probe]) -> Vec<String> {
             found.push(format!(
                 "{} behaves like the upper bound ({}) but {} does not ({})",
                 a.limit,
-                outcome_summary(&a.run),
+                a.run.summary(),
                 b.limit,
-                outcome_summary(&b.run)
+                b.run.summary()
             ));
         }
     }
@@ -91,59 +112,15 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
     if lower >= upper {
         bail!("--between {} {}: the lower bound must be below the upper bound", args.lower, args.upper);
     }
-    let blocks = Blocks::resolve(&args.input, &args.config)?;
-    let harness = Harness::prepare(sh, root, &args.input, args.image_build, args.backend, 2)?;
+    let guest = args.input.guest();
+    let blocks = Blocks::resolve(&guest, &args.input.source, &args.config)?;
+    let harness = Harness::prepare(sh, root, &guest, args.image_build, args.backend, 2)?;
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
     let input = harness.write_input(&dir, &blocks.text)?;
-    let mut probes: Vec<Probe> = Vec::new();
-    let mut upper_behaviour = None;
-    let mut probe = |limit_bytes: u64, probes: &mut Vec<Probe>| -> Result<bool> {
-        let limit = ByteSize::from_bytes(limit_bytes);
-        let profile = Profile { name: format!("probe-{}-{limit}", probes.len() + 1), ..Profile::with_limit(limit) };
-        let run = harness.run_profile(&input, &profile, &args.config)?;
-        if run.outcome.kind() == crate::outcome::Kind::HarnessError {
-            bail!("the probe at {limit} cannot be trusted: {}", crate::verdict::outcome_reason(&run));
-        }
-        let reference = upper_behaviour.get_or_insert_with(|| {
-            let (label, root) = behaviour(&run);
-            (label, root.map(String::from))
-        });
-        let matches_upper = behaviour(&run) == (reference.0, reference.1.as_deref());
-        eprintln!(
-            "==> probe {:>2}: {:>6}  {:<60} {}",
-            probes.len() + 1,
-            limit.to_string(),
-            outcome_summary(&run),
-            if matches_upper { "= upper bound" } else { "differs" }
-        );
-        probes.push(Probe { limit: limit.to_string(), limit_bytes, matches_upper, run });
-        Ok(matches_upper)
-    };
-
-    probe(upper, &mut probes)?;
-    let (mut lo, mut hi) = (lower, upper);
-    if probe(lower, &mut probes)? {
-        hi = lower;
-    } else {
-        while hi - lo > resolution {
-            let Some(mid) = midpoint(lo, hi) else { break };
-            if probe(mid, &mut probes)? {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        // Confirm: repeat both sides of the threshold and probe halfway to the upper bound. A
-        // single threshold predicts all three; any surprise means the behaviour is not monotonic.
-        probe(hi, &mut probes)?;
-        probe(lo, &mut probes)?;
-        let above = (hi + (upper - hi) / 2).div_ceil(MIB) * MIB;
-        if above > hi && above < upper {
-            probe(above, &mut probes)?;
-        }
-    }
-    let contradictions = contradictions(&probes);
-    let threshold = contradictions.is_empty().then_some(hi);
+    let mut prober = Prober { harness: &harness, input: &input, config: &args.config, probes: Vec::new(), upper: None };
+    let threshold = search(&mut prober, lower, upper, resolution)?;
+    let contradictions = contradictions(&prober.probes);
+    let threshold = contradictions.is_empty().then_some(threshold);
     let report = BisectReport {
         lower: args.lower.to_string(),
         upper: args.upper.to_string(),
@@ -151,26 +128,95 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
         policy: args.config.policy.name().into(),
         threshold: threshold.map(|t| ByteSize::from_bytes(t).to_string()),
         threshold_bytes: threshold,
-        probes,
+        probes: prober.probes,
         contradictions,
     };
-    std::fs::write(dir.join("bisect.json"), serde_json::to_string_pretty(&report)?)?;
+    write_results(&dir, &report)?;
+    println!();
+    println!("{}", conclusion(&report));
+    println!("results: {} (bisect.json, bisect.svg)", dir.display());
+    Ok(report)
+}
+
+/// Runs the probes, and says of each whether it behaves like the first one (the upper bound).
+struct Prober<'a> {
+    harness: &'a Harness<'a>,
+    input: &'a Path,
+    config: &'a ReproConfig,
+    probes: Vec<Probe>,
+    /// The upper bound's behaviour: its outcome class and state root.
+    upper: Option<(&'static str, Option<String>)>,
+}
+
+impl Prober<'_> {
+    /// One run under `limit_bytes`: whether it behaves like the upper bound.
+    fn probe(&mut self, limit_bytes: u64) -> Result<bool> {
+        let limit = ByteSize::from_bytes(limit_bytes);
+        let profile = Profile { name: format!("probe-{}-{limit}", self.probes.len() + 1), ..Profile::with_limit(limit) };
+        let run = self.harness.run_profile(self.input, &profile, self.config)?;
+        if run.outcome.kind() == Kind::HarnessError {
+            bail!("the probe at {limit} cannot be trusted: {}", run.reason());
+        }
+        let reference = self.upper.get_or_insert_with(|| {
+            let (label, root) = behaviour(&run);
+            (label, root.map(String::from))
+        });
+        let matches_upper = behaviour(&run) == (reference.0, reference.1.as_deref());
+        eprintln!(
+            "==> probe {:>2}: {:>6}  {:<60} {}",
+            self.probes.len() + 1,
+            limit.to_string(),
+            run.summary(),
+            if matches_upper { "= upper bound" } else { "differs" }
+        );
+        self.probes.push(Probe { limit: limit.to_string(), limit_bytes, matches_upper, run });
+        Ok(matches_upper)
+    }
+}
+
+/// The binary search between `lower` and `upper`, then the probes that confirm it: the smallest
+/// limit found to behave like the upper bound.
+fn search(prober: &mut Prober, lower: u64, upper: u64, resolution: u64) -> Result<u64> {
+    prober.probe(upper)?;
+    if prober.probe(lower)? {
+        return Ok(lower);
+    }
+    let (mut lo, mut hi) = (lower, upper);
+    while hi - lo > resolution {
+        let Some(mid) = midpoint(lo, hi) else { break };
+        if prober.probe(mid)? {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    // Confirm: repeat both sides of the threshold and probe halfway to the upper bound. A
+    // single threshold predicts all three; any surprise means the behaviour is not monotonic.
+    prober.probe(hi)?;
+    prober.probe(lo)?;
+    let above = (hi + (upper - hi) / 2).div_ceil(MIB) * MIB;
+    if above > hi && above < upper {
+        prober.probe(above)?;
+    }
+    Ok(hi)
+}
+
+/// `bisect.json` and `bisect.svg`.
+fn write_results(dir: &Path, report: &BisectReport) -> Result<()> {
+    std::fs::write(dir.join("bisect.json"), serde_json::to_string_pretty(report)?)?;
     let points: Vec<Point> = report
         .probes
         .iter()
         .map(|p| Point {
-            x_mib: p.limit_bytes as f64 / MIB as f64,
-            peak_mib: p.run.peak_memory_bytes.unwrap_or(0) as f64 / MIB as f64,
+            x_mib: in_mib(p.limit_bytes),
+            peak_mib: in_mib(p.run.peak_memory_bytes.unwrap_or(0)),
             good: p.matches_upper,
             label: format!("{} {}", p.limit, p.run.outcome.label()),
         })
         .collect();
     let title = format!("bisect {}..{} ({} policy)", report.lower, report.upper, report.policy);
-    write_svg(&dir.join("bisect.svg"), &Plot { title: &title, x_label: "container memory limit (MiB)", limit: Limit::Diagonal, good: "behaves like the upper bound", bad: "differs", points: &points })?;
-    println!();
-    println!("{}", conclusion(&report));
-    println!("results: {} (bisect.json, bisect.svg)", dir.display());
-    Ok(report)
+    let plot = Plot { title: &title, x_label: "container memory limit (MiB)", limit: Limit::Diagonal, good: "behaves like the upper bound", bad: "differs", points: &points };
+    write_svg(&dir.join("bisect.svg"), &plot)
 }
 
 pub fn conclusion(report: &BisectReport) -> String {
@@ -179,7 +225,7 @@ pub fn conclusion(report: &BisectReport) -> String {
             "THRESHOLD: {threshold} ({}) is the smallest probed limit that behaves like {} ({}), to within {}",
             mib(bytes),
             report.upper,
-            report.probes.first().map_or(String::new(), |p| outcome_summary(&p.run)),
+            report.probes.first().map_or(String::new(), |p| p.run.summary()),
             mib(report.resolution_bytes)
         ),
         _ => format!(
@@ -192,8 +238,8 @@ pub fn conclusion(report: &BisectReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Outcome;
-    use crate::report::tests::profile;
+    use crate::judge::outcome::Outcome;
+    use crate::judge::profile::tests::profile;
 
     fn probe(limit: &str, matches_upper: bool) -> Probe {
         let limit: ByteSize = limit.parse().unwrap();

@@ -3,16 +3,38 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use xshell::Shell;
 
+use crate::backend::image::ImageBuild;
+use crate::backend::BackendChoice;
 use crate::config::{ByteSize, Profile, ReproConfig, StressPayload};
-use crate::image::ImageBuild;
-use crate::outcome::{Kind, Outcome};
+use crate::exit::Exit;
+use crate::flags;
+use crate::harness::Harness;
+use crate::input::{Guest, GuestChoice};
+use crate::judge::outcome::{Kind, Outcome};
+use crate::judge::profile::ProfileReport;
 use crate::plot::{write_svg, Limit, Plot, Point};
-use crate::repro::{new_run_dir, outcome_summary, quiet_phase, BackendChoice, Harness};
-use crate::report::{mib, ProfileReport};
+use crate::progress::quiet_phase;
+use crate::run_dir::new_run_dir;
+use crate::units::{in_mib, mib};
+use crate::workspace::Workspace;
+
+pub fn run(ws: &Workspace, flags: flags::Sweep) -> Result<Exit> {
+    let config = flags.run.apply(ws.config()?)?;
+    let args = SweepArgs {
+        limit: flags.limit.unwrap_or(config.sweep_limit),
+        steps: if flags.steps.is_empty() { config.sweep_steps.clone() } else { flags.steps },
+        config,
+        image_build: ws.image_build,
+        backend: ws.backend,
+        out_dir: flags.run.out_dir,
+    };
+    let report = sweep(&ws.sh, &ws.root, args).context("sweep")?;
+    Ok(if report.untrusted.is_some() { Exit::HarnessError } else { Exit::Success })
+}
 
 pub struct SweepArgs {
     pub config: ReproConfig,
@@ -49,7 +71,7 @@ pub fn succeeded(run: &ProfileReport) -> bool {
 
 pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
     let total = 2 + args.steps.len();
-    let harness = Harness::prepare(sh, root, &Default::default(), args.image_build, args.backend, total)?;
+    let harness = Harness::prepare(sh, root, &Guest::Ours(GuestChoice::Stress), args.image_build, args.backend, total)?;
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
     let profile = Profile { name: "run".into(), ..Profile::with_limit(args.limit) };
     let mut steps = Vec::new();
@@ -60,7 +82,7 @@ pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
         let input = harness.write_input(&step_dir, &blocks)?;
         let what = format!("{payload} ({} MB) under {} (policy {})", payload.total_mb(), args.limit, args.config.policy.name());
         let run = quiet_phase(3 + i, total, &what, || harness.run_profile(&input, &profile, &args.config))?;
-        eprintln!("    {}", outcome_summary(&run));
+        eprintln!("    {}", run.summary());
         let (ok, trusted) = (succeeded(&run), run.outcome.kind() != Kind::HarnessError);
         steps.push(Step { payload: payload.to_string(), total_mb: payload.total_mb(), run });
         if !trusted {
@@ -85,13 +107,13 @@ pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
         .iter()
         .map(|s| Point {
             x_mib: s.total_mb as f64,
-            peak_mib: s.run.peak_memory_bytes.unwrap_or(0) as f64 / (1 << 20) as f64,
+            peak_mib: in_mib(s.run.peak_memory_bytes.unwrap_or(0)),
             good: succeeded(&s.run),
             label: format!("{} {}", s.payload, s.run.outcome.label()),
         })
         .collect();
     let title = format!("sweep under {} ({} policy)", report.limit, report.policy);
-    write_svg(&dir.join("sweep.svg"), &Plot { title: &title, x_label: "stress total (MB)", limit: Limit::At(args.limit.bytes() as f64 / (1 << 20) as f64), good: "succeeded", bad: "did not succeed", points: &points })?;
+    write_svg(&dir.join("sweep.svg"), &Plot { title: &title, x_label: "stress total (MB)", limit: Limit::At(in_mib(args.limit.bytes())), good: "succeeded", bad: "did not succeed", points: &points })?;
     println!("\n{}", sweep_table(&report));
     println!("{}", conclusion(&report));
     println!("results: {} (sweep.json, sweep.svg)", dir.display());
@@ -119,7 +141,7 @@ pub fn conclusion(report: &SweepReport) -> String {
     if let (Some(step), Some(last)) = (&report.untrusted, report.steps.last()) {
         return format!(
             "NO BREAKING POINT: the run of {step} cannot be trusted ({}), so the sweep stopped there",
-            crate::verdict::outcome_reason(&last.run)
+            last.run.reason()
         );
     }
     match (&report.breaking_point, report.steps.last()) {
@@ -127,7 +149,7 @@ pub fn conclusion(report: &SweepReport) -> String {
             "BREAKING POINT under {}: {point} ({} MB) {}; the last success was {}",
             report.limit,
             step.total_mb,
-            outcome_summary(&step.run),
+            step.run.summary(),
             last_ok.map_or("none".into(), |s| format!("{} ({} MB)", s.payload, s.total_mb)),
         ),
         _ => format!("no breaking point under {}: every step succeeded", report.limit),
@@ -137,7 +159,7 @@ pub fn conclusion(report: &SweepReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests::profile;
+    use crate::judge::profile::tests::profile;
 
     fn step(payload: &str, outcome: Outcome, stored: &str) -> Step {
         let mut run = profile("run", outcome, "r");

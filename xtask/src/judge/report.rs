@@ -1,76 +1,21 @@
-//! The verdict of a repro run and its renderings: `report.json`, the terminal table and the
-//! Markdown summary (also appended to `$GITHUB_STEP_SUMMARY` in GitHub Actions).
+//! The report of a run directory and its renderings: `report.json`, the terminal table and the
+//! Markdown summary (also appended to `$GITHUB_STEP_SUMMARY` in GitHub Actions), published
+//! together with the diffs.
 
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use schema::{BlockOutcome, EngineKind};
 
-use crate::diff::Divergence;
-use crate::outcome::Outcome;
-use crate::verdict::{outcome_reason, Decision};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProfileReport {
-    pub name: String,
-    pub limit: String,
-    pub limit_bytes: u64,
-    /// The engine the run used, as its result says (else as configured); `memrepro` in reports
-    /// from before engines had a name.
-    #[serde(default)]
-    pub engine: EngineKind,
-    #[serde(flatten)]
-    pub outcome: Outcome,
-    /// The stress result the run committed (`/memory-stress-result/{height}`).
-    pub stored_result: Option<String>,
-    /// Root of the committed state (after a kill: of what the run left in its database).
-    pub state_root: Option<String>,
-    /// The container's cgroup peak, else the runner's peak RSS.
-    pub peak_memory_bytes: Option<u64>,
-    pub wall_secs: f64,
-    /// The storage dump the profile committed (sorted lines), relative to the report; `None`
-    /// when it committed nothing.
-    pub dump: Option<String>,
-    /// The profile's directory (result.json, watch.json, run.log, db/), relative to the report.
-    pub dir: String,
-    /// Per-block reports from result.json (`None` after a kill); kept for the comparison, already
-    /// in result.json, so not repeated in report.json.
-    #[serde(skip)]
-    pub blocks: Option<Vec<schema::BlockReport>>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Comparison {
-    pub baseline: String,
-    pub profile: String,
-    /// Both runs ended the same deterministic way (see `Outcome::same_ending`).
-    pub same_ending: bool,
-    /// Both full state roots are known and equal.
-    pub same_root: bool,
-    pub divergence: Divergence,
-    /// Keys whose line differs (only in one dump, or with different values).
-    pub differing_keys: u64,
-    /// Unified diff of the two dumps (empty when identical).
-    pub diff: String,
-}
-
-impl Comparison {
-    /// `profile` against `baseline`: their endings, their roots and what their dumps' diff found.
-    pub fn between(baseline: &ProfileReport, profile: &ProfileReport, found: crate::diff::DumpDiff, height: Option<u32>) -> Self {
-        Self {
-            baseline: baseline.name.clone(),
-            profile: profile.name.clone(),
-            same_ending: baseline.outcome.same_ending(&profile.outcome),
-            same_root: baseline.state_root.is_some() && baseline.state_root == profile.state_root,
-            divergence: Divergence { height, key: found.first_key },
-            differing_keys: found.differing_keys,
-            diff: found.diff,
-        }
-    }
-
-    pub fn same_dump(&self) -> bool {
-        self.differing_keys == 0
-    }
-}
+use super::comparison::Comparison;
+use super::dump_diff::{colorize, excerpt, SHOWN_LINES};
+use super::outcome::Outcome;
+use super::profile::ProfileReport;
+use super::verdict::Decision;
+use crate::units::mib;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -167,10 +112,6 @@ fn rows(report: &Report) -> Vec<Vec<String>> {
         .collect()
 }
 
-pub fn mib(bytes: u64) -> String {
-    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
 /// The table as aligned text columns.
 pub fn table(report: &Report) -> String {
     let (headers, rows) = (headers(report), rows(report));
@@ -196,7 +137,7 @@ pub fn outcome_details(report: &Report) -> Vec<String> {
     for profile in &report.profiles {
         details.extend(aborted_blocks(profile).map(|line| format!("{}: {line}", profile.name)));
         if profile.outcome != Outcome::Completed {
-            details.push(format!("{}: {}", profile.name, outcome_reason(profile)));
+            details.push(format!("{}: {}", profile.name, profile.reason()));
         }
     }
     details
@@ -238,42 +179,51 @@ pub fn markdown(report: &Report) -> String {
         if let Some(key) = &comparison.divergence.key {
             text += &format!("First diverging key: `{key}`.");
         }
-        text += &format!("\n\n```diff\n{}```\n", crate::diff::excerpt(&comparison.diff, crate::diff::SHOWN_LINES));
+        text += &format!("\n\n```diff\n{}```\n", excerpt(&comparison.diff, SHOWN_LINES));
     }
     text
+}
+
+/// Writes report.json, summary.md and the diffs, and prints the table, details and diffs.
+pub fn publish(run_dir: &Path, report: &Report) -> Result<()> {
+    std::fs::write(run_dir.join("report.json"), serde_json::to_string_pretty(report)?)?;
+    let summary = markdown(report);
+    std::fs::write(run_dir.join("summary.md"), &summary)?;
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).context("opening $GITHUB_STEP_SUMMARY")?;
+        writeln!(file, "{summary}")?;
+    }
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    println!();
+    print!("{}", table(report));
+    for detail in outcome_details(report) {
+        println!("  {detail}");
+    }
+    for comparison in report.comparisons.iter().filter(|c| !c.diff.is_empty()) {
+        std::fs::write(run_dir.join(format!("diff-{}-{}.diff", comparison.baseline, comparison.profile)), &comparison.diff)?;
+        println!();
+        if let Some(height) = comparison.divergence.height {
+            println!("first diverging height: {height}");
+        }
+        if let Some(key) = &comparison.divergence.key {
+            println!("first diverging key: {key}");
+        }
+        let shown = excerpt(&comparison.diff, SHOWN_LINES);
+        print!("{}", if color { colorize(&shown) } else { shown });
+    }
+    println!();
+    println!("{}", report.decision.line());
+    println!("results: {}", run_dir.display());
+    Ok(())
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::verdict::{decide, Verdict};
-
-    pub(crate) fn profile(name: &str, outcome: Outcome, root: &str) -> ProfileReport {
-        ProfileReport {
-            name: name.into(),
-            limit: "4g".into(),
-            limit_bytes: 4 << 30,
-            engine: EngineKind::Memrepro,
-            outcome,
-            stored_result: Some("SUCCESS:1000MB".into()),
-            state_root: Some(root.into()),
-            peak_memory_bytes: Some(1536 << 20),
-            wall_secs: 2.3,
-            dump: Some(format!("{name}/dump.txt")),
-            dir: name.into(),
-            blocks: None,
-        }
-    }
-
-    /// `a` against `b` with `diff` as their dump diff.
-    pub(crate) fn comparison(a: &ProfileReport, b: &ProfileReport, diff: &str) -> Comparison {
-        let found = crate::diff::DumpDiff {
-            diff: diff.to_string(),
-            first_key: (!diff.is_empty()).then(|| "\"k\"".to_string()),
-            differing_keys: u64::from(!diff.is_empty()),
-        };
-        Comparison::between(a, b, found, Some(1))
-    }
+    use crate::judge::comparison::tests::comparison;
+    use crate::judge::profile::tests::profile;
+    use crate::judge::verdict::{decide, Verdict};
 
     /// A report of `profiles`, each compared with the first through `diffs`.
     pub(crate) fn report(profiles: Vec<ProfileReport>, diffs: &[&str]) -> Report {

@@ -8,9 +8,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use schema::RunResult;
 
-use crate::repro::{compare_profiles, new_run_dir, publish};
-use crate::report::{Machine, ProfileReport, Report};
-use crate::verdict::decide;
+use crate::exit::Exit;
+use crate::flags;
+use crate::judge::comparison::compare_profiles;
+use crate::judge::profile::ProfileReport;
+use crate::judge::report::{publish, Machine, Report};
+use crate::judge::verdict::decide;
+use crate::run_dir::new_run_dir;
+use crate::workspace::Workspace;
+
+pub fn run(ws: &Workspace, flags: flags::Compare) -> Result<Exit> {
+    let report = compare(&ws.root, &flags.dirs, flags.out_dir).context("compare")?;
+    Ok(report.decision.verdict.exit())
+}
 
 /// One run directory, as read back.
 struct Source {
@@ -22,22 +32,8 @@ struct Source {
 
 pub fn compare(root: &Path, dirs: &[PathBuf], out_dir: Option<PathBuf>) -> Result<Report> {
     let sources = read_sources(dirs)?;
+    refuse_different_inputs(&sources)?;
     let first = &sources[0].report;
-    for source in &sources[1..] {
-        let other = &source.report;
-        if other.wasm_sha256 != first.wasm_sha256 {
-            bail!(
-                "refusing to compare runs of different guests: {} ran {} (sha256 {}), {} ran {} (sha256 {})",
-                sources[0].dir.display(), first.wasm, short(&first.wasm_sha256), source.dir.display(), other.wasm, short(&other.wasm_sha256)
-            );
-        }
-        if other.blocks_sha256 != first.blocks_sha256 {
-            bail!(
-                "refusing to compare runs of different blocks: {} (sha256 {}) and {} (sha256 {})",
-                sources[0].dir.display(), short(&first.blocks_sha256), source.dir.display(), short(&other.blocks_sha256)
-            );
-        }
-    }
     let mut profiles = Vec::new();
     for source in &sources {
         for profile in &source.report.profiles {
@@ -69,6 +65,27 @@ pub fn compare(root: &Path, dirs: &[PathBuf], out_dir: Option<PathBuf>) -> Resul
     };
     publish(&dir, &report)?;
     Ok(report)
+}
+
+/// Runs of different guests or blocks are not comparable: an error naming both.
+fn refuse_different_inputs(sources: &[Source]) -> Result<()> {
+    let first = &sources[0].report;
+    for source in &sources[1..] {
+        let other = &source.report;
+        if other.wasm_sha256 != first.wasm_sha256 {
+            bail!(
+                "refusing to compare runs of different guests: {} ran {} (sha256 {}), {} ran {} (sha256 {})",
+                sources[0].dir.display(), first.wasm, short(&first.wasm_sha256), source.dir.display(), other.wasm, short(&other.wasm_sha256)
+            );
+        }
+        if other.blocks_sha256 != first.blocks_sha256 {
+            bail!(
+                "refusing to compare runs of different blocks: {} (sha256 {}) and {} (sha256 {})",
+                sources[0].dir.display(), short(&first.blocks_sha256), source.dir.display(), short(&other.blocks_sha256)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn read_sources(dirs: &[PathBuf]) -> Result<Vec<Source>> {

@@ -1,5 +1,6 @@
-//! Comparing two runs' committed state: a unified diff of their storage dumps and, for
-//! multi-block runs, where they first diverged.
+//! Comparing two runs' committed state: a unified diff of their storage dumps (read with
+//! `schema::dump`, the dump text's one reader) and, for multi-block runs, where they first
+//! diverged.
 //!
 //! Dumps are sorted by key (RocksDB's byte order), so two of them are compared in one streaming
 //! pass, like a merge: memory holds only the differing lines and their context, never the dumps,
@@ -11,12 +12,12 @@ use std::fmt::Write as _;
 use std::io::BufRead;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use similar::udiff::UnifiedHunkHeader;
 use similar::{ChangeTag, DiffOp, TextDiff};
 
-use schema::BlockReport;
+use schema::{dump, BlockReport};
 
 /// Lines of unchanged context around each change, as `diff -u`.
 const CONTEXT: usize = 3;
@@ -73,7 +74,8 @@ pub fn diff_dumps(old: impl BufRead, new: impl BufRead, old_name: &str, new_name
                 new.advance()?;
                 continue;
             }
-            (Some(a), Some(b)) => match key_of(a)?.cmp(&key_of(b)?) {
+            // By the unescaped key bytes, as RocksDB orders them.
+            (Some(a), Some(b)) => match dump::key_of(a)?.cmp(&dump::key_of(b)?) {
                 Ordering::Less => (true, false),
                 Ordering::Greater => (false, true),
                 Ordering::Equal => (true, true),
@@ -83,7 +85,7 @@ pub fn diff_dumps(old: impl BufRead, new: impl BufRead, old_name: &str, new_name
         };
         if result.first_key.is_none() {
             let line = if take_old { old.current() } else { new.current() };
-            result.first_key = line.map(|l| quoted_key(l).to_string());
+            result.first_key = line.map(|l| dump::quoted_key_of(l).to_string());
         }
         result.differing_keys += 1;
         let open = region.get_or_insert_with(|| Region::after(&context, old.number, new.number));
@@ -215,47 +217,6 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
-/// The quoted key at the start of a dump line (`"key" = value`).
-fn quoted_key(line: &str) -> &str {
-    parse_key(line).map_or(line, |(_, end)| &line[..end])
-}
-
-/// The key's bytes, unescaped from a dump line, for ordering lines as RocksDB does.
-fn key_of(line: &str) -> Result<Vec<u8>> {
-    parse_key(line).map(|(key, _)| key)
-}
-
-/// The key's bytes and where its closing quote ends.
-fn parse_key(line: &str) -> Result<(Vec<u8>, usize)> {
-    let bytes = line.as_bytes();
-    anyhow::ensure!(bytes.first() == Some(&b'"'), "not a dump line (no quoted key): {line:?}");
-    let mut key = Vec::new();
-    let mut i = 1;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => return Ok((key, i + 1)),
-            b'\\' => {
-                match bytes.get(i + 1) {
-                    Some(b'"') => key.push(b'"'),
-                    Some(b'\\') => key.push(b'\\'),
-                    Some(b'x') => {
-                        let hex = line.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok());
-                        key.push(hex.with_context(|| format!("bad \\x escape in dump line {line:?}"))?);
-                        i += 2;
-                    }
-                    _ => bail!("bad escape in dump line {line:?}"),
-                }
-                i += 2;
-            }
-            byte => {
-                key.push(byte);
-                i += 1;
-            }
-        }
-    }
-    bail!("not a dump line (unterminated key): {line:?}")
-}
-
 /// Lines of a diff shown on the terminal and in summaries; the diff file has them all.
 pub const SHOWN_LINES: usize = 200;
 
@@ -358,7 +319,7 @@ mod tests {
             .collect::<Vec<_>>()
             .join("");
         let mut new_lines: Vec<&str> = new.lines().collect();
-        new_lines.sort_by_key(|l| key_of(l).unwrap());
+        new_lines.sort_by_key(|l| dump::key_of(l).unwrap());
         let new: String = new_lines.iter().map(|l| format!("{l}\n")).collect();
         let expected = TextDiff::from_lines(&old, &new).unified_diff().context_radius(CONTEXT).header("low", "high").to_string();
         let found = diff(&old, &new);
@@ -374,8 +335,8 @@ mod tests {
         let new = "\"a#\" = \"2\"\n";
         let found = diff(old, new);
         assert_eq!(found.diff, "--- low\n+++ high\n@@ -1,2 +1 @@\n-\"a\\\"\" = \"1\"\n \"a#\" = \"2\"\n");
-        assert_eq!(key_of("\"\\xff\\\\\" = \"v\"").unwrap(), b"\xff\\");
-        assert_eq!(quoted_key("\"a\\\" = b\" = \"v\""), "\"a\\\" = b\"");
+        assert_eq!(dump::key_of("\"\\xff\\\\\" = \"v\"").unwrap(), b"\xff\\");
+        assert_eq!(dump::quoted_key_of("\"a\\\" = b\" = \"v\""), "\"a\\\" = b\"");
     }
 
     #[test]
@@ -420,68 +381,5 @@ mod tests {
         let colored = colorize("--- a\n+++ b\n@@ -1 +1 @@\n-x\n+y\n z\n");
         assert!(colored.contains("\x1b[31m-x\x1b[0m") && colored.contains("\x1b[32m+y\x1b[0m"));
         assert!(colored.ends_with(" z\n"));
-    }
-}
-
-/// `cargo xtask diff --db A --db B`: `host-runner metashrew-diff` says where two metashrew nodes
-/// first diverge; at a state divergence both states as of that height are dumped
-/// (`host-runner metashrew-state`) and diffed here. Exit codes as `repro`: 0 identical,
-/// 1 different, 3 not compared (the nodes indexed different blocks).
-pub fn diff_nodes(runner: &Path, nodes: [&Path; 2], label: Option<&str>, out: &Path) -> anyhow::Result<u8> {
-    use anyhow::Context;
-    let labelled = |command: &mut std::process::Command| {
-        if let Some(label) = label {
-            command.arg("--label").arg(label);
-        }
-    };
-    let mut command = std::process::Command::new(runner);
-    command.arg("metashrew-diff").arg("--db").arg(nodes[0]).arg("--db").arg(nodes[1]);
-    labelled(&mut command);
-    let output = command.output().with_context(|| format!("running {}", runner.display()))?;
-    if !matches!(output.status.code(), Some(0 | 1 | 3)) {
-        anyhow::bail!("{}", String::from_utf8_lossy(&output.stderr).trim().trim_start_matches("host-runner: error: "));
-    }
-    let found: serde_json::Value = serde_json::from_slice(&output.stdout).context("host-runner metashrew-diff printed no JSON")?;
-    std::fs::write(out.join("comparison.json"), &output.stdout)?;
-    let tips = format!("tips {} and {}", found["tips"][0], found["tips"][1]);
-    match found["verdict"].as_str() {
-        Some("identical") => {
-            println!(
-                "IDENTICAL — {} keys' histories agree up to height {} ({tips}); block hashes compared at {} heights",
-                found["keys_compared"],
-                found["tips"].as_array().and_then(|t| t.iter().filter_map(|t| t.as_u64()).min()).unwrap_or(0),
-                found["block_hashes_compared"]
-            );
-            Ok(0)
-        }
-        Some("different_blocks") => {
-            println!(
-                "NOT COMPARED — the nodes indexed different blocks at height {} (A {}, B {}): a reorg or another chain, so their states are not comparable from there",
-                found["height"], found["block_hashes"][0], found["block_hashes"][1]
-            );
-            Ok(3)
-        }
-        _ => {
-            let height = found["height"].as_u64().context("no height")?.to_string();
-            println!("DIFFERENT — first at height {height} ({tips}): {} keys differ there", found["keys_differing_there"]);
-            for key in found["keys"].as_array().into_iter().flatten() {
-                println!("  {}\n    A: {}\n    B: {}", key["key"].as_str().unwrap_or(""), key["histories"][0], key["histories"][1]);
-            }
-            let mut dumps = Vec::new();
-            for (node, name) in nodes.iter().zip(["a", "b"]) {
-                let dump = out.join(format!("{name}-state-at-{height}.txt"));
-                let mut command = std::process::Command::new(runner);
-                command.arg("metashrew-state").arg("--db").arg(node).arg("--height").arg(&height).arg("--dump").arg(&dump);
-                labelled(&mut command);
-                let state = command.output().with_context(|| format!("running {}", runner.display()))?;
-                anyhow::ensure!(state.status.success(), "{}", String::from_utf8_lossy(&state.stderr).trim());
-                dumps.push(dump);
-            }
-            let diff = diff_dump_files(Some(&dumps[0]), Some(&dumps[1]), "A", "B")?;
-            std::fs::write(out.join("state.diff"), &diff.diff)?;
-            println!("state as of height {height} (A → B):\n{}", excerpt(&diff.diff, SHOWN_LINES));
-            println!("results: {}", out.display());
-            Ok(1)
-        }
     }
 }

@@ -6,7 +6,13 @@ use std::path::Path;
 use xshell::{cmd, Shell};
 
 use crate::artifacts::WASM_TARGET;
-use crate::local::{self, LocalLimit, FORCE_VARIABLE};
+use crate::backend::local::{self, LocalLimit, FORCE_VARIABLE};
+use crate::exit::Exit;
+use crate::workspace::Workspace;
+
+pub fn run(ws: &Workspace) -> Exit {
+    Exit::passed(doctor(&ws.sh, &ws.root))
+}
 
 pub struct Check {
     pub name: &'static str,

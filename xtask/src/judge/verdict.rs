@@ -1,4 +1,5 @@
-//! The verdict: one model, decided in one place ([`decide`]); README's verdict table says the same.
+//! The verdict: one model, decided in one place ([`decide`]); the verdict table in
+//! docs/output-and-verdict.md says the same.
 //!
 //! | verdict | exit | when |
 //! |---|---|---|
@@ -13,8 +14,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::Kind;
-use crate::report::{Comparison, ProfileReport};
+use super::comparison::Comparison;
+use super::outcome::Kind;
+use super::profile::ProfileReport;
+use crate::exit::Exit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,13 +29,17 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn exit_code(self) -> u8 {
+    pub fn exit(self) -> Exit {
         match self {
-            Self::Identical => 0,
-            Self::Different => 1,
-            Self::HarnessError => 2,
-            Self::NotCompared => 3,
+            Self::Identical => Exit::Success,
+            Self::Different => Exit::Different,
+            Self::HarnessError => Exit::HarnessError,
+            Self::NotCompared => Exit::NotCompared,
         }
+    }
+
+    pub fn exit_code(self) -> u8 {
+        self.exit().code()
     }
 
     /// The verdict as the last line shows it.
@@ -68,18 +75,8 @@ impl Decision {
 /// The verdict over `profiles` (in order) and the comparisons of every compared run with the
 /// first one.
 pub fn decide(profiles: &[ProfileReport], comparisons: &[Comparison]) -> Decision {
-    if let Some(p) = profiles.iter().find(|p| p.outcome.kind() == Kind::HarnessError) {
-        return Decision::new(Verdict::HarnessError, format!("`{}` cannot be trusted: {}", p.name, outcome_reason(p)));
-    }
-    // Two known roots that disagree with their dumps: the runner's root or dump is wrong. (A run
-    // whose state could not be read back has no root to disagree with.)
-    let root_known = |name: &str| profiles.iter().any(|p| p.name == name && p.state_root.is_some());
-    if let Some(c) = comparisons.iter().find(|c| c.same_dump() != c.same_root && root_known(&c.baseline) && root_known(&c.profile)) {
-        let (dumps, roots) = if c.same_root { ("different", "equal") } else { ("byte-identical", "different") };
-        return Decision::new(
-            Verdict::HarnessError,
-            format!("internal error: `{}` and `{}` have {dumps} dumps but {roots} state roots; the runner's root or dump is wrong", c.baseline, c.profile),
-        );
+    if let Some(untrusted) = untrusted(profiles, comparisons) {
+        return untrusted;
     }
     let compared: Vec<&ProfileReport> = profiles.iter().filter(|p| p.outcome.kind() != Kind::Refused).collect();
     let refused: Vec<String> = profiles.iter().filter(|p| p.outcome.kind() == Kind::Refused).map(|p| format!("`{}`", p.name)).collect();
@@ -88,52 +85,11 @@ pub fn decide(profiles: &[ProfileReport], comparisons: &[Comparison]) -> Decisio
         1 => format!("; {} was refused by the deterministic preflight (safe: that node would not start)", refused[0]),
         _ => format!("; {} were refused by the deterministic preflight (safe: those nodes would not start)", refused.join(", ")),
     };
-    match compared.as_slice() {
-        [] => {
-            return Decision::new(
-                Verdict::NotCompared,
-                format!("no run to compare{refused_note}: raise the limits or lower the memory budget"),
-            )
-        }
-        [only] => {
-            let fix = if refused.is_empty() { "add a profile (`--limit`) to compare" } else { "add a profile whose limit passes the preflight" };
-            return Decision::new(Verdict::NotCompared, format!("only `{}` ran ({}){refused_note}: {fix}", only.name, only.outcome.describe()));
-        }
-        _ => {}
+    if let Some(too_few) = too_few(&compared, &refused, &refused_note) {
+        return too_few;
     }
-    if compared.iter().all(|p| p.outcome.kind() == Kind::HostEvent) {
-        let ends: Vec<String> = compared.iter().map(|p| format!("`{}` {}", p.name, p.outcome.describe())).collect();
-        return Decision::new(
-            Verdict::NotCompared,
-            format!(
-                "every run ended by a host event ({}), so nothing shows how the guest itself behaves: raise the limits or lower the payload",
-                ends.join(", ")
-            ),
-        );
-    }
-    let by_name = |name: &str| compared.iter().find(|p| p.name == name).expect("compared profiles are in the report");
-    let deterministic = |name: &str| by_name(name).outcome.kind() == Kind::Deterministic;
-    let differing_endings = || comparisons.iter().filter(|c| !c.same_ending);
-    // Two host events never end "the same way"; the difference worth naming has a deterministic side.
-    if let Some(c) = differing_endings().find(|c| deterministic(&c.baseline) || deterministic(&c.profile)).or_else(|| differing_endings().next()) {
-        let (a, b) = (by_name(&c.baseline), by_name(&c.profile));
-        return Decision::new(
-            Verdict::Different,
-            format!("`{}` {} but `{}` {}", a.name, a.outcome.describe(), b.name, b.outcome.describe()),
-        );
-    }
-    if let Some(c) = comparisons.iter().find(|c| !c.same_dump()) {
-        return Decision::new(
-            Verdict::Different,
-            format!(
-                "`{}` and `{}` both {} but committed different state ({} differing keys, first {})",
-                c.baseline,
-                c.profile,
-                by_name(&c.baseline).outcome.describe(),
-                c.differing_keys,
-                c.divergence.key.as_deref().unwrap_or("?")
-            ),
-        );
+    if let Some(different) = different(&compared, comparisons) {
+        return different;
     }
     let names: Vec<String> = compared.iter().map(|p| format!("`{}`", p.name)).collect();
     Decision::new(
@@ -147,28 +103,80 @@ pub fn decide(profiles: &[ProfileReport], comparisons: &[Comparison]) -> Decisio
     )
 }
 
-/// Why a run ended as it did (the detail line under the table).
-pub fn outcome_reason(profile: &ProfileReport) -> String {
-    use crate::outcome::Outcome;
-    match &profile.outcome {
-        Outcome::Completed => "completed".into(),
-        Outcome::Trapped { height, message } => match profile.engine.after_trap(*height) {
-            Some(node) => format!("trapped at height {height}: {message}; {node}"),
-            None => format!("trapped at height {height}: {message}"),
-        },
-        Outcome::TimedOut { height, message } => format!("timed out at height {height} (the runner's wall clock: depends on the host): {message}"),
-        Outcome::OomKilled { evidence } => evidence.clone(),
-        Outcome::Refused { reason } => format!("{reason} (safe: this node would not start)"),
-        Outcome::Killed { reason } => reason.clone(),
-        Outcome::HarnessError { reason } => reason.clone(),
+/// A harness error: a run that cannot be trusted, or known roots that disagree with their dumps.
+fn untrusted(profiles: &[ProfileReport], comparisons: &[Comparison]) -> Option<Decision> {
+    if let Some(p) = profiles.iter().find(|p| p.outcome.kind() == Kind::HarnessError) {
+        return Some(Decision::new(Verdict::HarnessError, format!("`{}` cannot be trusted: {}", p.name, p.reason())));
     }
+    // Two known roots that disagree with their dumps: the runner's root or dump is wrong. (A run
+    // whose state could not be read back has no root to disagree with.)
+    let root_known = |name: &str| profiles.iter().any(|p| p.name == name && p.state_root.is_some());
+    let c = comparisons.iter().find(|c| c.same_dump() != c.same_root && root_known(&c.baseline) && root_known(&c.profile))?;
+    let (dumps, roots) = if c.same_root { ("different", "equal") } else { ("byte-identical", "different") };
+    Some(Decision::new(
+        Verdict::HarnessError,
+        format!("internal error: `{}` and `{}` have {dumps} dumps but {roots} state roots; the runner's root or dump is wrong", c.baseline, c.profile),
+    ))
+}
+
+/// Not compared: fewer than two runs, or only host events, which show nothing of the guest.
+fn too_few(compared: &[&ProfileReport], refused: &[String], refused_note: &str) -> Option<Decision> {
+    match compared {
+        [] => {
+            return Some(Decision::new(
+                Verdict::NotCompared,
+                format!("no run to compare{refused_note}: raise the limits or lower the memory budget"),
+            ))
+        }
+        [only] => {
+            let fix = if refused.is_empty() { "add a profile (`--limit`) to compare" } else { "add a profile whose limit passes the preflight" };
+            return Some(Decision::new(Verdict::NotCompared, format!("only `{}` ran ({}){refused_note}: {fix}", only.name, only.outcome.describe())));
+        }
+        _ => {}
+    }
+    if !compared.iter().all(|p| p.outcome.kind() == Kind::HostEvent) {
+        return None;
+    }
+    let ends: Vec<String> = compared.iter().map(|p| format!("`{}` {}", p.name, p.outcome.describe())).collect();
+    Some(Decision::new(
+        Verdict::NotCompared,
+        format!(
+            "every run ended by a host event ({}), so nothing shows how the guest itself behaves: raise the limits or lower the payload",
+            ends.join(", ")
+        ),
+    ))
+}
+
+/// Different: two compared runs ended differently, or committed different state.
+fn different(compared: &[&ProfileReport], comparisons: &[Comparison]) -> Option<Decision> {
+    let by_name = |name: &str| *compared.iter().find(|p| p.name == name).expect("compared profiles are in the report");
+    let deterministic = |name: &str| by_name(name).outcome.kind() == Kind::Deterministic;
+    let differing_endings = || comparisons.iter().filter(|c| !c.same_ending);
+    // Two host events never end "the same way"; the difference worth naming has a deterministic side.
+    if let Some(c) = differing_endings().find(|c| deterministic(&c.baseline) || deterministic(&c.profile)).or_else(|| differing_endings().next()) {
+        let (a, b) = (by_name(&c.baseline), by_name(&c.profile));
+        return Some(Decision::new(Verdict::Different, format!("`{}` {} but `{}` {}", a.name, a.outcome.describe(), b.name, b.outcome.describe())));
+    }
+    let c = comparisons.iter().find(|c| !c.same_dump())?;
+    Some(Decision::new(
+        Verdict::Different,
+        format!(
+            "`{}` and `{}` both {} but committed different state ({} differing keys, first {})",
+            c.baseline,
+            c.profile,
+            by_name(&c.baseline).outcome.describe(),
+            c.differing_keys,
+            c.divergence.key.as_deref().unwrap_or("?")
+        ),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Outcome;
-    use crate::report::tests::{comparison, profile};
+    use crate::judge::comparison::tests::comparison;
+    use crate::judge::outcome::Outcome;
+    use crate::judge::profile::tests::profile;
 
     fn classes() -> [(&'static str, Outcome); 8] {
         let trap = |height| Outcome::Trapped { height, message: "wasm `unreachable` instruction executed".into() };

@@ -1,15 +1,31 @@
 //! `cargo xtask matrix`: `repro` once per policy over the `matrix_profiles`, then one table of
-//! policy x profile -> outcome (the table in README).
+//! policy x profile -> outcome (the table in `docs/policies.md`).
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use xshell::Shell;
 
+use super::repro::{repro, ReproArgs};
 use crate::config::Policy;
-use crate::outcome::Outcome;
-use crate::repro::{new_run_dir, repro, ReproArgs};
-use crate::report::{ProfileReport, Report};
+use crate::exit::Exit;
+use crate::flags;
+use crate::judge::report::Report;
+use crate::judge::verdict::Verdict;
+use crate::run_dir::new_run_dir;
+use crate::workspace::Workspace;
+
+pub fn run(ws: &Workspace, flags: flags::Matrix) -> Result<Exit> {
+    let policies = match flags.run.policy {
+        Some(policy) => vec![policy],
+        None => vec![Policy::Unbounded, Policy::Headroom, Policy::Deterministic],
+    };
+    let config = flags.run.apply(ws.config()?)?;
+    let args = ReproArgs { config, input: Default::default(), image_build: ws.image_build, backend: ws.backend, out_dir: flags.run.out_dir };
+    let reports = matrix(&ws.sh, &ws.root, args, &policies).context("matrix")?;
+    let untrusted = reports.iter().any(|r| r.decision.verdict == Verdict::HarnessError);
+    Ok(if untrusted { Exit::HarnessError } else { Exit::Success })
+}
 
 pub fn matrix(sh: &Shell, root: &Path, mut args: ReproArgs, policies: &[Policy]) -> Result<Vec<Report>> {
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
@@ -39,7 +55,7 @@ pub fn matrix_table(reports: &[Report]) -> String {
     for (i, profile) in first.profiles.iter().enumerate() {
         text += &format!("| {} | {} |", profile.name, profile.limit);
         for report in reports {
-            text += &format!(" {} |", report.profiles.get(i).map_or("-".into(), cell));
+            text += &format!(" {} |", report.profiles.get(i).map_or("-".into(), |p| p.cell()));
         }
         text += "\n";
     }
@@ -51,48 +67,18 @@ pub fn matrix_table(reports: &[Report]) -> String {
     text + "\n"
 }
 
-fn cell(profile: &ProfileReport) -> String {
-    let stored = profile.stored_result.as_deref().unwrap_or("");
-    match &profile.outcome {
-        Outcome::Completed => match stored.strip_prefix("ERROR:Failed at allocation ") {
-            Some(rest) => format!("completed, ERROR at allocation {}", rest.split(' ').next().unwrap_or("?")),
-            None => format!("completed, {stored}"),
-        },
-        Outcome::Trapped { message, .. } => format!("trapped: {}", shorten(message)),
-        Outcome::TimedOut { .. } => "timed-out".into(),
-        Outcome::Killed { reason } => format!("killed: {}", shorten(reason)),
-        other => other.label().to_string(),
-    }
-}
-
-fn shorten(text: &str) -> String {
-    let text = text.replace('|', "/");
-    match text.char_indices().nth(64) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cells_say_the_outcome_and_where_allocation_failed() {
-        let mut profile = crate::report::tests::profile("low", Outcome::Completed, "r");
-        profile.stored_result = Some("ERROR:Failed at allocation 9 of 20: Failed to reserve 50MB".into());
-        assert_eq!(cell(&profile), "completed, ERROR at allocation 9");
-        profile.outcome = Outcome::OomKilled { evidence: "e".into() };
-        assert_eq!(cell(&profile), "oom-killed");
-        profile.outcome = Outcome::Trapped { height: 1, message: "mmap failed to reserve 0x104000000 bytes: Cannot allocate memory (os error 12)".into() };
-        assert_eq!(cell(&profile), "trapped: mmap failed to reserve 0x104000000 bytes: Cannot allocate memory…");
-    }
+    use crate::judge::outcome::Outcome;
+    use crate::judge::profile::tests::profile;
+    use crate::judge::report::tests::report;
 
     #[test]
     fn the_table_has_a_column_per_policy_and_a_verdict_row() {
         let reports = ["unbounded", "deterministic"].map(|policy| {
-            let profiles = vec![crate::report::tests::profile("low", Outcome::Completed, "r"), crate::report::tests::profile("high", Outcome::Completed, "r")];
-            let mut report = crate::report::tests::report(profiles, &[""]);
+            let profiles = vec![profile("low", Outcome::Completed, "r"), profile("high", Outcome::Completed, "r")];
+            let mut report = report(profiles, &[""]);
             report.policy = policy.into();
             report
         });

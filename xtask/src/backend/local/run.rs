@@ -1,0 +1,117 @@
+//! Running the runner as a local child process under its limit, and killing it (and whatever
+//! it started) at the timeout.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cgroup::CreatedCgroup;
+
+use super::limit::{create_cgroup, unit_name, LocalLimit};
+use crate::backend::supervise::{exit_code, wait_or_kill, RunExit};
+use crate::config::ByteSize;
+
+/// Runs `runner args` to its end (or kills it at the timeout) under `memory`, enforced by `how`.
+/// `args` starts with the runner's subcommand; for RLIMIT_AS the limit goes to `watch`.
+pub fn run_local(
+    runner: &Path,
+    name: &str,
+    memory: Option<ByteSize>,
+    how: LocalLimit,
+    args: Vec<String>,
+    timeout: Duration,
+    log: &Path,
+) -> Result<RunExit> {
+    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut limited = Limited::new(runner, name, memory, how, args)?;
+    let mut child = limited
+        .command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", runner.display()))?;
+    let group = format!("-{}", child.id());
+    let (status, harness_timeout, wall) = wait_or_kill(&mut child, timeout, || {
+        // A scope's processes first: through sudo they are not all in our process group.
+        if let Some(kill) = &limited.scope_kill {
+            let _ = Command::new(&kill[0]).args(&kill[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+        // The whole process group: the watcher and the run it started.
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    })?;
+    drop(limited.cgroup);
+    Ok(RunExit { exit_code: exit_code(status), docker_oom_killed: None, harness_timeout, wall })
+}
+
+/// The command that starts the runner under its limit, and what must outlive it.
+struct Limited {
+    command: Command,
+    /// The run's own cgroup, removed when dropped (after the run).
+    cgroup: Option<CreatedCgroup>,
+    /// The command that kills a systemd scope's processes.
+    scope_kill: Option<Vec<String>>,
+}
+
+impl Limited {
+    fn new(runner: &Path, name: &str, memory: Option<ByteSize>, how: LocalLimit, mut args: Vec<String>) -> Result<Self> {
+        let plain = |args: &[String]| {
+            let mut command = Command::new(runner);
+            command.args(args);
+            Self { command, cgroup: None, scope_kill: None }
+        };
+        Ok(match (memory, how) {
+            (Some(limit), LocalLimit::Cgroup { .. }) => {
+                let created = create_cgroup(name, limit)?;
+                // The shell moves itself into the cgroup, then becomes the runner: nothing runs
+                // outside the limit, not even briefly.
+                let mut command = Command::new("sh");
+                command.arg("-c").arg("echo $$ > \"$MEMREPRO_CGROUP_PROCS\" && exec \"$@\"").arg("sh").arg(runner);
+                command.env("MEMREPRO_CGROUP_PROCS", created.procs_file());
+                command.args(&args);
+                Self { command, cgroup: Some(created), scope_kill: None }
+            }
+            (Some(limit), LocalLimit::Scope(systemd)) => {
+                let unit = unit_name(name);
+                let argv = systemd.command(&unit, limit, runner, &args);
+                let mut command = Command::new(&argv[0]);
+                command.args(&argv[1..]);
+                Self { command, cgroup: None, scope_kill: Some(systemd.kill_command(&unit)) }
+            }
+            (Some(limit), LocalLimit::AddressSpace) => {
+                if args.first().map(String::as_str) == Some("watch") {
+                    args.splice(1..1, ["--address-space-limit".to_string(), limit.bytes().to_string()]);
+                }
+                plain(&args)
+            }
+            (None, _) => plain(&args),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_space_limit_goes_to_the_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        // `echo` stands in for the runner: it prints the arguments it was given.
+        let args = ["watch", "--report", "r.json", "--", "run"].map(String::from).to_vec();
+        let exit = run_local(Path::new("/bin/echo"), "t", Some("512m".parse().unwrap()), LocalLimit::AddressSpace, args, Duration::from_secs(5), &log).unwrap();
+        assert_eq!(exit.exit_code, 0);
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "watch --address-space-limit 536870912 --report r.json -- run\n");
+    }
+
+    #[test]
+    fn a_run_past_its_timeout_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let exit = run_local(Path::new("/bin/sleep"), "t", None, LocalLimit::AddressSpace, vec!["30".into()], Duration::from_millis(200), &dir.path().join("log")).unwrap();
+        assert!(exit.harness_timeout == Some(Duration::from_millis(200)) && exit.exit_code == 128 + 9, "{exit:?}");
+        assert!(exit.wall < Duration::from_secs(5));
+    }
+}

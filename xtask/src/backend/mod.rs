@@ -1,0 +1,142 @@
+//! Where the runner runs: in a hardened Docker container ([`docker`], from the image [`image`]
+//! builds), or as a local process under a limit of its own ([`local`]); both waited for by the
+//! one loop in [`supervise`]. [`Backend`] hides which from the rest of the xtask.
+
+pub mod docker;
+pub mod image;
+pub mod local;
+pub mod supervise;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::artifacts::{build_runner, host_triple};
+use crate::config::ByteSize;
+use crate::progress::phase;
+use crate::units::mib;
+use docker::{check_engine, container_user, docker_answers, make_writable_for_container, run_container, ContainerSpec, Mount};
+use image::{runner_image, ImageBuild, RunnerImage};
+use local::{run_local, LocalLimit};
+use supervise::{Enforcement, RunExit};
+
+/// Where the runner runs (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// Docker when a daemon answers, else local (with a note saying so).
+    Auto,
+    /// One hardened container per run.
+    Docker,
+    /// A child process under a cgroup (or RLIMIT_AS) this tool sets up.
+    Local,
+}
+
+/// The backend decided on this machine, before anything is built: the engine checked, or the
+/// local limit's mechanism probed (or refused).
+pub enum Chosen {
+    Docker,
+    Local(LocalLimit),
+}
+
+impl Chosen {
+    pub fn on_this_machine(sh: &Shell, choice: BackendChoice) -> Result<Self> {
+        let docker = match choice {
+            BackendChoice::Docker => true,
+            BackendChoice::Local => false,
+            BackendChoice::Auto if docker_answers(sh) => true,
+            BackendChoice::Auto => {
+                eprintln!("note: no Docker daemon answers, so the runner runs locally (--backend local): no container isolation; the memory limit is still real");
+                false
+            }
+        };
+        if docker {
+            check_engine(sh)?;
+            return Ok(Self::Docker);
+        }
+        Ok(Self::Local(LocalLimit::probe()?))
+    }
+
+    /// Phase `2/total`: the runner built, as an image or as a binary for the local backend.
+    pub fn build(self, sh: &Shell, root: &Path, image_build: ImageBuild, total: usize) -> Result<Backend> {
+        match self {
+            Self::Docker => {
+                let image = phase(2, total, "runner image (no registry needed)", || runner_image(sh, root, image_build))?;
+                eprintln!("    {} ({}, {})", image.tag, mib(image.size_bytes), if image.built { "built" } else { "unchanged, reused" });
+                Ok(Backend::Docker { image, user: container_user(sh) })
+            }
+            Self::Local(limit) => {
+                let runner = phase(2, total, "runner binary (local backend)", || build_runner(sh, &host_triple(sh)?))?;
+                eprintln!("    {}; limits enforced by {}", runner.display(), limit.describe());
+                Ok(Backend::Local { runner, limit })
+            }
+        }
+    }
+}
+
+/// The runner, ready to run.
+pub enum Backend {
+    Docker { image: RunnerImage, user: String },
+    Local { runner: PathBuf, limit: LocalLimit },
+}
+
+/// One run of the runner: where its files go and how long it may take.
+pub struct RunnerCall<'a> {
+    pub name: &'a str,
+    pub memory: Option<ByteSize>,
+    /// Mounted read-only (as `/input` in a container).
+    pub input_dir: Option<&'a Path>,
+    /// The run's own directory (`/out` in a container).
+    pub dir: &'a Path,
+    pub timeout: Duration,
+    /// Where its stdout and stderr go.
+    pub log: &'a Path,
+}
+
+impl Backend {
+    /// What runs the runner, for the report.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Docker { image, .. } => format!("docker image {} ({})", image.tag, mib(image.size_bytes)),
+            Self::Local { limit, .. } => format!("local process under {}", limit.describe()),
+        }
+    }
+
+    /// What enforces a run's memory limit, so what its watcher must have seen.
+    pub fn enforcement(&self) -> Enforcement {
+        match self {
+            Self::Local { limit: LocalLimit::AddressSpace, .. } => Enforcement::AddressSpace,
+            _ => Enforcement::Cgroup,
+        }
+    }
+
+    /// Runs `host-runner` with the arguments `args(input, out)` builds from the paths it sees.
+    pub fn run(&self, sh: &Shell, call: &RunnerCall, args: impl Fn(&str, &str) -> Vec<String>) -> Result<RunExit> {
+        match self {
+            Self::Docker { image, user } => {
+                make_writable_for_container(call.dir)?;
+                let mut mounts = vec![Mount { host: call.dir.to_path_buf(), container: "/out", read_only: false }];
+                if let Some(input) = call.input_dir {
+                    mounts.push(Mount { host: input.to_path_buf(), container: "/input", read_only: true });
+                }
+                let spec = ContainerSpec {
+                    image: &image.tag,
+                    name: call.name.into(),
+                    user,
+                    memory: call.memory,
+                    mounts,
+                    args: args("/input", "/out"),
+                    timeout: call.timeout,
+                    log: call.log.to_path_buf(),
+                };
+                run_container(sh, &spec)
+            }
+            Self::Local { runner, limit } => {
+                std::fs::create_dir_all(call.dir)?;
+                let input = call.input_dir.map_or(String::new(), |p| p.display().to_string());
+                run_local(runner, call.name, call.memory, *limit, args(&input, &call.dir.display().to_string()), call.timeout, call.log)
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `cargo xtask diff OLD NEW`: two storage dumps compared in one streaming pass. `cargo xtask
+//! diff --db A --db B`: two metashrew nodes' databases, through the runner's `metashrew-diff`
+//! and `metashrew-state`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use serde_json::Value;
+
+use crate::artifacts::{build_runner, host_triple};
+use crate::exit::Exit;
+use crate::flags;
+use crate::judge::dump_diff::{diff_dump_files, excerpt, SHOWN_LINES};
+use crate::run_dir::new_run_dir;
+use crate::workspace::Workspace;
+
+pub fn run(ws: &Workspace, flags: flags::Diff) -> Result<Exit> {
+    if !flags.dbs.is_empty() {
+        let [a, b] = <[PathBuf; 2]>::try_from(flags.dbs).map_err(|dbs| anyhow!("--db twice: node A and node B (got {})", dbs.len()))?;
+        let runner = build_runner(&ws.sh, &host_triple(&ws.sh)?)?;
+        let out = new_run_dir(ws.out_dir(flags.out_dir, "target/diff"))?;
+        return diff_nodes(&runner, [&a, &b], flags.label.as_deref(), &out);
+    }
+    let (old, new) = (&flags.dumps[0], &flags.dumps[1]);
+    let found = diff_dump_files(Some(old), Some(new), &old.display().to_string(), &new.display().to_string())?;
+    print!("{}", found.diff);
+    match &found.first_key {
+        Some(key) => eprintln!("{} differing keys; first: {key}", found.differing_keys),
+        None => eprintln!("identical"),
+    }
+    Ok(Exit::passed(found.first_key.is_none()))
+}
+
+/// `host-runner metashrew-diff` says where two metashrew nodes first diverge; at a state
+/// divergence both states as of that height are dumped (`host-runner metashrew-state`) and
+/// diffed here. Exit codes as `repro`: identical, different, or not compared (the nodes indexed
+/// different blocks).
+pub fn diff_nodes(runner: &Path, nodes: [&Path; 2], label: Option<&str>, out: &Path) -> Result<Exit> {
+    let mut command = Command::new(runner);
+    command.arg("metashrew-diff").arg("--db").arg(nodes[0]).arg("--db").arg(nodes[1]);
+    labelled(&mut command, label);
+    let output = command.output().with_context(|| format!("running {}", runner.display()))?;
+    if !matches!(output.status.code(), Some(0 | 1 | 3)) {
+        bail!("{}", String::from_utf8_lossy(&output.stderr).trim().trim_start_matches("host-runner: error: "));
+    }
+    let found: Value = serde_json::from_slice(&output.stdout).context("host-runner metashrew-diff printed no JSON")?;
+    std::fs::write(out.join("comparison.json"), &output.stdout)?;
+    let tips = format!("tips {} and {}", found["tips"][0], found["tips"][1]);
+    match found["verdict"].as_str() {
+        Some("identical") => {
+            println!(
+                "IDENTICAL — {} keys' histories agree up to height {} ({tips}); block hashes compared at {} heights",
+                found["keys_compared"],
+                found["tips"].as_array().and_then(|t| t.iter().filter_map(|t| t.as_u64()).min()).unwrap_or(0),
+                found["block_hashes_compared"]
+            );
+            Ok(Exit::Success)
+        }
+        Some("different_blocks") => {
+            println!(
+                "NOT COMPARED — the nodes indexed different blocks at height {} (A {}, B {}): a reorg or another chain, so their states are not comparable from there",
+                found["height"], found["block_hashes"][0], found["block_hashes"][1]
+            );
+            Ok(Exit::NotCompared)
+        }
+        _ => {
+            let height = found["height"].as_u64().context("no height")?.to_string();
+            println!("DIFFERENT — first at height {height} ({tips}): {} keys differ there", found["keys_differing_there"]);
+            for key in found["keys"].as_array().into_iter().flatten() {
+                println!("  {}\n    A: {}\n    B: {}", key["key"].as_str().unwrap_or(""), key["histories"][0], key["histories"][1]);
+            }
+            state_diff_at(runner, nodes, label, &height, out)?;
+            Ok(Exit::Different)
+        }
+    }
+}
+
+/// Both nodes' states as of `height`, dumped and diffed; the diff printed and kept.
+fn state_diff_at(runner: &Path, nodes: [&Path; 2], label: Option<&str>, height: &str, out: &Path) -> Result<()> {
+    let mut dumps = Vec::new();
+    for (node, name) in nodes.iter().zip(["a", "b"]) {
+        let dump = out.join(format!("{name}-state-at-{height}.txt"));
+        let mut command = Command::new(runner);
+        command.arg("metashrew-state").arg("--db").arg(node).arg("--height").arg(height).arg("--dump").arg(&dump);
+        labelled(&mut command, label);
+        let state = command.output().with_context(|| format!("running {}", runner.display()))?;
+        ensure!(state.status.success(), "{}", String::from_utf8_lossy(&state.stderr).trim());
+        dumps.push(dump);
+    }
+    let diff = diff_dump_files(Some(&dumps[0]), Some(&dumps[1]), "A", "B")?;
+    std::fs::write(out.join("state.diff"), &diff.diff)?;
+    println!("state as of height {height} (A → B):\n{}", excerpt(&diff.diff, SHOWN_LINES));
+    println!("results: {}", out.display());
+    Ok(())
+}
+
+/// `--label LABEL`, when the nodes ran with one.
+fn labelled(command: &mut Command, label: Option<&str>) {
+    if let Some(label) = label {
+        command.arg("--label").arg(label);
+    }
+}

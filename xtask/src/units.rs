@@ -1,0 +1,14 @@
+//! Sizes as the tables and plots show them.
+
+/// One mebibyte.
+pub const MIB: u64 = 1 << 20;
+
+/// `1536 MiB`.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / MIB as f64)
+}
+
+/// Bytes in MiB, for plotting.
+pub fn in_mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
