@@ -25,6 +25,30 @@ pub mod runner_exit {
     pub const REFUSED: u8 = 3;
 }
 
+/// How two metashrew nodes' databases compare (`host-runner metashrew-diff`'s `verdict`, and
+/// its exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeVerdict {
+    /// Every guest key's history agrees up to the lower tip.
+    Identical,
+    /// The nodes indexed different blocks (a reorg, another chain): their states are not compared.
+    DifferentBlocks,
+    /// The same blocks, different state from some height on.
+    DifferentState,
+}
+
+impl NodeVerdict {
+    /// `metashrew-diff`'s exit code: 0 identical, 1 different state, 3 not compared.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Identical => 0,
+            Self::DifferentState => 1,
+            Self::DifferentBlocks => 3,
+        }
+    }
+}
+
 /// Bumped whenever a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 3;
 
@@ -320,6 +344,15 @@ pub struct StoredState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_verdicts_read_and_print_as_metashrew_diff_writes_them_and_exit_as_repro_does() {
+        for (verdict, name, code) in [(NodeVerdict::Identical, "identical", 0), (NodeVerdict::DifferentState, "different_state", 1), (NodeVerdict::DifferentBlocks, "different_blocks", 3)] {
+            assert_eq!(serde_json::to_string(&verdict).unwrap(), format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<NodeVerdict>(&format!("\"{name}\"")).unwrap(), verdict);
+            assert_eq!(verdict.exit_code(), code);
+        }
+    }
 
     #[test]
     fn outcomes_serialize_with_a_status_tag() {

@@ -55,9 +55,5 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode> {
     let open = |db: &PathBuf| MetashrewDb::open(db, args.label.as_deref(), None);
     let comparison = compare(&open(&a)?, &open(&b)?)?;
     println!("{}", serde_json::to_string_pretty(&comparison)?);
-    Ok(ExitCode::from(match comparison.verdict {
-        "identical" => 0,
-        "different_blocks" => 3,
-        _ => 1,
-    }))
+    Ok(ExitCode::from(comparison.verdict.exit_code()))
 }

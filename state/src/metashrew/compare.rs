@@ -6,6 +6,7 @@ use std::iter::Peekable;
 
 use anyhow::{Context, Result};
 use schema::dump::{quoted, value_text};
+use schema::NodeVerdict;
 
 use super::histories::Histories;
 use super::keys::{length_key, Entry};
@@ -14,9 +15,7 @@ use super::reader::MetashrewDb;
 /// Where two nodes' databases first differ, as of the heights both indexed.
 #[derive(Debug, serde::Serialize)]
 pub struct Comparison {
-    /// `identical`, `different_blocks` (the nodes indexed different blocks: a reorg, another
-    /// chain) or `different_state`.
-    pub verdict: &'static str,
+    pub verdict: NodeVerdict,
     /// The first height that differs.
     pub height: Option<u32>,
     /// Each node's tip height.
@@ -49,7 +48,7 @@ pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
     let tip_of = |db: &MetashrewDb, name: &str| db.tip_height()?.with_context(|| format!("node {name} has no /__INTERNAL/tip-height"));
     let tips = [tip_of(a, "A")?, tip_of(b, "B")?];
     let mut comparison = Comparison {
-        verdict: "identical",
+        verdict: NodeVerdict::Identical,
         height: None,
         tips,
         block_hashes_compared: 0,
@@ -61,12 +60,12 @@ pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
     let common = tips[0].min(tips[1]);
     compare_block_hashes(a, b, common, &mut comparison)?;
     if comparison.height.is_some() {
-        comparison.verdict = "different_blocks";
+        comparison.verdict = NodeVerdict::DifferentBlocks;
         return Ok(comparison);
     }
     compare_histories(a, b, common, &mut comparison)?;
     if comparison.height.is_some() {
-        comparison.verdict = "different_state";
+        comparison.verdict = NodeVerdict::DifferentState;
     }
     Ok(comparison)
 }

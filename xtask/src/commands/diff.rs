@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use schema::NodeVerdict;
 use serde_json::Value;
 
 use crate::artifacts::{build_runner, host_triple};
@@ -41,14 +42,16 @@ pub fn diff_nodes(runner: &Path, nodes: [&Path; 2], label: Option<&str>, out: &P
     command.arg("metashrew-diff").arg("--db").arg(nodes[0]).arg("--db").arg(nodes[1]);
     labelled(&mut command, label);
     let output = command.output().with_context(|| format!("running {}", runner.display()))?;
-    if !matches!(output.status.code(), Some(0 | 1 | 3)) {
+    let verdict_codes = [NodeVerdict::Identical, NodeVerdict::DifferentState, NodeVerdict::DifferentBlocks].map(|v| i32::from(v.exit_code()));
+    if !output.status.code().is_some_and(|code| verdict_codes.contains(&code)) {
         bail!("{}", String::from_utf8_lossy(&output.stderr).trim().trim_start_matches("host-runner: error: "));
     }
     let found: Value = serde_json::from_slice(&output.stdout).context("host-runner metashrew-diff printed no JSON")?;
     std::fs::write(out.join("comparison.json"), &output.stdout)?;
     let tips = format!("tips {} and {}", found["tips"][0], found["tips"][1]);
-    match found["verdict"].as_str() {
-        Some("identical") => {
+    let verdict: NodeVerdict = serde_json::from_value(found["verdict"].clone()).context("host-runner metashrew-diff printed no verdict")?;
+    match verdict {
+        NodeVerdict::Identical => {
             println!(
                 "IDENTICAL — {} keys' histories agree up to height {} ({tips}); block hashes compared at {} heights",
                 found["keys_compared"],
@@ -57,14 +60,14 @@ pub fn diff_nodes(runner: &Path, nodes: [&Path; 2], label: Option<&str>, out: &P
             );
             Ok(Exit::Success)
         }
-        Some("different_blocks") => {
+        NodeVerdict::DifferentBlocks => {
             println!(
                 "NOT COMPARED — the nodes indexed different blocks at height {} (A {}, B {}): a reorg or another chain, so their states are not comparable from there",
                 found["height"], found["block_hashes"][0], found["block_hashes"][1]
             );
             Ok(Exit::NotCompared)
         }
-        _ => {
+        NodeVerdict::DifferentState => {
             let height = found["height"].as_u64().context("no height")?.to_string();
             println!("DIFFERENT — first at height {height} ({tips}): {} keys differ there", found["keys_differing_there"]);
             for key in found["keys"].as_array().into_iter().flatten() {
