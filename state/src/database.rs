@@ -11,6 +11,7 @@ use rocksdb::DBPinnableSlice;
 
 use crate::files::{directory_of, write_atomically_with};
 use crate::layout::DbLayout;
+use crate::rocks::holds_a_metashrew_layout;
 use crate::metashrew::MetashrewStore;
 use crate::trie::{Hash, TrieStore};
 
@@ -44,15 +45,16 @@ impl Database {
     pub fn open(dir: &Path, layout: &DbLayout) -> Result<Database> {
         Ok(match layout {
             DbLayout::Trie => Database::Trie(TrieStore::open(dir)?),
-            DbLayout::Metashrew { label } => Database::Metashrew(Arc::new(MetashrewStore::open(dir, label.as_deref())?)),
+            DbLayout::Metashrew { label, version } => Database::Metashrew(Arc::new(MetashrewStore::open(dir, label.as_deref(), *version)?)),
         })
     }
 
-    /// Opens the existing database in `dir`, of whichever layout, without writing to it.
+    /// Opens the existing database in `dir`, of whichever layout (told by its column families,
+    /// and for metashrew's by its histories), without writing to it.
     pub fn open_read_only(dir: &Path, label: Option<String>) -> Result<Database> {
-        Ok(match DbLayout::of_existing(dir, label)? {
-            DbLayout::Trie => Database::Trie(TrieStore::open_read_only(dir)?),
-            DbLayout::Metashrew { label } => Database::Metashrew(Arc::new(MetashrewStore::open_read_only(dir, label.as_deref())?)),
+        Ok(match holds_a_metashrew_layout(dir)? {
+            false => Database::Trie(TrieStore::open_read_only(dir)?),
+            true => Database::Metashrew(Arc::new(MetashrewStore::open_read_only(dir, label.as_deref())?)),
         })
     }
 

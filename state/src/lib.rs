@@ -2,10 +2,11 @@
 //!
 //! - [`trie`]: our layout: the pairs as flushed and a binary Merkle trie over them, so every
 //!   block ends with a real state root;
-//! - [`metashrew`]: metashrew's layout (append-only histories), read from a node's database,
-//!   written by a run that asks for it, and two nodes compared;
-//! - [`Database`]: either layout behind one type, which the host reads and the runner commits
-//!   through; [`DbLayout`] names the layout and tells an existing database's;
+//! - [`metashrew`]: metashrew's layouts (append-only histories, v9 in text and v10 in binary),
+//!   read from a node's database whatever its tables' compression, written by a run that asks
+//!   for it, and two nodes compared;
+//! - [`Database`]: any layout behind one type, which the host reads and the runner commits
+//!   through; [`DbLayout`] names the layouts;
 //! - [`dump`]: the state as the dump text (`schema::dump`), streamed; [`files`]: writing a file
 //!   atomically; [`parallel`]: a commit's hashing and reads spread over the cores.
 
@@ -15,6 +16,7 @@ pub mod files;
 mod layout;
 pub mod metashrew;
 pub mod parallel;
+mod rocks;
 pub mod trie;
 
 pub use database::{Database, Value};

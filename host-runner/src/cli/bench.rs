@@ -7,7 +7,6 @@ use anyhow::Result;
 use blocks::text::parse_hex;
 use blocks::Block;
 use clap::Subcommand;
-use state::DbLayout;
 
 use super::run::LayoutArg;
 use crate::bench::{self as measure, CommitBench};
@@ -83,11 +82,7 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
             runs,
         })?,
         BenchCommand::MakeStore { db, keys, changed, layout } => {
-            let layout = match layout {
-                LayoutArg::Trie => DbLayout::Trie,
-                LayoutArg::Metashrew => DbLayout::Metashrew { label: None },
-            };
-            measure::make_store(&db, keys, changed, &layout)?
+            measure::make_store(&db, keys, changed, &layout.with_label(None)?)?
         }
     };
     println!("{figures}");

@@ -10,6 +10,7 @@ use blocks::{Block, BlockArgs};
 use clap::Args;
 use schema::{runner_exit, ByteSize, EngineKind, Policy, RunOutcome};
 use state::files::write_atomically;
+use state::metashrew::Version;
 use state::DbLayout;
 
 use crate::engine::{check_engine_settings, LinearMemory, MemoryPolicy, Refusal};
@@ -65,12 +66,12 @@ pub struct RunArgs {
     /// policy's trap depth does not depend on it).
     #[arg(long, hide = true)]
     native_stack: Option<usize>,
-    /// The database layout: ours (`trie`: the pairs and a real state root) or metashrew's
-    /// (append-only histories, `smt:root`, tip and block hash keys), to compare a run with a
+    /// The database layout: ours (`trie`: the pairs and a real state root) or metashrew's, v9
+    /// or v10 (append-only histories, tip and block hash keys), to compare a run with a
     /// production node's database.
     #[arg(long, value_enum, default_value = "trie")]
     layout: LayoutArg,
-    /// Under `--layout metashrew`: write every key under `LABEL://`, as a node run with
+    /// Under a metashrew layout: write every key under `LABEL://`, as a node run with
     /// `--label LABEL` does.
     #[arg(long)]
     label: Option<String>,
@@ -111,13 +112,7 @@ fn request(args: RunArgs) -> Result<RunRequest> {
         Some(height) => vec![Block { height, payload: parse_hex(&args.payload).context("--payload")? }],
         None => args.source.read()?.context("no blocks: give --height, --blocks or --rpc")?.1,
     };
-    let db_layout = match args.layout {
-        LayoutArg::Trie => {
-            anyhow::ensure!(args.label.is_none(), "--label is for --layout metashrew");
-            DbLayout::Trie
-        }
-        LayoutArg::Metashrew => DbLayout::Metashrew { label: args.label },
-    };
+    let db_layout = args.layout.with_label(args.label)?;
     Ok(RunRequest {
         wasm: args.wasm,
         db: args.db,
@@ -139,6 +134,26 @@ pub(super) enum LayoutArg {
     /// Ours: the pairs and a real state root.
     #[value(alias = "memrepro")]
     Trie,
-    /// metashrew's: append-only histories, `smt:root`, tip and block hash keys.
+    /// metashrew's v9: append-only histories as text, `smt:root`, tip and block hash keys.
+    #[value(alias = "metashrew-v9")]
     Metashrew,
+    /// metashrew's v10, what production nodes run: histories in binary, a manifest of the keys
+    /// each block wrote, no root.
+    #[value(name = "metashrew-v10")]
+    MetashrewV10,
+}
+
+impl LayoutArg {
+    /// The layout, with the label a metashrew layout's keys go under.
+    pub(super) fn with_label(self, label: Option<String>) -> anyhow::Result<DbLayout> {
+        let version = match self {
+            LayoutArg::Trie => {
+                anyhow::ensure!(label.is_none(), "--label is for --layout metashrew or metashrew-v10");
+                return Ok(DbLayout::Trie);
+            }
+            LayoutArg::Metashrew => Version::V9,
+            LayoutArg::MetashrewV10 => Version::V10,
+        };
+        Ok(DbLayout::Metashrew { label, version })
+    }
 }

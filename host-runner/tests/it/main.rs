@@ -12,6 +12,7 @@ mod hostile;
 mod metashrew_db;
 mod metashrew_layout;
 mod policies;
+mod rocksdb8;
 mod stress_guest;
 mod support;
 mod transactions;

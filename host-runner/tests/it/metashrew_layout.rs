@@ -1,6 +1,7 @@
-//! `host-runner run --layout metashrew`: blocks committed as metashrew commits them, checked
-//! record by record, read back by `metashrew-state`, and compared by `metashrew-diff` with
-//! databases built by hand and with runs in this runner's own layout.
+//! `host-runner run --layout metashrew` (v9) and `--layout metashrew-v10`: blocks committed as
+//! metashrew commits them, checked record by record, read back by `metashrew-state`, and
+//! compared by `metashrew-diff` with databases built by hand, with each other and with runs in
+//! this runner's own layout.
 
 use std::path::{Path, PathBuf};
 
@@ -132,6 +133,49 @@ fn each_block_is_committed_record_for_record_as_metashrew_lays_it_out() -> TestR
     Ok(())
 }
 
+#[test]
+fn each_block_is_committed_record_for_record_as_metashrew_v10_lays_it_out() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let wasm = wat_guest(dir.path(), "echo", ECHO_GUEST);
+    let db = dir.path().join("db");
+    let result = run(&wasm, &blocks_file(dir.path()), &db, &["--layout", "metashrew-v10"]);
+    let entry = |height: u32, value: &str| format!("0x{}{}", hex::encode(height.to_le_bytes()), hex::encode(value));
+    // `[u32 LE count]`, then `[u32 LE length][key]` each, sorted and each once.
+    let manifest = |keys: &[&str]| {
+        let mut bytes = (keys.len() as u32).to_le_bytes().to_vec();
+        for key in keys {
+            bytes.extend((key.len() as u32).to_le_bytes());
+            bytes.extend(key.as_bytes());
+        }
+        format!("0x{}", hex::encode(bytes))
+    };
+    let expected: Vec<(String, String)> = [
+        // Block 7 wrote nothing: no manifest.
+        ("/__INTERNAL/keys-at-height/5", manifest(&["/k", "/seen"])),
+        ("/__INTERNAL/keys-at-height/9", manifest(&["/e", "/k", "/seen"])),
+        ("/__INTERNAL/tip-height", le(9)),
+        ("/e/0", entry(9, "")),
+        ("/e/length", le(1)),
+        ("/k/0", entry(5, "a")),
+        ("/k/1", entry(9, "b")),
+        ("/k/2", entry(9, "c")),
+        ("/k/length", le(3)),
+        ("/seen/0", entry(5, "")),
+        ("/seen/1", entry(9, "a")),
+        ("/seen/length", le(2)),
+        ("__INTERNAL/height", le(9)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(records(&db), expected);
+    assert_eq!(result["db_layout"], "metashrew-v10");
+    // v10 records no root.
+    assert_eq!(result["state_root"], "0".repeat(64));
+    assert_eq!(result["dump"], serde_json::json!(["\"/e\" = \"\"", "\"/k\" = \"c\"", "\"/seen\" = \"a\""]));
+    Ok(())
+}
+
 /// `metashrew-state` of `db` at `height` (and `args`).
 fn state_at(db: &Path, height: u32, args: &[&str]) -> String {
     let dump = db.with_extension(format!("{height}.txt"));
@@ -170,12 +214,16 @@ fn the_layouts_refuse_each_others_databases_and_state_reads_either() -> TestResu
     run(&wasm, &blocks, &metashrew, &["--layout", "metashrew"]);
     run(&wasm, &blocks, &ours, &[]);
     // `memrepro`: the name our layout had before, still accepted.
-    for (db, layout) in [(&metashrew, "trie"), (&metashrew, "memrepro"), (&ours, "metashrew")] {
+    for (db, layout) in [(&metashrew, "trie"), (&metashrew, "memrepro"), (&ours, "metashrew"), (&ours, "metashrew-v10")] {
         let output = runner().arg("run").arg("--wasm").arg(&wasm).arg("--db").arg(db).args(["--height", "10", "--layout", layout]).output()?;
         assert_eq!(output.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("column families") && stderr.contains("index into a new directory"), "{stderr}");
     }
+    // Nor one version of metashrew's into the other's.
+    let output = runner().arg("run").arg("--wasm").arg(&wasm).arg("--db").arg(&metashrew).args(["--height", "10", "--layout", "metashrew-v10"]).output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.code() == Some(2) && stderr.contains("holds metashrew layout, not metashrew-v10"), "{stderr}");
     // `state` tells the layout from the database.
     for db in [&metashrew, &ours] {
         let out = dir.path().join("state.json");
@@ -230,11 +278,11 @@ fn a_run_compares_equal_to_the_node_database_built_by_hand_and_a_change_is_found
 }
 
 #[test]
-fn the_chain_guest_over_mainnet_0_to_589_in_metashrews_layout_has_the_state_and_block_hashes_of_its_own_layout() -> TestResult {
+fn the_chain_guest_over_mainnet_0_to_589_in_metashrews_layouts_has_the_state_and_block_hashes_of_its_own_layout() -> TestResult {
     let dir = tempfile::tempdir()?;
     let chain = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/blocks/mainnet-0-589.blk");
     let chain = chain.to_str().unwrap();
-    let dumps: Vec<String> = ["metashrew", "trie"]
+    let dumps: Vec<String> = ["metashrew", "metashrew-v10", "trie"]
         .iter()
         .map(|layout| {
             let dump = dir.path().join(format!("{layout}.txt"));
@@ -244,7 +292,10 @@ fn the_chain_guest_over_mainnet_0_to_589_in_metashrews_layout_has_the_state_and_
         })
         .collect();
     assert!(dumps[0].lines().count() > 2000, "{} lines", dumps[0].lines().count());
-    assert!(dumps[0] == dumps[1], "the two layouts' states differ");
+    assert!(dumps[0] == dumps[1] && dumps[1] == dumps[2], "the layouts' states differ");
+    // A v9 node and a v10 node of the same chain: every key's history agrees.
+    let (code, same) = diff(&dir.path().join("metashrew"), &dir.path().join("metashrew-v10"));
+    assert_eq!((code, same["verdict"].as_str(), same["block_hashes_compared"].as_u64()), (0, Some("identical"), Some(590)), "{same}");
     // The sync layer's block hashes, in display order: genesis and block 589.
     let db = rocksdb::DB::open_for_read_only(&rocksdb::Options::default(), dir.path().join("metashrew"), false)?;
     let hash = |h: u32| db.get(format!("/__INTERNAL/height-to-hash/{h}")).unwrap().map(hex::encode);

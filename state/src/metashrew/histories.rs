@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 use rocksdb::{IteratorMode, DB};
 
-use super::keys::{canonical_u32, damaged, parse_entry, parse_length, stray, Entry, Internal};
+use super::keys::{canonical_u32, damaged, stray, Entry, Internal, Version};
 use super::reader::MetashrewDb;
 
-/// Each guest key (label removed) and its history, in the order of their `KEY/length` records.
+/// Each guest key (label removed) and its history, in the order of their `KEY/length` records,
+/// in either of metashrew's layouts.
 /// A key's entries `KEY/N` sort before its `KEY/length` (digits before `l`), so a history is
 /// whole when its length record is reached: only histories whose length record is still ahead
 /// are held (one, unless keys nest). Checked: a length in ASCII decimal, every entry present,
@@ -17,6 +18,7 @@ use super::reader::MetashrewDb;
 pub struct Histories<'a> {
     records: rocksdb::DBIteratorWithThreadMode<'a, DB>,
     prefix: &'a [u8],
+    version: Version,
     /// Entries read whose length record is still ahead: owner → N → (raw key, raw entry).
     pending: HashMap<Vec<u8>, BTreeMap<u32, (Box<[u8]>, Box<[u8]>)>>,
     done: bool,
@@ -37,7 +39,7 @@ impl<'a> Histories<'a> {
         options.fill_cache(false);
         options.set_readahead_size(2 << 20);
         let records = node.db.iterator_opt(IteratorMode::From(&node.prefix, rocksdb::Direction::Forward), options);
-        Histories { records, prefix: &node.prefix, pending: HashMap::new(), done: false }
+        Histories { records, prefix: &node.prefix, version: node.version, pending: HashMap::new(), done: false }
     }
 }
 
@@ -82,12 +84,12 @@ impl Histories<'_> {
     /// `owner`'s history, at its length record.
     fn finish(&mut self, owner: &[u8], length: &[u8]) -> Result<Vec<Entry>> {
         let damaged = |what: String| damaged(owner, what);
-        let length = parse_length(owner, length)?;
+        let length = self.version.parse_length(owner, length)?;
         let mut entries = self.pending.remove(owner).unwrap_or_default();
         let mut history: Vec<Entry> = Vec::with_capacity(entries.len());
         for n in 0..length {
             let (_, entry) = entries.remove(&n).ok_or_else(|| damaged(format!("entry {n} of {length} is missing")))?;
-            let (height, value) = parse_entry(&entry).map_err(|what| damaged(format!("entry {n}: {what}")))?;
+            let (height, value) = self.version.parse_entry(&entry).map_err(|what| damaged(format!("entry {n}: {what}")))?;
             if let Some((previous, _)) = history.last() {
                 if height < *previous {
                     return Err(damaged(format!("entry {n} is at height {height}, after entry {} at height {previous}", n - 1)));

@@ -1,4 +1,5 @@
-//! metashrew's database layout (v9: histories as text): its key spellings ([`keys`]), a node's
+//! metashrew's database layouts (v9: histories as text; v10: in binary, with a manifest of the
+//! keys each block wrote): their key spellings ([`keys`]), a node's
 //! database read without writing to it ([`MetashrewDb`], [`Histories`]), a run committed in it
 //! ([`MetashrewStore`]) and two nodes compared ([`compare`]). Reading holds one history at a
 //! time and sorts the state through a temporary RocksDB, so memory stays flat however many keys
@@ -9,10 +10,12 @@ mod histories;
 pub mod keys;
 mod reader;
 mod state_at;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 pub use compare::{compare, Comparison, KeyDivergence, SHOWN_KEYS};
 pub use histories::{value_as_of, Histories};
-pub use keys::{Entry, Internal};
+pub use keys::{Entry, Internal, Version};
 pub use reader::MetashrewDb;
-pub use writer::{last_pair_hash, MetashrewStore};
+pub use writer::{last_pair_hash, MetashrewStore, TABLE_FORMAT_VERSION};

@@ -8,13 +8,15 @@ use anyhow::{bail, Context, Result};
 use rocksdb::{IteratorMode, Options, DB};
 use schema::dump::quoted;
 
-use super::keys::{self, canonical_u32, damaged, parse_entry, parse_length};
+use super::keys::{self, canonical_u32, damaged, Internal, Version};
 
 /// A metashrew database, opened without writing to it.
 pub struct MetashrewDb {
     pub(super) db: DB,
     /// `LABEL://`, when the node ran with `--label`.
     pub(super) prefix: Vec<u8>,
+    /// How its histories are encoded.
+    pub(super) version: Version,
 }
 
 impl MetashrewDb {
@@ -29,13 +31,20 @@ impl MetashrewDb {
             Some(own) => DB::open_as_secondary(&options, dir, own).and_then(|db| db.try_catch_up_with_primary().map(|()| db)),
         }
         .with_context(|| format!("opening the metashrew database {}", dir.display()))?;
-        Ok(Self::with_db(db, label))
+        let prefix = label_prefix(label);
+        let version = detect_version(&db, &prefix).with_context(|| format!("reading {}", dir.display()))?;
+        Ok(Self { db, prefix, version })
     }
 
-    /// A database already open (e.g. one a run writes), its keys under `LABEL://` with a label.
-    pub fn with_db(db: DB, label: Option<&str>) -> Self {
-        let prefix = label.map(|label| format!("{label}://").into_bytes()).unwrap_or_default();
-        Self { db, prefix }
+    /// A database already open in `version`'s layout (e.g. one a run writes), its keys under
+    /// `LABEL://` with a label.
+    pub fn with_db(db: DB, label: Option<&str>, version: Version) -> Self {
+        Self { db, prefix: label_prefix(label), version }
+    }
+
+    /// Which of metashrew's layouts the database is in.
+    pub fn version(&self) -> Version {
+        self.version
     }
 
     /// `key` as stored: under the label's prefix.
@@ -47,7 +56,7 @@ impl MetashrewDb {
     pub(super) fn history_length(&self, key: &[u8]) -> Result<u32> {
         match self.get(&keys::length_key(&self.labelled(key)))? {
             None => Ok(0),
-            Some(length) => parse_length(key, &length),
+            Some(length) => self.version.parse_length(key, &length),
         }
     }
 
@@ -58,7 +67,7 @@ impl MetashrewDb {
         for n in (0..self.history_length(key)?).rev() {
             let entry = self.get(&keys::entry_key(&labelled, n))?;
             let entry = entry.ok_or_else(|| damaged(key, format!("entry {n} is missing")))?;
-            let (at, value) = parse_entry(&entry).map_err(|what| damaged(key, format!("entry {n}: {what}")))?;
+            let (at, value) = self.version.parse_entry(&entry).map_err(|what| damaged(key, format!("entry {n}: {what}")))?;
             if at <= height {
                 return Ok(Some(value));
             }
@@ -67,7 +76,7 @@ impl MetashrewDb {
     }
 
     /// The root metashrew recorded for `height` (`smt:root:{height}`), or 32 zero bytes where
-    /// there is none.
+    /// there is none (always in v10, which records no root).
     pub fn recorded_root(&self, height: u32) -> Result<[u8; 32]> {
         let stored = self.get(&self.labelled(&keys::root_key(height)))?;
         Ok(stored.and_then(|bytes| bytes.try_into().ok()).unwrap_or_default())
@@ -117,5 +126,47 @@ impl MetashrewDb {
                     }
                 })
         })
+    }
+}
+
+fn label_prefix(label: Option<&str>) -> Vec<u8> {
+    label.map(|label| format!("{label}://").into_bytes()).unwrap_or_default()
+}
+
+/// Which layout the database under `prefix` is in, told by its first history: v9's length is
+/// ASCII decimal and its entries `{height}:{hex}`, v10's a u32 LE and `[u32 LE height][value]`
+/// (a v10 entry cannot read as v9 below height 2^24: its fourth byte is zero). Without any
+/// history, a manifest says v10 and a root v9; a database with neither holds no state, and is
+/// read as v10.
+fn detect_version(db: &DB, prefix: &[u8]) -> Result<Version> {
+    let (mut manifest, mut root) = (false, false);
+    for record in db.iterator(IteratorMode::From(prefix, rocksdb::Direction::Forward)) {
+        let (raw, length) = record.context("iterating the database")?;
+        let Some(key) = raw.strip_prefix(prefix) else { break };
+        match Internal::of(key) {
+            Some(Internal::KeysAtHeight(_)) => manifest = true,
+            Some(Internal::Root(_)) => root = true,
+            Some(_) => {}
+            None => {
+                if let Some(owner) = key.strip_suffix(keys::LENGTH_SUFFIX) {
+                    return version_of_history(db, &raw[..prefix.len() + owner.len()], owner, &length);
+                }
+            }
+        }
+    }
+    Ok(if root && !manifest { Version::V9 } else { Version::V10 })
+}
+
+/// The layout whose encoding `owner`'s length record and first entry (under `stored`) both
+/// read in.
+fn version_of_history(db: &DB, stored: &[u8], owner: &[u8], length: &[u8]) -> Result<Version> {
+    let first = db.get(keys::entry_key(stored, 0)).context("reading a history entry")?;
+    let fits = |version: Version| {
+        version.parse_length(owner, length).is_ok() && first.as_deref().is_some_and(|entry| version.parse_entry(entry).is_ok())
+    };
+    match (fits(Version::V9), fits(Version::V10)) {
+        (true, _) => Ok(Version::V9),
+        (false, true) => Ok(Version::V10),
+        (false, false) => Err(damaged(owner, "neither metashrew's v9 nor its v10 layout reads its length and first entry".into())),
     }
 }

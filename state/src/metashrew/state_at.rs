@@ -15,6 +15,7 @@ impl MetashrewDb {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.set_write_buffer_size(16 << 20);
+        options.set_compression_type(rocksdb::DBCompressionType::None);
         let sorter = DB::open(&options, scratch.join("sorted")).context("opening the scratch database")?;
         let mut write = rocksdb::WriteOptions::default();
         write.disable_wal(true);

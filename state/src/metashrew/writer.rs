@@ -1,14 +1,15 @@
-//! Indexing into metashrew's own database layout (`host-runner run --layout metashrew`), so that
-//! a run of ours can be compared key for key with a production node's database
-//! (`metashrew-diff`, `cargo xtask diff --db`). Each block is committed as metashrew commits it,
-//! in one `WriteBatch`:
+//! Indexing into metashrew's own database layouts (`host-runner run --layout metashrew` for v9,
+//! `--layout metashrew-v10`), so that a run of ours can be compared key for key with a production
+//! node's database (`metashrew-diff`, `cargo xtask diff --db`). Each block is committed as
+//! metashrew commits it, in one `WriteBatch`:
 //!
-//! - every flushed pair appends `KEY/N = "{height}:{lowercase hex}"` to KEY's history and sets
-//!   `KEY/length`: one entry per occurrence, in flush order (a key flushed twice in a block gets
-//!   two entries at that height; the later one is its value);
-//! - `smt:root:{height}` = [`last_pair_hash`] of the block's last pair (what metashrew calls its
-//!   state root, though it commits to that pair alone), or the root of the block committed before it (32 zero bytes before any) when it
-//!   flushed nothing;
+//! - every flushed pair appends an entry `KEY/N` (its height and value, in the version's
+//!   encoding) to KEY's history and sets `KEY/length`: one entry per occurrence, in flush order (a
+//!   key flushed twice in a block gets two entries at that height; the later one is its value);
+//! - v9: `smt:root:{height}` = [`last_pair_hash`] of the block's last pair (what metashrew calls
+//!   its state root, though it commits to that pair alone), or the root of the block committed
+//!   before it (32 zero bytes before any) when it flushed nothing;
+//! - v10: `/__INTERNAL/keys-at-height/{height}` = the keys the block wrote, when it wrote any;
 //! - `/__INTERNAL/tip-height` = the height (u32 LE). With a label, all of the above are under
 //!   `LABEL://` (the root is still computed over the key as the guest flushed it);
 //! - what metashrew's sync layer adds, never labelled: `__INTERNAL/height` = the height (u32 LE)
@@ -26,9 +27,9 @@ use bytes::Bytes;
 use rocksdb::{Options, WriteBatch, DB};
 use sha2::{Digest, Sha256};
 
-use super::keys;
+use super::keys::{self, Version};
 use super::reader::MetashrewDb;
-use crate::layout::{column_families, DbLayout};
+use crate::rocks::{column_families, holds_a_metashrew_layout};
 use crate::trie::Hash;
 
 /// A metashrew-layout database open for indexing: [`MetashrewDb`]'s reads, and commits.
@@ -37,21 +38,14 @@ pub struct MetashrewStore {
 }
 
 impl MetashrewStore {
-    /// Opens (creating if needed) a metashrew-layout database in `dir`. A database of this
-    /// runner's own layout is refused: its column families say so.
-    pub fn open(dir: &Path, label: Option<&str>) -> Result<Self> {
-        if dir.join("CURRENT").exists() && DbLayout::of_existing(dir, None)? == DbLayout::Trie {
-            let families = column_families(dir)?;
-            anyhow::bail!(
-                "{} has column families {families:?}: it is not a metashrew-layout database (one written without --layout metashrew?); index into a new directory",
-                dir.display()
-            );
+    /// Opens (creating if needed) a database of metashrew's `version` layout in `dir`. A
+    /// database of our own layout, or of the other version, is refused.
+    pub fn open(dir: &Path, label: Option<&str>, version: Version) -> Result<Self> {
+        if dir.join("CURRENT").exists() {
+            refuse_another_layout(dir, label, version)?;
         }
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.set_max_open_files(256);
-        let db = DB::open(&options, dir).with_context(|| format!("opening the metashrew-layout database {}", dir.display()))?;
-        Ok(Self { node: MetashrewDb::with_db(db, label) })
+        let db = DB::open(&options(), dir).with_context(|| format!("opening the metashrew-layout database {}", dir.display()))?;
+        Ok(Self { node: MetashrewDb::with_db(db, label, version) })
     }
 
     /// Opens the metashrew-layout database in `dir` without writing to it.
@@ -78,15 +72,26 @@ impl MetashrewStore {
     }
 
     /// Commits block `height` (its payload for the block hash, its pairs in flush order) in one
-    /// batch and returns its `smt:root`.
+    /// batch and returns its `smt:root` (v9; 32 zero bytes in v10, which records none).
     pub fn commit_block(&self, height: u32, payload: &[u8], pairs: &[(Bytes, Bytes)]) -> Result<Hash> {
         let mut batch = WriteBatch::default();
         self.append_histories(&mut batch, height, pairs)?;
-        let root = match pairs.last() {
-            Some((key, value)) => last_pair_hash(key, value),
-            None => self.state_root()?,
+        let root = match self.node.version() {
+            Version::V9 => {
+                let root = match pairs.last() {
+                    Some((key, value)) => last_pair_hash(key, value),
+                    None => self.state_root()?,
+                };
+                batch.put(self.node.labelled(&keys::root_key(height)), root);
+                root
+            }
+            Version::V10 => {
+                if !pairs.is_empty() {
+                    batch.put(self.node.labelled(&keys::manifest_key(height)), keys::encode_manifest(pairs.iter().map(|(key, _)| key.as_ref())));
+                }
+                [0; 32]
+            }
         };
-        batch.put(self.node.labelled(&keys::root_key(height)), root);
         batch.put(self.node.labelled(keys::TIP_HEIGHT.as_bytes()), height.to_le_bytes());
         batch.put(keys::SYNC_HEIGHT, height.to_le_bytes());
         if let Some(hash) = block_hash(payload) {
@@ -104,11 +109,11 @@ impl MetashrewStore {
                 Some(&n) => n,
                 None => self.node.history_length(key)?,
             };
-            batch.put(keys::entry_key(&self.node.labelled(key), n), keys::encode_entry(height, value));
+            batch.put(keys::entry_key(&self.node.labelled(key), n), self.node.version().encode_entry(height, value));
             lengths.insert(key, n + 1);
         }
         for (key, length) in &lengths {
-            batch.put(keys::length_key(&self.node.labelled(key)), keys::encode_length(*length));
+            batch.put(keys::length_key(&self.node.labelled(key)), self.node.version().encode_length(*length));
         }
         Ok(())
     }
@@ -139,4 +144,42 @@ fn block_hash(payload: &[u8]) -> Option<[u8; 32]> {
     let mut hash = ::blocks::bitcoin::decode_block(payload).ok()?.hash;
     hash.reverse();
     Some(hash)
+}
+
+/// The options a metashrew layout is written with: tables a node's RocksDB reads. Format
+/// version 5 is read by every RocksDB from 6.6 on, so by the 8.x that metashrew's rocksdb crate
+/// 0.21 links (the default of ours, 7, is refused there); no compression, which every build reads.
+fn options() -> Options {
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_format_version(TABLE_FORMAT_VERSION);
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.set_max_open_files(256);
+    options.set_compression_type(rocksdb::DBCompressionType::None);
+    options.set_block_based_table_factory(&table);
+    options
+}
+
+/// The block-based table format our metashrew-layout tables are written in.
+pub const TABLE_FORMAT_VERSION: i32 = 5;
+
+/// Refuses to write `version`'s layout into the database in `dir` when it holds ours, or the
+/// other version of metashrew's.
+fn refuse_another_layout(dir: &Path, label: Option<&str>, version: Version) -> Result<()> {
+    if !holds_a_metashrew_layout(dir)? {
+        let families = column_families(dir)?;
+        anyhow::bail!(
+            "{} has column families {families:?}: it is not a metashrew-layout database (one written without --layout metashrew?); index into a new directory",
+            dir.display()
+        );
+    }
+    let found = MetashrewDb::open(dir, label, None)?.version();
+    anyhow::ensure!(
+        found == version,
+        "{} holds {} layout, not {}: index into a new directory",
+        dir.display(),
+        found.layout_name(),
+        version.layout_name()
+    );
+    Ok(())
 }

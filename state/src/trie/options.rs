@@ -59,6 +59,8 @@ pub(super) fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
         table.set_bloom_filter(10.0, false);
     }
     let mut options = Options::default();
+    // Uncompressed, as before the codecs were built in (RocksDB would default to Snappy).
+    options.set_compression_type(rocksdb::DBCompressionType::None);
     options.set_write_buffer_size(memory::WRITE_BUFFER);
     options.set_max_write_buffer_number(2);
     options.set_block_based_table_factory(&table);
