@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::bitcoin::{decode_block, display};
+use crate::bitcoin::{decode_block, display, BlockHash};
 use crate::block::{Block, HeightRange};
 
 /// The height a `HEIGHT.bin` file name gives.
@@ -40,8 +40,14 @@ fn list(dir: &Path) -> Result<BTreeMap<u32, PathBuf>> {
 }
 
 pub fn read(dir: &Path, range: HeightRange) -> Result<Vec<Block>> {
+    let mut links = Links::default();
+    locate(dir, range)?.into_iter().map(|(height, path)| Ok(read_one(height, &path, &mut links)?.0)).collect()
+}
+
+/// The `HEIGHT.bin` files of `range`, by height; a range asks for every height in it.
+pub fn locate(dir: &Path, range: HeightRange) -> Result<Vec<(u32, PathBuf)>> {
     let files = list(dir)?;
-    let wanted: Vec<(u32, &PathBuf)> = files.iter().filter(|(h, _)| range.contains(**h)).map(|(h, p)| (*h, p)).collect();
+    let wanted: Vec<(u32, PathBuf)> = files.iter().filter(|(h, _)| range.contains(**h)).map(|(h, p)| (*h, p.clone())).collect();
     if wanted.is_empty() {
         bail!("{}: no block in {range} (heights {}..={})", dir.display(), files.keys().next().unwrap(), files.keys().last().unwrap());
     }
@@ -52,23 +58,27 @@ pub fn read(dir: &Path, range: HeightRange) -> Result<Vec<Block>> {
             bail!("gap in the chain: {range} asks for height {missing} but {} has no {missing}.bin", dir.display());
         }
     }
-    let mut blocks: Vec<Block> = Vec::with_capacity(wanted.len());
-    let mut previous_hash: Option<(u32, crate::bitcoin::BlockHash)> = None;
-    for (height, path) in wanted {
-        let payload = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let header = decode_block(&payload).with_context(|| format!("block {height} ({})", path.display()))?;
-        if let Some((prev_height, prev_hash)) = previous_hash {
-            if prev_height.checked_add(1) == Some(height) && header.prev != prev_hash {
-                bail!(
-                    "block {height} ({}) does not follow block {prev_height}: its parent is {}, block {prev_height} is {}",
-                    path.display(),
-                    display(&header.prev),
-                    display(&prev_hash)
-                );
-            }
+    Ok(wanted)
+}
+
+/// The last block read, to check that the next height is its child.
+#[derive(Default)]
+pub struct Links(Option<(u32, BlockHash)>);
+
+/// Block `height` from `path`, decoded and checked against the block read before it.
+pub fn read_one(height: u32, path: &Path, links: &mut Links) -> Result<(Block, BlockHash)> {
+    let payload = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let header = decode_block(&payload).with_context(|| format!("block {height} ({})", path.display()))?;
+    if let Some((prev_height, prev_hash)) = links.0 {
+        if prev_height.checked_add(1) == Some(height) && header.prev != prev_hash {
+            bail!(
+                "block {height} ({}) does not follow block {prev_height}: its parent is {}, block {prev_height} is {}",
+                path.display(),
+                display(&header.prev),
+                display(&prev_hash)
+            );
         }
-        previous_hash = Some((height, header.hash));
-        blocks.push(Block { height, payload });
     }
-    Ok(blocks)
+    links.0 = Some((height, header.hash));
+    Ok((Block { height, payload }, header.hash))
 }

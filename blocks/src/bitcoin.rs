@@ -35,6 +35,46 @@ pub fn decode_block(bytes: &[u8]) -> Result<Header> {
     header(bytes)
 }
 
+/// What Bitcoin Core's `getblock HASH 1` says of a block that its bytes alone tell.
+#[derive(Debug)]
+pub struct Summary {
+    pub hash: BlockHash,
+    pub prev: BlockHash,
+    pub version: u32,
+    pub merkle_root: BlockHash,
+    pub time: u32,
+    pub bits: u32,
+    pub nonce: u32,
+    /// Its transactions' ids, in internal byte order.
+    pub txids: Vec<[u8; 32]>,
+}
+
+impl Summary {
+    /// The proof-of-work difficulty its `bits` state (difficulty 1 at `0x1d00ffff`).
+    pub fn difficulty(&self) -> f64 {
+        let target = |bits: u32| f64::from(bits & 0x00ff_ffff) * 256f64.powi((bits >> 24) as i32 - 3);
+        target(0x1d00_ffff) / target(self.bits)
+    }
+}
+
+/// [`decode_block`], with the header's fields and the transactions' ids.
+pub fn summarize(bytes: &[u8]) -> Result<Summary> {
+    let header = decode_block(bytes)?;
+    let mut txids = Txids(Vec::new());
+    bsl::Block::visit(bytes, &mut txids).map_err(|e| anyhow::anyhow!("not a Bitcoin block: {}", describe(e)))?;
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    Ok(Summary {
+        hash: header.hash,
+        prev: header.prev,
+        version: u32_at(0),
+        merkle_root: bytes[36..68].try_into().expect("32 bytes"),
+        time: u32_at(68),
+        bits: u32_at(72),
+        nonce: u32_at(76),
+        txids: txids.0,
+    })
+}
+
 struct Txids(Vec<[u8; 32]>);
 
 impl Visitor for Txids {
@@ -103,6 +143,15 @@ mod tests {
         block[last] ^= 1;
         let err = decode_block(&block).unwrap_err().to_string();
         assert_eq!(err, "damaged block: its transactions do not match its header's merkle root");
+    }
+
+    #[test]
+    fn genesis_summarizes_as_bitcoin_core_describes_it() {
+        let summary = summarize(&hex::decode(GENESIS).unwrap()).unwrap();
+        assert_eq!((summary.version, summary.time, summary.bits, summary.nonce), (1, 1231006505, 0x1d00ffff, 2083236893));
+        assert_eq!(display(&summary.merkle_root), "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b");
+        assert_eq!(summary.txids.iter().map(display).collect::<Vec<_>>(), ["4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"]);
+        assert_eq!(summary.difficulty(), 1.0);
     }
 
     #[test]

@@ -187,8 +187,25 @@ pub enum Start {
     Hash { hash: BlockHash, height: u32 },
 }
 
+/// Where a block of the chain is stored, and its hash.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub height: u32,
+    pub hash: BlockHash,
+    file: usize,
+    offset: u64,
+    size: u32,
+}
+
 /// The blocks of `range` in chain order, each decoded.
 pub fn read(files: &BlockFiles, start: Start, range: HeightRange) -> Result<Vec<Block>> {
+    let mut reader = Reader::new(files);
+    locate(files, start, range)?.iter().map(|located| reader.read(located)).collect()
+}
+
+/// Where the blocks of `range` are, in chain order: the files' headers scanned and the chain
+/// followed and checked, no block read.
+pub fn locate(files: &BlockFiles, start: Start, range: HeightRange) -> Result<Vec<Located>> {
     let mut network = None;
     let mut records = Vec::new();
     for (index, path) in files.files.iter().enumerate() {
@@ -206,21 +223,37 @@ pub fn read(files: &BlockFiles, start: Start, range: HeightRange) -> Result<Vec<
     if range.to.is_none() && chain.unconnected > 0 {
         bail!("gap in the chain: {}; give --to {tip} to index up to it", chain.describe_end(&records)?);
     }
-    // One file open at a time: a range may span thousands of files.
-    let mut open: Option<(usize, File)> = None;
-    let mut blocks = Vec::new();
-    for height in from..=to {
+    let located = (from..=to).map(|height| {
         let record = &records[chain.records[(height - chain.start_height) as usize]];
-        let path = &files.files[record.file];
-        if open.as_ref().is_none_or(|(index, _)| *index != record.file) {
-            open = Some((record.file, File::open(path).with_context(|| format!("opening {}", path.display()))?));
-        }
-        let file = &mut open.as_mut().expect("opened above").1;
-        let payload = read_at(file, &files.xor_key, record.offset, record.size as usize).with_context(|| format!("reading {}", path.display()))?;
-        decode_block(&payload).with_context(|| format!("block {height} ({}) in {} at byte {}", display(&record.hash), path.display(), record.offset - 8))?;
-        blocks.push(Block { height, payload });
+        Located { height, hash: record.hash, file: record.file, offset: record.offset, size: record.size }
+    });
+    Ok(located.collect())
+}
+
+/// Reads located blocks, one file open at a time (a range may span thousands of files), each
+/// block decoded and checked as it is read.
+pub struct Reader<'a> {
+    files: &'a BlockFiles,
+    open: Option<(usize, File)>,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(files: &'a BlockFiles) -> Self {
+        Self { files, open: None }
     }
-    Ok(blocks)
+
+    pub fn read(&mut self, located: &Located) -> Result<Block> {
+        let path = &self.files.files[located.file];
+        if self.open.as_ref().is_none_or(|(index, _)| *index != located.file) {
+            self.open = Some((located.file, File::open(path).with_context(|| format!("opening {}", path.display()))?));
+        }
+        let file = &mut self.open.as_mut().expect("opened above").1;
+        let payload = read_at(file, &self.files.xor_key, located.offset, located.size as usize).with_context(|| format!("reading {}", path.display()))?;
+        let place = || format!("block {} ({}) in {} at byte {}", located.height, display(&located.hash), path.display(), located.offset - 8);
+        let header = decode_block(&payload).with_context(place)?;
+        anyhow::ensure!(header.hash == located.hash, "{}: it changed since the files were scanned", place());
+        Ok(Block { height: located.height, payload })
+    }
 }
 
 struct Chain {

@@ -259,7 +259,7 @@ fn text_files_stay_as_they_were_and_binary_junk_is_not_taken_for_text() {
 }
 
 fn stand_in(behaviour: Behaviour) -> StandIn {
-    StandIn::start(all_of(&Source::detect(&chain_file()).unwrap()), behaviour, 0).unwrap()
+    StandIn::on_loopback(Source::detect(&chain_file()).unwrap().index(HeightRange::default(), Start::Genesis).unwrap(), behaviour).unwrap()
 }
 
 fn rpc_args(url: &str, from: u32, to: u32) -> BlockArgs {
@@ -313,4 +313,64 @@ fn rpc_names_an_unreachable_syncing_or_short_node() {
     let err = error(BlockArgs { rpc: Some(node.url.clone()), ..Default::default() }.read());
     assert_eq!(err, "--rpc needs --from and --to: which heights to fetch");
     assert_eq!(error(rpc_args(&node.url, 3, 1).read()), "--from 3 is above --to 1");
+}
+
+/// Every source's index reads each block when asked, the same bytes `read` gives, and knows
+/// each block's height by its hash.
+#[test]
+fn an_index_reads_each_block_when_asked_and_finds_it_by_hash() {
+    let chain = all_of(&Source::detect(&chain_file()).unwrap());
+    let dir = bin_dir(&[("100.bin", &chain[100].payload), ("101.bin", &chain[101].payload), ("102.bin", &chain[102].payload)]);
+    let text = tempfile::NamedTempFile::new().unwrap();
+    blocks::text::write(&chain[..20], &mut std::fs::File::create(text.path()).unwrap()).unwrap();
+    let node = stand_in(Behaviour::default());
+    let sources = [
+        (Source::detect(&chain_file()).unwrap(), HeightRange::default(), 0..=589),
+        (Source::detect(dir.path()).unwrap(), HeightRange::default(), 100..=102),
+        (Source::detect(text.path()).unwrap(), HeightRange::default(), 0..=19),
+        (rpc_args(&node.url, 160, 175).source().unwrap().unwrap(), HeightRange { from: Some(160), to: Some(175) }, 160..=175),
+    ];
+    for (source, range, heights) in sources {
+        let index = source.index(range, Start::Genesis).unwrap();
+        assert_eq!((index.first(), index.tip()), heights.clone().into_inner(), "{}", source.describe());
+        for height in [*heights.start(), *heights.end(), (heights.start() + heights.end()) / 2] {
+            assert_eq!(index.read(height).unwrap(), chain[height as usize], "{} {height}", source.describe());
+            assert_eq!(index.height_of(&index.hash(height).unwrap()), Some(height));
+        }
+        index.check().unwrap();
+        assert!(error(index.read(heights.end() + 1)).starts_with(&format!("no block at height {}", heights.end() + 1)));
+    }
+    let stress = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(stress.path(), "1 3200000014000000\n").unwrap();
+    let err = error(Source::detect(stress.path()).unwrap().index(HeightRange::default(), Start::Genesis));
+    assert!(err.starts_with("block 1: not a Bitcoin block"), "{err}");
+}
+
+/// What a node asks of Bitcoin Core, answered from block files: counts, hashes, a block as hex
+/// and described, and the errors for what is not there.
+#[test]
+fn the_server_answers_the_calls_a_node_makes_as_bitcoin_core_does() {
+    let node = stand_in(Behaviour { credentials: Some("u:p".into()), ..Default::default() });
+    let client = blocks::rpc::Client::new(&node.url, &blocks::rpc::Auth::UserPassword("u".into(), "p".into()), std::time::Duration::from_secs(5)).unwrap();
+    let call = |method: &str, params: serde_json::Value| client.call(method, params);
+    assert_eq!(call("getblockcount", serde_json::json!([])).unwrap(), 589);
+    assert_eq!(call("getbestblockhash", serde_json::json!([])).unwrap(), H589);
+    assert_eq!(call("getblockhash", serde_json::json!([170])).unwrap(), H170);
+    let hex_block = call("getblock", serde_json::json!([H170, 0])).unwrap();
+    assert_eq!(hash(&Block { height: 170, payload: hex::decode(hex_block.as_str().unwrap()).unwrap() }), H170);
+    // The first transfer of bitcoin: two transactions, its neighbours linked.
+    let described = call("getblock", serde_json::json!([H170])).unwrap();
+    assert_eq!((described["height"].as_u64(), described["nTx"].as_u64(), described["confirmations"].as_u64()), (Some(170), Some(2), Some(420)));
+    assert_eq!(described["tx"][1], "f4184fc596403b9d638783cf57adfe4c75c605f6356fbc91338530e9831e9e16");
+    assert_eq!((described["bits"].as_str(), described["difficulty"].as_f64()), (Some("1d00ffff"), Some(1.0)));
+    assert!(described["previousblockhash"].is_string() && described["nextblockhash"].is_string());
+    let genesis = call("getblock", serde_json::json!([GENESIS, 1])).unwrap();
+    assert!(genesis.get("previousblockhash").is_none(), "{genesis}");
+    let header = call("getblockheader", serde_json::json!([H589])).unwrap();
+    assert!(header.get("tx").is_none() && header.get("nextblockhash").is_none() && header["height"] == 589, "{header}");
+    assert_eq!(call("getblockchaininfo", serde_json::json!([])).unwrap()["blocks"], 589);
+    assert!(call("getnetworkinfo", serde_json::json!([])).unwrap()["subversion"].as_str().unwrap().starts_with("/memrepro-blocks:"));
+    assert!(error(call("getblockhash", serde_json::json!([590]))).ends_with("RPC error -8: Block height out of range"));
+    assert!(error(call("getblock", serde_json::json!(["00".repeat(32), 0]))).ends_with("RPC error -5: Block not found"));
+    assert!(error(call("sendrawtransaction", serde_json::json!(["00"]))).ends_with("Method not found: sendrawtransaction"));
 }

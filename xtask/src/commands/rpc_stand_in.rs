@@ -8,9 +8,9 @@ use crate::flags;
 
 pub fn run(flags: flags::RpcStandIn) -> Result<Exit> {
     let source = blocks::Source::detect(&flags.blocks)?;
-    let served = source.read(Default::default(), blocks::blk::Start::Genesis)?;
+    let index = source.index(Default::default(), blocks::blk::Start::Genesis)?;
     let behaviour = blocks::stand_in::Behaviour { credentials: flags.credentials, ..Default::default() };
-    let node = blocks::stand_in::StandIn::start(served, behaviour, flags.port)?;
+    let node = blocks::stand_in::StandIn::start(index, behaviour, std::net::SocketAddr::from(([127, 0, 0, 1], flags.port)))?;
     println!("serving {} as Bitcoin Core JSON-RPC at {} (a stand-in, not Bitcoin Core)", source.describe(), node.url);
     node.wait();
     Ok(Exit::Success)

@@ -39,8 +39,8 @@ fn the_chain_guest_over_the_real_chain_is_identical_under_the_default_profiles()
 
 #[test]
 fn blocks_over_rpc_give_the_same_state_as_the_block_file() {
-    let served = blocks::Source::detect(&testdata("mainnet-0-589.blk")).unwrap().read(Default::default(), blocks::blk::Start::Genesis).unwrap();
-    let node = StandIn::start(served, Behaviour { credentials: Some("user:pw".into()), busy_first: 1, ..Default::default() }, 0).unwrap();
+    let served = blocks::Source::detect(&testdata("mainnet-0-589.blk")).unwrap().index(Default::default(), blocks::blk::Start::Genesis).unwrap();
+    let node = StandIn::on_loopback(served, Behaviour { credentials: Some("user:pw".into()), busy_first: 1, ..Default::default() }).unwrap();
     let (over_rpc, from_file) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let rpc = ["repro", "--guest", "chain", "--rpc", &node.url, "--rpc-user", "user", "--rpc-password", "pw", "--from", "0", "--to", "200", "--limit", "256m", "--limit", "512m"];
     let output = xtask(&rpc, over_rpc.path());
