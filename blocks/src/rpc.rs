@@ -60,6 +60,12 @@ enum Failure {
     Fatal(anyhow::Error),
 }
 
+// No proxy: the node is usually on loopback, and the credentials must not leave the host.
+fn agent(timeout: Duration) -> ureq::Agent {
+    let config = ureq::Agent::config_builder().http_status_as_error(false).proxy(None).timeout_global(Some(timeout)).build();
+    ureq::Agent::new_with_config(config)
+}
+
 impl Client {
     pub fn new(url: &str, auth: &Auth, patience: Duration) -> Result<Self> {
         let credentials = match auth {
@@ -72,18 +78,22 @@ impl Client {
                     .to_string(),
             ),
         };
-        // No proxy: the node is usually on loopback, and the credentials must not leave the host.
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build();
         Ok(Self {
-            agent: ureq::Agent::new_with_config(config),
+            agent: agent(Duration::from_secs(60)),
             url: url.to_string(),
             authorization: credentials.map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c))),
             patience,
         })
+    }
+
+    /// The same client, giving up on a call after `timeout` (60 s by default).
+    pub fn answering_within(self, timeout: Duration) -> Self {
+        Self { agent: agent(timeout), ..self }
+    }
+
+    /// The node's URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// One call, retried with backoff while the failure is transient, for up to the client's

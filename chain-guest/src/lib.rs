@@ -17,6 +17,11 @@
 //! | `/balance/` SHA-256(script_pubkey) | u64: credited by each output, debited when it is spent |
 //! | `/unknown-prevouts/` height u32 | u32: the block's inputs whose output is not in the state |
 //!
+//! Views (`() -> i32`, input after the height): `blockhash` (a height u32) and `header` (a height
+//! u32) give what block indexed there; `balance` (SHA-256 of a script_pubkey) its balance;
+//! `output` (an outpoint) the output; `tx` (a txid) where it is. Each reads the state as of the
+//! view's height and gives an empty buffer where there is nothing.
+//!
 //! An input finds its output through the store's `get`: the state before this block, or this
 //! block's pending writes for an output created earlier in the same block. An input whose output
 //! is unknown (a block indexed without its history) is counted and skipped. Memory and key counts
@@ -46,6 +51,37 @@ pub extern "C" fn _start() {
         .select(&height.to_le_bytes())
         .set(indexer.unknown_prevouts.to_le_bytes().to_vec());
     abi::flush();
+}
+
+/// The value under `prefix ++ the view's input`, as of the view's height.
+fn view(prefix: &str) -> i32 {
+    let input = abi::input();
+    abi::export_bytes(&KeyPointer::keyword(prefix).select(&input[4..]).get())
+}
+
+#[no_mangle]
+pub extern "C" fn blockhash() -> i32 {
+    view("/blockhash/")
+}
+
+#[no_mangle]
+pub extern "C" fn header() -> i32 {
+    view("/header/")
+}
+
+#[no_mangle]
+pub extern "C" fn balance() -> i32 {
+    view("/balance/")
+}
+
+#[no_mangle]
+pub extern "C" fn output() -> i32 {
+    view("/output/")
+}
+
+#[no_mangle]
+pub extern "C" fn tx() -> i32 {
+    view("/tx/")
 }
 
 /// Parses the whole block, indexing each transaction as soon as it has been read.
@@ -155,19 +191,19 @@ fn balance_key(script: &[u8]) -> KeyPointer {
 }
 
 /// The stored balance; a script never paid has none.
-fn balance(key: &KeyPointer) -> u64 {
+fn stored_balance(key: &KeyPointer) -> u64 {
     let stored = key.get();
     stored.as_slice().try_into().map(u64::from_le_bytes).unwrap_or(0)
 }
 
 fn credit(script: &[u8], value: u64) {
     let key = balance_key(script);
-    let total = balance(&key).checked_add(value).expect("a balance above u64::MAX");
+    let total = stored_balance(&key).checked_add(value).expect("a balance above u64::MAX");
     key.set(total.to_le_bytes().to_vec());
 }
 
 fn debit(script: &[u8], value: u64) {
     let key = balance_key(script);
-    let left = balance(&key).checked_sub(value).expect("a balance below zero: the state is inconsistent");
+    let left = stored_balance(&key).checked_sub(value).expect("a balance below zero: the state is inconsistent");
     key.set(left.to_le_bytes().to_vec());
 }

@@ -6,6 +6,7 @@
 //! - [`process`]: this process's limits and what it has used, read from the kernel;
 //! - [`engine`]: wasmtime, the ABI imports, the memory policies;
 //! - [`run`]: blocks indexed and committed, the result, the supervising watcher;
+//! - [`node`]: a metashrew-compatible node (rockshrew-mono's command line) on the engine and the run;
 //! - [`bench`], [`fuzzing`]: measurements and fuzz entry points over the engine and the run;
 //! - [`cli`]: the command line, one module per subcommand.
 
@@ -13,6 +14,7 @@ pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod fuzzing;
+pub mod node;
 pub mod process;
 pub mod run;
 

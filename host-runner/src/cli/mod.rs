@@ -6,8 +6,11 @@
 //! written).
 
 mod bench;
+mod engine_args;
 mod metashrew;
+pub mod node;
 mod run;
+mod serve_blocks;
 mod state;
 mod view;
 mod watch;
@@ -47,6 +50,12 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Call a view function (`() -> i32`) against the committed state and print what it returns.
     View(view::ViewArgs),
+    /// A metashrew-compatible indexer node (rockshrew-mono's command line): pulls blocks from
+    /// Bitcoin Core's JSON-RPC, commits each in metashrew's layout, serves `metashrew_view` and
+    /// `metashrew_height` over JSON-RPC.
+    Node(node::NodeArgs),
+    /// Serve a block source over JSON-RPC as Bitcoin Core does, for a node to index.
+    ServeBlocks(serve_blocks::ServeBlocksArgs),
 }
 
 /// Runs the command line of this process; the exit code says how it went.
@@ -72,5 +81,7 @@ fn execute(command: Command) -> Result<ExitCode> {
         Command::State(args) => state::state(args),
         Command::Bench(command) => bench::bench(command),
         Command::View(args) => view::view(args),
+        Command::Node(args) => node::node(args),
+        Command::ServeBlocks(args) => serve_blocks::serve_blocks(args),
     }
 }

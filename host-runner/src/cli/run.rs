@@ -2,18 +2,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use blocks::text::parse_hex;
 use blocks::{Block, BlockArgs};
 use clap::Args;
-use schema::{runner_exit, ByteSize, EngineKind, Policy, RunOutcome};
+use schema::{runner_exit, ByteSize, RunOutcome};
 use state::files::write_atomically;
 use state::metashrew::Version;
 use state::DbLayout;
 
-use crate::engine::{check_engine_settings, LinearMemory, MemoryPolicy, Refusal};
+use super::engine_args::EngineArgs;
+use crate::engine::Refusal;
 use crate::run::result::summary_line;
 use crate::run::{run as run_blocks, RunRequest};
 
@@ -39,29 +39,11 @@ pub struct RunArgs {
     /// Stream the storage dump to this file instead of into the result JSON (big states).
     #[arg(long)]
     dump: Option<PathBuf>,
-    /// What the host does when the guest grows its memory.
-    #[arg(long, value_enum, default_value = "unbounded")]
-    policy: Policy,
-    /// The wasmtime configuration and host semantics: ours (memrepro), or metashrew's own
-    /// (`Config::default()`; `abort` does not trap; unbounded policy only).
-    #[arg(long, value_enum, default_value = "memrepro")]
-    engine: EngineKind,
-    /// The deterministic policy's fixed budget, e.g. 192MiB.
-    #[arg(long)]
-    memory_budget: Option<ByteSize>,
-    /// The deterministic policy's fuel per block (about one unit per wasm instruction);
-    /// running out traps the block the same way on every host.
-    #[arg(long)]
-    fuel: Option<u64>,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Limit the runner's own address space (RLIMIT_AS), e.g. 3g.
     #[arg(long)]
     address_space_limit: Option<ByteSize>,
-    /// Reserve no address space ahead for linear memory (growth moves it and may fail).
-    #[arg(long)]
-    small_memories: bool,
-    /// Wall-clock limit of one block, in seconds; past it the block traps (nothing committed).
-    #[arg(long, default_value_t = 300.0)]
-    block_time_limit: f64,
     /// Replace wasmtime's native stack limit, in bytes (to check that the deterministic
     /// policy's trap depth does not depend on it).
     #[arg(long, hide = true)]
@@ -100,14 +82,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 
 /// The run the flags ask for, checked before any block is read.
 fn request(args: RunArgs) -> Result<RunRequest> {
-    let time_limit = Duration::try_from_secs_f64(args.block_time_limit)
-        .ok()
-        .filter(|limit| !limit.is_zero())
-        .context("--block-time-limit must be a positive number of seconds")?;
-    let policy = MemoryPolicy::new(args.policy, args.memory_budget.map(ByteSize::bytes), args.fuel)?;
-    let linear_memory = LinearMemory::for_policy(policy, args.small_memories);
     // Before any block is read (`run` checks again, for callers of the library).
-    check_engine_settings(args.engine, policy, linear_memory, args.native_stack)?;
+    let settings = args.engine.settings(args.native_stack)?;
     let blocks = match args.height {
         Some(height) => vec![Block { height, payload: parse_hex(&args.payload).context("--payload")? }],
         None => args.source.read()?.context("no blocks: give --height, --blocks or --rpc")?.1,
@@ -117,11 +93,11 @@ fn request(args: RunArgs) -> Result<RunRequest> {
         wasm: args.wasm,
         db: args.db,
         blocks,
-        engine: args.engine,
-        policy,
-        linear_memory,
+        engine: settings.engine,
+        policy: settings.policy,
+        linear_memory: settings.linear_memory,
         address_space_limit: args.address_space_limit.map(ByteSize::bytes),
-        time_limit,
+        time_limit: settings.time_limit,
         dump_file: args.dump,
         native_stack: args.native_stack,
         db_layout,

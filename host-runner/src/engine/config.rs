@@ -2,6 +2,8 @@
 //! it is set: ours (the same on every CPU) or metashrew's own (`Config::default()`, to show what
 //! its nodes do); and the epoch clock behind the wall-clock limit.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use wasmtime::{Config, Engine};
 
@@ -132,3 +134,12 @@ pub fn epoch_ticks(time_limit: std::time::Duration) -> u64 {
 
 /// How often the epoch advances: the resolution of the time limit.
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// An engine and its memory policy, as a run or a node asks for them.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSettings {
+    pub engine: EngineKind,
+    pub policy: MemoryPolicy,
+    pub linear_memory: LinearMemory,
+    pub time_limit: Duration,
+}

@@ -13,6 +13,6 @@ pub mod imports;
 pub mod policy;
 pub mod stack_limit;
 
-pub use config::{check_engine_settings, engine, engine_from};
+pub use config::{check_engine_settings, engine, engine_from, EngineSettings};
 pub use guest::{Execution, FuelExhausted, Guest, TimeLimitExceeded};
 pub use policy::{preflight, LinearMemory, MemoryPolicy, Refusal};

@@ -11,7 +11,7 @@ use state::Database;
 
 use super::request::{Indexed, RunRequest};
 use super::result::{trap_message, Finished};
-use crate::engine::{check_engine_settings, engine, preflight, Execution, Guest, TimeLimitExceeded};
+use crate::engine::{check_engine_settings, engine, preflight, Execution, Guest, MemoryPolicy, TimeLimitExceeded};
 use crate::process::{elapsed_ms, limit_address_space};
 
 /// Runs the blocks. Fails with a [`crate::engine::Refusal`] before anything is written when this
@@ -42,7 +42,7 @@ fn index_blocks(request: &RunRequest, guest: &Guest, store: &Database) -> Result
     for block in &request.blocks {
         let execution = guest.run_block(store, block.height, &block.payload);
         indexed.wasm_memory_bytes = execution.wasm_memory_bytes;
-        let report = commit_block(request, store, block, execution, &mut indexed.root)?;
+        let report = commit_block(request.policy, store, block, execution, &mut indexed.root)?;
         let stop = stop_at(&report.outcome, block.height, request.engine);
         indexed.reports.push(report);
         if let Some(outcome) = stop {
@@ -55,12 +55,12 @@ fn index_blocks(request: &RunRequest, guest: &Guest, store: &Database) -> Result
 
 /// Commits what `execution` flushed for `block` when its `_start` returned (a block the guest
 /// marked failed under the metashrew engine is done with none of its flushes), and reports it.
-fn commit_block(request: &RunRequest, store: &Database, block: &Block, execution: Execution<()>, root: &mut Hash) -> Result<BlockReport> {
+pub fn commit_block(policy: MemoryPolicy, store: &Database, block: &Block, execution: Execution<()>, root: &mut Hash) -> Result<BlockReport> {
     let started = Instant::now();
     let flushed_pairs = execution.pairs.len() as u64;
     // The commit runs after the guest's memory is freed: its pairs take at most twice their
     // charge, and its trie nodes what is left of twice the budget.
-    let node_allowance = request.policy.budget().map(|budget| (2 * budget).saturating_sub(2 * execution.charged_bytes));
+    let node_allowance = policy.budget().map(|budget| (2 * budget).saturating_sub(2 * execution.charged_bytes));
     let (pairs, failed) = match execution.failed {
         Some(why) => (Vec::new(), Some(why)),
         None => (execution.pairs, None),

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod hostile;
 mod metashrew_db;
 mod metashrew_layout;
+mod node;
 mod policies;
 mod rocksdb8;
 mod stress_guest;
