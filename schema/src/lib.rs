@@ -49,6 +49,35 @@ impl NodeVerdict {
     }
 }
 
+/// `host-runner metashrew-diff`'s answer: where two nodes' databases first differ, as of the
+/// heights both indexed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeComparison {
+    pub verdict: NodeVerdict,
+    /// The first height that differs.
+    pub height: Option<u32>,
+    /// Each node's tip height.
+    pub tips: [u32; 2],
+    /// Heights whose block hashes both nodes recorded and that were compared.
+    pub block_hashes_compared: u32,
+    /// At `different_blocks`: each node's block hash there (display order, hex).
+    pub block_hashes: Option<[String; 2]>,
+    /// Guest keys read in either node.
+    pub keys_compared: u64,
+    /// At `different_state`: the keys that first differ at `height` (the first few),
+    /// with each node's history around it.
+    pub keys: Vec<KeyDivergence>,
+    /// How many keys first differ at `height`.
+    pub keys_differing_there: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyDivergence {
+    pub key: String,
+    /// Each node's entries up to the height (the last few) and the first after it: `[height, value]`.
+    pub histories: [Vec<(u32, String)>; 2],
+}
+
 /// Bumped whenever a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 3;
 

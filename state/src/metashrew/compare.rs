@@ -6,48 +6,20 @@ use std::iter::Peekable;
 
 use anyhow::{Context, Result};
 use schema::dump::{quoted, value_text};
-use schema::NodeVerdict;
+use schema::{KeyDivergence, NodeComparison, NodeVerdict};
 
 use super::histories::Histories;
 use super::keys::{length_key, Entry};
 use super::reader::MetashrewDb;
 
-/// Where two nodes' databases first differ, as of the heights both indexed.
-#[derive(Debug, serde::Serialize)]
-pub struct Comparison {
-    pub verdict: NodeVerdict,
-    /// The first height that differs.
-    pub height: Option<u32>,
-    /// Each node's tip height.
-    pub tips: [u32; 2],
-    /// Heights whose block hashes both nodes recorded and that were compared.
-    pub block_hashes_compared: u32,
-    /// At `different_blocks`: each node's block hash there (display order, hex).
-    pub block_hashes: Option<[String; 2]>,
-    /// Guest keys read in either node.
-    pub keys_compared: u64,
-    /// At `different_state`: the keys that first differ at `height` (at most [`SHOWN_KEYS`]),
-    /// with each node's history around it.
-    pub keys: Vec<KeyDivergence>,
-    /// How many keys first differ at `height`.
-    pub keys_differing_there: u64,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct KeyDivergence {
-    pub key: String,
-    /// Each node's entries up to the height (the last few) and the first after it: `[height, value]`.
-    pub histories: [Vec<(u32, String)>; 2],
-}
-
 pub const SHOWN_KEYS: usize = 20;
 
 /// Compares two nodes: first their block hashes per height, then every guest key's history,
 /// up to the lower of their tips, in one pass over each database.
-pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
+pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<NodeComparison> {
     let tip_of = |db: &MetashrewDb, name: &str| db.tip_height()?.with_context(|| format!("node {name} has no /__INTERNAL/tip-height"));
     let tips = [tip_of(a, "A")?, tip_of(b, "B")?];
-    let mut comparison = Comparison {
+    let mut comparison = NodeComparison {
         verdict: NodeVerdict::Identical,
         height: None,
         tips,
@@ -72,7 +44,7 @@ pub fn compare(a: &MetashrewDb, b: &MetashrewDb) -> Result<Comparison> {
 
 /// Notes the lowest height up to `common` whose hashes differ, over A's recorded hashes (one
 /// pass, no map).
-fn compare_block_hashes(a: &MetashrewDb, b: &MetashrewDb, common: u32, comparison: &mut Comparison) -> Result<()> {
+fn compare_block_hashes(a: &MetashrewDb, b: &MetashrewDb, common: u32, comparison: &mut NodeComparison) -> Result<()> {
     for recorded in a.recorded_hashes() {
         let (height, hash_a) = recorded?;
         if height > common {
@@ -90,7 +62,7 @@ fn compare_block_hashes(a: &MetashrewDb, b: &MetashrewDb, common: u32, compariso
 
 /// Notes the first height up to `common` at which any key's value differs, and the keys that
 /// differ there.
-fn compare_histories(a: &MetashrewDb, b: &MetashrewDb, common: u32, comparison: &mut Comparison) -> Result<()> {
+fn compare_histories(a: &MetashrewDb, b: &MetashrewDb, common: u32, comparison: &mut NodeComparison) -> Result<()> {
     let mut merged = Merged { a: a.histories().peekable(), b: b.histories().peekable() };
     while let Some((key, histories)) = merged.next_key()? {
         comparison.keys_compared += 1;

@@ -14,7 +14,7 @@ mod state_at;
 mod tests;
 mod writer;
 
-pub use compare::{compare, Comparison, KeyDivergence, SHOWN_KEYS};
+pub use compare::{compare, SHOWN_KEYS};
 pub use histories::{value_as_of, Histories};
 pub use keys::{Entry, Internal, Version};
 pub use reader::MetashrewDb;

@@ -5,14 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use schema::NodeVerdict;
-use serde_json::Value;
 
 use crate::artifacts::{build_runner, host_triple};
 use crate::exit::Exit;
 use crate::flags;
 use crate::judge::dump_diff::{diff_dump_files, excerpt, SHOWN_LINES};
+use crate::judge::node_diff::metashrew_diff;
 use crate::run_dir::new_run_dir;
 use crate::workspace::Workspace;
 
@@ -38,45 +38,41 @@ pub fn run(ws: &Workspace, flags: flags::Diff) -> Result<Exit> {
 /// diffed here. Exit codes as `repro`: identical, different, or not compared (the nodes indexed
 /// different blocks).
 pub fn diff_nodes(runner: &Path, nodes: [&Path; 2], label: Option<&str>, out: &Path) -> Result<Exit> {
-    let mut command = Command::new(runner);
-    command.arg("metashrew-diff").arg("--db").arg(nodes[0]).arg("--db").arg(nodes[1]);
-    labelled(&mut command, label);
-    let output = command.output().with_context(|| format!("running {}", runner.display()))?;
-    let verdict_codes = [NodeVerdict::Identical, NodeVerdict::DifferentState, NodeVerdict::DifferentBlocks].map(|v| i32::from(v.exit_code()));
-    if !output.status.code().is_some_and(|code| verdict_codes.contains(&code)) {
-        bail!("{}", String::from_utf8_lossy(&output.stderr).trim().trim_start_matches("host-runner: error: "));
-    }
-    let found: Value = serde_json::from_slice(&output.stdout).context("host-runner metashrew-diff printed no JSON")?;
-    std::fs::write(out.join("comparison.json"), &output.stdout)?;
-    let tips = format!("tips {} and {}", found["tips"][0], found["tips"][1]);
-    let verdict: NodeVerdict = serde_json::from_value(found["verdict"].clone()).context("host-runner metashrew-diff printed no verdict")?;
-    match verdict {
+    let found = metashrew_diff(runner, nodes, label, &out.join("comparison.json"))?;
+    let tips = format!("tips {} and {}", found.tips[0], found.tips[1]);
+    match found.verdict {
         NodeVerdict::Identical => {
             println!(
                 "IDENTICAL — {} keys' histories agree up to height {} ({tips}); block hashes compared at {} heights",
-                found["keys_compared"],
-                found["tips"].as_array().and_then(|t| t.iter().filter_map(|t| t.as_u64()).min()).unwrap_or(0),
-                found["block_hashes_compared"]
+                found.keys_compared,
+                found.tips[0].min(found.tips[1]),
+                found.block_hashes_compared
             );
             Ok(Exit::Success)
         }
         NodeVerdict::DifferentBlocks => {
+            let [a, b] = found.block_hashes.unwrap_or_default();
             println!(
-                "NOT COMPARED — the nodes indexed different blocks at height {} (A {}, B {}): a reorg or another chain, so their states are not comparable from there",
-                found["height"], found["block_hashes"][0], found["block_hashes"][1]
+                "NOT COMPARED — the nodes indexed different blocks at height {} (A {a}, B {b}): a reorg or another chain, so their states are not comparable from there",
+                found.height.unwrap_or(0)
             );
             Ok(Exit::NotCompared)
         }
         NodeVerdict::DifferentState => {
-            let height = found["height"].as_u64().context("no height")?.to_string();
-            println!("DIFFERENT — first at height {height} ({tips}): {} keys differ there", found["keys_differing_there"]);
-            for key in found["keys"].as_array().into_iter().flatten() {
-                println!("  {}\n    A: {}\n    B: {}", key["key"].as_str().unwrap_or(""), key["histories"][0], key["histories"][1]);
+            let height = found.height.context("no height")?.to_string();
+            println!("DIFFERENT — first at height {height} ({tips}): {} keys differ there", found.keys_differing_there);
+            for key in &found.keys {
+                println!("  {}\n    A: {}\n    B: {}", key.key, histories_json(&key.histories[0]), histories_json(&key.histories[1]));
             }
             state_diff_at(runner, nodes, label, &height, out)?;
             Ok(Exit::Different)
         }
     }
+}
+
+/// `[[height,"value"],…]`, as the comparison's JSON writes a history.
+fn histories_json(history: &[(u32, String)]) -> String {
+    serde_json::to_string(history).unwrap_or_default()
 }
 
 /// Both nodes' states as of `height`, dumped and diffed; the diff printed and kept.

@@ -6,6 +6,7 @@
 
 pub mod comparison;
 pub mod dump_diff;
+pub mod node_diff;
 pub mod outcome;
 pub mod profile;
 pub mod report;
