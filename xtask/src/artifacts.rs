@@ -75,6 +75,17 @@ pub fn build_runner(sh: &Shell, triple: &str) -> Result<PathBuf> {
     artifact(&messages, "host-runner", |_| true)
 }
 
+/// The tests' faulty node (`host-runner/tests/nodes/faulty_node.rs`, an example target, never
+/// shipped), built like the runner: the executable's path.
+pub fn build_faulty_node(sh: &Shell, triple: &str) -> Result<PathBuf> {
+    let _static = sh.push_env("RUSTFLAGS", STATIC_RUSTFLAGS);
+    let cargo = cargo();
+    let messages = cmd!(sh, "{cargo} build --release --target {triple} -p host-runner --example faulty-node --message-format=json-render-diagnostics")
+        .read()
+        .context("building the faulty node failed")?;
+    artifact(&messages, "faulty-node", |_| true)
+}
+
 fn artifact(messages: &str, target: &str, wanted: impl Fn(&cargo_metadata::camino::Utf8Path) -> bool) -> Result<PathBuf> {
     let mut found = None;
     for message in Message::parse_stream(messages.as_bytes()) {

@@ -150,6 +150,17 @@ pub struct Repro {
     /// Seconds one run may take before it is killed.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    /// Run a metashrew-compatible node instead of our runner, under the node profiles of
+    /// `[workspace.metadata.repro.node]`: a Docker image on this machine, or `host-runner` (ours).
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["limits", "engine", "height"])]
+    pub node: Option<String>,
+    /// The node's arguments, with placeholders {rpc} {wasm} {db} {tip} {port} (default:
+    /// rockshrew-mono's command line).
+    #[arg(long, requires = "node", value_name = "TEMPLATE")]
+    pub node_args: Option<String>,
+    /// Seconds a node may make no progress before it is stopped and reported stalled.
+    #[arg(long, requires = "node")]
+    pub stall_secs: Option<u64>,
     #[command(flatten)]
     pub run: RunFlags,
 }

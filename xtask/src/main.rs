@@ -22,6 +22,7 @@ mod flags;
 mod harness;
 mod input;
 mod judge;
+mod lab;
 mod plot;
 mod progress;
 mod run_dir;

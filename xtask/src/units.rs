@@ -1,5 +1,8 @@
 //! Sizes as the tables and plots show them.
 
+/// Docker refuses memory limits below 6 MiB.
+pub const MIN_DOCKER_LIMIT: u64 = 6 << 20;
+
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;
 

@@ -21,11 +21,15 @@ use crate::judge::comparison::compare_profiles;
 use crate::judge::profile::ProfileReport;
 use crate::judge::report::{publish, Machine, Report};
 use crate::judge::verdict::decide;
+use crate::lab::{run_lab, LabArgs};
 use crate::progress::{phase, quiet_phase};
 use crate::run_dir::new_run_dir;
 use crate::workspace::Workspace;
 
 pub fn run(ws: &Workspace, flags: flags::Repro) -> Result<Exit> {
+    if flags.node.is_some() {
+        return run_node_lab(ws, flags);
+    }
     let mut config = flags.run.apply(ws.config()?)?;
     config.select_profiles(&flags.profiles)?;
     config.replace_limits(&flags.limits)?;
@@ -36,6 +40,26 @@ pub fn run(ws: &Workspace, flags: flags::Repro) -> Result<Exit> {
     config.timeout_secs = flags.timeout_secs.unwrap_or(config.timeout_secs);
     let args = ReproArgs { config, input: flags.input, image_build: ws.image_build, backend: ws.backend, out_dir: flags.run.out_dir };
     let report = repro(&ws.sh, &ws.root, args).context("repro")?;
+    Ok(report.decision.verdict.exit())
+}
+
+/// `repro --node IMAGE`: the node lab over the configured node profiles.
+fn run_node_lab(ws: &Workspace, flags: flags::Repro) -> Result<Exit> {
+    let config = ws.config()?;
+    let mut lab = config.node.clone().context("Cargo.toml has no [workspace.metadata.repro.node] section: the node lab's profiles")?;
+    lab.select_profiles(&flags.profiles)?;
+    lab.args = flags.node_args.unwrap_or(lab.args);
+    lab.stall_secs = flags.stall_secs.unwrap_or(lab.stall_secs);
+    lab.check()?;
+    let args = LabArgs {
+        node: flags.node.expect("--node"),
+        lab,
+        input: flags.input,
+        timeout: std::time::Duration::from_secs(flags.timeout_secs.unwrap_or(config.timeout_secs)),
+        image_build: ws.image_build,
+        out_dir: flags.run.out_dir.unwrap_or_else(|| ws.root.join("target/repro")),
+    };
+    let report = run_lab(&ws.sh, &ws.root, args).context("repro --node")?;
     Ok(report.decision.verdict.exit())
 }
 

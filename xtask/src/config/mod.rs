@@ -8,10 +8,11 @@ use std::str::FromStr;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
+pub mod node;
+
 pub use schema::{ByteSize, EngineKind, Policy};
 
-/// Docker refuses memory limits below 6 MiB.
-const MIN_DOCKER_LIMIT: u64 = 6 << 20;
+use crate::units::MIN_DOCKER_LIMIT;
 
 /// The stress guest's block payload: `MBxCOUNT[:digest][:release]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +172,9 @@ pub struct ReproConfig {
     /// `cargo xtask sweep`: the limit and the growing payloads.
     pub sweep_limit: ByteSize,
     pub sweep_steps: Vec<StressPayload>,
+    /// The node lab (`repro --node`): `[workspace.metadata.repro.node]`.
+    #[serde(default)]
+    pub node: Option<node::NodeLab>,
 }
 
 impl ReproConfig {
@@ -218,6 +222,9 @@ impl ReproConfig {
         check_profiles(&self.profiles, "profiles")?;
         check_profiles(&self.matrix_profiles, "matrix_profiles")?;
         ensure!(self.timeout_secs > 0, "timeout_secs must be positive");
+        if let Some(lab) = &self.node {
+            lab.check()?;
+        }
         for profile in &self.profiles {
             profile.check_engine(self.policy)?;
         }

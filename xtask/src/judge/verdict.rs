@@ -62,7 +62,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(verdict: Verdict, why: impl Into<String>) -> Self {
+    pub fn new(verdict: Verdict, why: impl Into<String>) -> Self {
         Self { verdict, why: why.into() }
     }
 

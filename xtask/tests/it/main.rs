@@ -13,6 +13,7 @@ mod k8s;
 mod local_backend;
 mod metashrew_engine;
 mod node_diff;
+mod node_lab;
 mod real_blocks;
 mod repro;
 mod support;

@@ -22,7 +22,7 @@ pub const TABLE: &[Layers] = &[
     Layers { folder: "chain-guest", ranks: &[] },
     Layers { folder: "guest", ranks: &[] },
     Layers { folder: "guest-abi", ranks: &[] },
-    Layers { folder: "host-runner", ranks: &[&["process"], &["engine"], &["run"], &["bench", "fuzzing"], &["cli"]] },
+    Layers { folder: "host-runner", ranks: &[&["process"], &["engine"], &["run"], &["node", "bench", "fuzzing"], &["cli"]] },
     Layers { folder: "schema", ranks: &[&["size", "policy", "dump", "log_files"], &["engine"]] },
     Layers { folder: "state", ranks: &[&["files", "parallel", "rocks"], &["dump"], &["trie"], &["metashrew"], &["layout"], &["database"]] },
     Layers {
@@ -32,7 +32,7 @@ pub const TABLE: &[Layers] = &[
             &["input"],
             &["backend"],
             &["judge"],
-            &["harness", "flags", "workspace"],
+            &["harness", "lab", "flags", "workspace"],
             &["commands"],
         ],
     },

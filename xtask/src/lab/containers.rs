@@ -1,0 +1,128 @@
+//! Detached containers on one internal network, each removed when its handle is dropped (so an
+//! error or a panic leaves none behind): the block server and the node under test.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// `docker ARGS…`; its stdout, or an error with what it printed.
+pub fn docker<I, S>(args: I) -> Result<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = Command::new("docker");
+    command.args(args);
+    let output = command.output().context("running docker")?;
+    if !output.status.success() {
+        bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// `memrepro-<pid>-<n>-<what>`: unique among this process's and other processes' containers.
+pub fn unique_name(what: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("memrepro-{}-{n}-{what}", std::process::id())
+}
+
+/// An internal network: its containers reach each other by name and nothing outside it (the
+/// host still reaches them by address, to watch and stop them).
+pub struct Network {
+    pub name: String,
+}
+
+impl Network {
+    pub fn create() -> Result<Self> {
+        let name = unique_name("lab");
+        docker(["network", "create", "--internal", &name]).context("creating the lab's internal Docker network")?;
+        Ok(Self { name })
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = docker(["network", "rm", &self.name]);
+    }
+}
+
+/// A container started with `docker run -d`, removed (with its logs) on drop.
+pub struct Container {
+    pub name: String,
+    network: String,
+}
+
+/// What `docker inspect` says of a container now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State {
+    pub running: bool,
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub pid: u32,
+}
+
+impl Container {
+    /// `docker run -d --name NAME --network NETWORK ARGS…` (ARGS: options, the image, its arguments).
+    pub fn run(name: String, network: &Network, args: &[String]) -> Result<Self> {
+        let mut all = vec!["run".to_string(), "-d".into(), "--pull=never".into(), format!("--name={name}"), format!("--network={}", network.name)];
+        all.extend(args.iter().cloned());
+        docker(&all).with_context(|| format!("starting container {name}"))?;
+        Ok(Self { name, network: network.name.clone() })
+    }
+
+    pub fn state(&self) -> Result<State> {
+        let format = "{{.State.Running}} {{.State.ExitCode}} {{.State.OOMKilled}} {{.State.Pid}}";
+        let text = docker(["inspect", "--format", format, &self.name])?;
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let [running, code, oom, pid] = fields[..] else { bail!("docker inspect printed `{text}`") };
+        Ok(State { running: running == "true", exit_code: code.parse()?, oom_killed: oom == "true", pid: pid.parse()? })
+    }
+
+    /// Its address on the lab's network (it changes when the container is started again).
+    pub fn address(&self) -> Result<String> {
+        let format = format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", self.network);
+        let address = docker(["inspect", "--format", &format, &self.name])?;
+        anyhow::ensure!(!address.is_empty(), "container {} has no address on network {}", self.name, self.network);
+        Ok(address)
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&self) -> Result<()> {
+        docker(["kill", "--signal=KILL", &self.name]).map(drop)
+    }
+
+    /// Starts it again, same arguments, same mounts.
+    pub fn start(&self) -> Result<()> {
+        docker(["start", &self.name]).map(drop)
+    }
+
+    /// SIGTERM, then SIGKILL after `grace_secs`.
+    pub fn stop(&self, grace_secs: u32) -> Result<()> {
+        docker(["stop", &format!("--time={grace_secs}"), &self.name]).map(drop)
+    }
+
+    /// Its last `lines` lines of output (stdout's, then stderr's).
+    pub fn tail(&self, lines: usize) -> Vec<String> {
+        let Ok(output) = Command::new("docker").args(["logs", &format!("--tail={lines}"), &self.name]).output() else {
+            return Vec::new();
+        };
+        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        text.lines().filter(|line| !line.trim().is_empty()).map(String::from).collect()
+    }
+
+    /// Everything it printed, stdout and stderr, into `file`.
+    pub fn save_log(&self, file: &Path) -> Result<()> {
+        let log = std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+        let status = Command::new("docker").args(["logs", &self.name]).stdout(log.try_clone()?).stderr(log).status().context("running docker logs")?;
+        anyhow::ensure!(status.success(), "docker logs {} failed", self.name);
+        Ok(())
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker(["rm", "-f", &self.name]);
+    }
+}

@@ -1,0 +1,126 @@
+//! The lab's report: each profile's run judged against the quiet run's database, the view answers
+//! compared, the verdict; printed as a table with the first divergence, and kept as report.json.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use schema::NodeVerdict;
+
+use super::judge::{decide, LabProfile};
+use super::node::NodeUnderTest;
+use super::views::{compare_answers, ViewAnswer, ViewMismatch};
+use super::profile_run::{database, ProfileRun};
+use crate::judge::node_diff::metashrew_diff;
+use crate::judge::verdict::Decision;
+use crate::units::mib;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabReport {
+    pub node: String,
+    pub blocks: String,
+    pub tip: u32,
+    pub wasm_sha256: String,
+    pub profiles: Vec<LabProfile>,
+    /// View questions answered more than once (across runs or within one) and compared.
+    pub view_answers_compared: usize,
+    pub view_mismatch: Option<ViewMismatch>,
+    #[serde(flatten)]
+    pub decision: Decision,
+}
+
+impl LabReport {
+    /// Judges the runs (the first is the quiet run), then publishes the report in `run_dir`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn judge(runner: &Path, run_dir: &Path, runs: Vec<ProfileRun>, node: &NodeUnderTest, blocks: &str, tip: u32, label: Option<&str>, wasm_sha256: String) -> Result<Self> {
+        let quiet_db = runs.first().map(|run| database(&run.dir)).context("no profile ran")?;
+        let answers: Vec<(&str, &[ViewAnswer])> = runs.iter().map(|run| (run.profile.name.as_str(), run.answers.as_slice())).collect();
+        let (view_mismatch, view_answers_compared) = compare_answers(&answers);
+        let mut profiles = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            let db = database(&run.dir);
+            // Against itself, the quiet run's comparison says only its tip.
+            let comparison = match db.join("CURRENT").exists() && quiet_db.join("CURRENT").exists() {
+                true => Some(metashrew_diff(runner, [&quiet_db, &db], label, &run.dir.join("comparison.json"))?),
+                false => None,
+            };
+            let db_tip = comparison.as_ref().map(|c| c.tips[1]);
+            profiles.push(LabProfile {
+                profile: run.profile.clone(),
+                end: run.driven.end.clone(),
+                db_tip,
+                last_height: run.driven.last_height,
+                injected: run.driven.injected.clone(),
+                memory: run.driven.memory.clone(),
+                wall_secs: run.driven.wall.as_secs_f64(),
+                views_answered: run.answers.iter().filter(|a| a.answer.is_ok()).count(),
+                views_failed: run.answers.iter().filter(|a| a.answer.is_err()).count(),
+                comparison: comparison.filter(|_| i > 0),
+                log_tail: run.log_tail.clone(),
+            });
+        }
+        let decision = decide(&profiles, tip, view_mismatch.as_ref());
+        let report = Self { node: node.describe(), blocks: blocks.into(), tip, wasm_sha256, profiles, view_answers_compared, view_mismatch, decision };
+        report.publish(run_dir)?;
+        Ok(report)
+    }
+
+    fn publish(&self, run_dir: &Path) -> Result<()> {
+        std::fs::write(run_dir.join("report.json"), serde_json::to_string_pretty(self)?)?;
+        println!("\nnode: {}\nblocks: {}", self.node, self.blocks);
+        println!("{:<14} {:<44} {:>8} {:>10} {:>8}  vs quiet", "profile", "settings", "tip", "peak", "wall");
+        for p in &self.profiles {
+            let peak = p.memory.cgroup_peak_bytes.map_or("-".into(), mib);
+            let tip = p.db_tip.map_or("-".into(), |t| t.to_string());
+            println!("{:<14} {:<44} {:>8} {:>10} {:>7.1}s  {}", p.profile.name, p.profile.describe(), tip, peak, p.wall_secs, p.versus_quiet(self.tip));
+        }
+        for line in self.details() {
+            println!("  {line}");
+        }
+        println!("\n{}\nresults: {}", self.decision.line(), run_dir.display());
+        Ok(())
+    }
+
+    /// What was injected when, view traffic, and where each differing run first diverged.
+    fn details(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for p in &self.profiles {
+            for injection in &p.injected {
+                lines.push(format!("{}: {} at {:.1} s", p.profile.name, injection.what, injection.at_secs));
+            }
+            if let Some(crash) = &p.profile.crash {
+                let planned = crash.at_heights.iter().filter(|&&h| h < self.tip).count() + crash.random as usize;
+                if p.injected.len() < planned {
+                    lines.push(format!("{}: {} of {planned} planned crashes came before the node reached the tip", p.profile.name, p.injected.len()));
+                }
+            }
+            if p.profile.views.is_some() {
+                lines.push(format!("{}: {} view calls answered, {} failed", p.profile.name, p.views_answered, p.views_failed));
+            }
+            if p.failure(self.tip).is_some() && !p.log_tail.is_empty() {
+                lines.push(format!("{}: last output: {}", p.profile.name, p.log_tail.join(" | ")));
+            }
+            let Some(comparison) = p.comparison.as_ref().filter(|c| c.verdict == NodeVerdict::DifferentState) else { continue };
+            lines.push(format!("{}: first diverging height {}; {} keys differ there", p.profile.name, comparison.height.unwrap_or(0), comparison.keys_differing_there));
+            for key in comparison.keys.iter().take(3) {
+                lines.push(format!("  first diverging key {}: quiet {:?} / {} {:?}", key.key, key.histories[0], p.profile.name, key.histories[1]));
+            }
+        }
+        if self.view_answers_compared > 0 || self.view_mismatch.is_some() {
+            lines.push(format!("view answers compared: {} questions answered more than once", self.view_answers_compared));
+        }
+        lines
+    }
+}
+
+/// One JSON object per answer.
+pub fn write_answers(file: &Path, answers: &[ViewAnswer]) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?);
+    for answer in answers {
+        writeln!(out, "{}", serde_json::to_string(answer)?)?;
+    }
+    out.flush()?;
+    Ok(())
+}

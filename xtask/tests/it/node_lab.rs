@@ -1,0 +1,155 @@
+//! The node lab, end to end on Docker: `cargo xtask repro --node IMAGE` over mainnet 0..589 from
+//! a block file, with the chain guest. `host-runner node` is identical under every configured
+//! profile (memory, one core, nofile, pids, views, crashes); each faulty node (one wrong choice
+//! each, `host-runner/tests/nodes/faulty_node.rs`, built by `cargo xtask test` as FAULTY_NODE)
+//! is caught by the profile that exists for it; bad input is refused before anything runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use crate::support::*;
+
+fn chain() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/blocks/mainnet-0-589.blk")
+}
+
+/// `cargo xtask repro --node NODE --blocks <mainnet 0..589> ARGS…`, its report.
+fn lab(node: &str, args: &[&str], out: &Path) -> (Output, Option<Value>) {
+    let mut command = xtask_command();
+    command.args(["repro", "--node", node, "--blocks"]).arg(chain()).args(args).arg("--out-dir").arg(out);
+    let output = command.output().expect("running xtask");
+    let report = std::fs::read_dir(out).ok().and_then(|mut runs| runs.next()).map(|run| run.unwrap().path().join("report.json"));
+    (output, report.filter(|r| r.exists()).map(|r| read_json(&r)))
+}
+
+/// A scratch image whose entry point is the faulty node with `--fault FAULT`.
+fn faulty_image(fault: &str) -> String {
+    static BINARY_HASH: OnceLock<String> = OnceLock::new();
+    let binary = PathBuf::from(std::env::var("FAULTY_NODE").expect("FAULTY_NODE: run the tests with `cargo xtask test`"));
+    let hash = BINARY_HASH.get_or_init(|| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&binary).unwrap()))[..12].to_string()
+    });
+    let tag = format!("memrepro-faulty-node:{fault}-{hash}");
+    let context = tempfile::tempdir().unwrap();
+    std::fs::copy(&binary, context.path().join("faulty-node")).unwrap();
+    let dockerfile = format!("FROM scratch\nCOPY faulty-node /faulty-node\nENTRYPOINT [\"/faulty-node\", \"--fault\", \"{fault}\"]\n");
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+    let built = std::process::Command::new("docker").args(["build", "--quiet", "-t", &tag]).arg(context.path()).env("DOCKER_BUILDKIT", "0").output().unwrap();
+    assert!(built.status.success(), "{}", describe(&built));
+    tag
+}
+
+fn profile<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["profiles"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no profile {name}: {report}"))
+}
+
+#[test]
+fn host_runner_node_is_identical_under_every_configured_profile() {
+    let out = tempfile::tempdir().unwrap();
+    let (output, report) = lab("host-runner", &[], out.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = report.unwrap();
+    assert_eq!(report["verdict"], "identical", "{report}");
+    assert!(stdout.contains("VERDICT: identical — quiet, 512m, one-core, nofile-128, pids-64, views, crash indexed to height 589"), "{stdout}");
+    for name in ["512m", "one-core", "nofile-128", "pids-64", "views", "crash"] {
+        let run = profile(&report, name);
+        assert_eq!(run["db_tip"], 589, "{name}: {run}");
+        assert_eq!(run["comparison"]["verdict"], "identical", "{name}: {run}");
+    }
+    // The limits were real: read back from the node's own cgroup.
+    assert_eq!(profile(&report, "512m")["memory"]["cgroup_limit_bytes"], 512 << 20);
+    let views = profile(&report, "views");
+    assert!(views["views_answered"].as_u64().unwrap() > 0, "{views}");
+    let crash = profile(&report, "crash");
+    let injected = crash["injected"].as_array().unwrap();
+    assert!(injected.iter().any(|i| i["what"].as_str().unwrap().starts_with("SIGKILL at height ")), "{crash}");
+    assert!(stdout.contains("crash: SIGKILL at height "), "{stdout}");
+}
+
+/// Each faulty node, run under the quiet profile and the one that must catch it.
+fn caught(fault: &str, profile_name: &str, extra: &[&str]) -> (Value, String) {
+    let out = tempfile::tempdir().unwrap();
+    let image = faulty_image(fault);
+    let mut args = vec!["--profile", "quiet", "--profile", profile_name];
+    args.extend_from_slice(extra);
+    let (output, report) = lab(&image, &args, out.path());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{fault}: {}", describe(&output));
+    let report = report.unwrap();
+    assert_eq!(report["verdict"], "different", "{fault}: {report}");
+    (report, stdout)
+}
+
+#[test]
+fn a_cache_sized_from_visible_memory_is_caught_by_the_memory_profile() {
+    let (report, stdout) = caught("cache-from-memory", "512m", &[]);
+    let comparison = &profile(&report, "512m")["comparison"];
+    assert_eq!(comparison["verdict"], "different_state", "{report}");
+    // Under 512m the cache holds 8 entries: block 170, the first with a spend, writes more.
+    assert_eq!(comparison["height"], 170, "{report}");
+    assert!(stdout.contains("VERDICT: DIFFERENT — `512m` (memory 512m) differs from `quiet` first at height 170, first key \"/spent/"), "{stdout}");
+}
+
+#[test]
+fn view_writes_leaking_into_the_state_are_caught_by_the_views_profile() {
+    let (report, stdout) = caught("view-writes", "views", &[]);
+    let comparison = &profile(&report, "views")["comparison"];
+    assert_eq!(comparison["verdict"], "different_state", "{report}");
+    assert!(comparison["keys"][0]["key"].as_str().unwrap().starts_with("\"/view/"), "{report}");
+    assert!(stdout.contains("first diverging key \"/view/"), "{stdout}");
+}
+
+#[test]
+fn a_block_in_two_batches_is_caught_by_the_crash_profile() {
+    let (report, _) = caught("two-batches", "crash", &[]);
+    let crash = profile(&report, "crash");
+    assert_eq!(crash["comparison"]["verdict"], "different_state", "{report}");
+    // The kills came while the node ran; a block after one of them is half written: keys the
+    // quiet run wrote there are missing.
+    let killed_at: Vec<u64> = crash["injected"].as_array().unwrap().iter().filter_map(|i| i["height"].as_u64()).collect();
+    let height = crash["comparison"]["height"].as_u64().unwrap();
+    assert!(killed_at.iter().any(|&k| height > k), "{report}");
+    let keys = crash["comparison"]["keys"].as_array().unwrap();
+    assert!(keys.iter().any(|k| k["histories"][1].as_array().unwrap().iter().all(|e| e[0].as_u64() != Some(height))), "{report}");
+}
+
+#[test]
+fn a_commit_retrying_for_ever_without_files_is_caught_stalled_by_the_nofile_profile() {
+    let (report, stdout) = caught("emfile-retry", "nofile-128", &["--stall-secs", "5"]);
+    let stalled = profile(&report, "nofile-128");
+    assert_eq!(stalled["end"]["end"], "stalled", "{report}");
+    let height = stalled["end"]["height"].as_u64().unwrap();
+    assert!(height < 589, "{report}");
+    assert!(stdout.contains(&format!("`nofile-128` (nofile 128) stalled at height {height} (no progress for 5 s), while `quiet` indexed to height 589")), "{stdout}");
+}
+
+#[test]
+fn a_result_depending_on_the_number_of_cores_is_caught_by_the_one_core_profile() {
+    let (report, _) = caught("cores", "one-core", &[]);
+    assert_eq!(profile(&report, "one-core")["comparison"]["verdict"], "different_state", "{report}");
+}
+
+#[test]
+fn bad_nodes_and_templates_are_refused_before_anything_runs_and_early_exits_are_reported() {
+    let out = tempfile::tempdir().unwrap();
+    let (missing, _) = lab("memrepro-no-such-node:1", &[], out.path());
+    assert_eq!(missing.status.code(), Some(2), "{}", describe(&missing));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("node image `memrepro-no-such-node:1` is not on this machine"), "{}", describe(&missing));
+
+    let (template, _) = lab("host-runner", &["--node-args=--indexer {wasm} --network {network}"], out.path());
+    assert_eq!(template.status.code(), Some(2), "{}", describe(&template));
+    assert!(String::from_utf8_lossy(&template.stderr).contains("names {network}: the placeholders are {rpc} {wasm} {db} {tip} {port}"), "{}", describe(&template));
+    assert!(std::fs::read_dir(out.path()).map_or(true, |mut d| d.next().is_none()), "nothing written before the checks");
+
+    // A node that exits at once (an argument it does not know) is reported with its code and last words.
+    let (early, report) = lab("host-runner", &["--profile", "quiet", "--profile", "512m", "--node-args=--daemon-rpc-url {rpc} --indexer {wasm} --db-path {db} --port {port} --frobnicate"], out.path());
+    assert_eq!(early.status.code(), Some(3), "{}", describe(&early));
+    let report = report.unwrap();
+    assert_eq!(report["verdict"], "not_compared");
+    let stdout = String::from_utf8_lossy(&early.stdout);
+    assert!(stdout.contains("the quiet run `quiet` exited with code 2 before indexing any block"), "{stdout}");
+    assert!(stdout.contains("unexpected argument '--frobnicate'"), "{stdout}");
+}
