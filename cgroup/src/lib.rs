@@ -41,6 +41,21 @@ impl Cgroup {
         Self::find(Path::new(ROOT), &membership)
     }
 
+    /// The memory cgroup of process `pid` (a container's, say) as seen from outside it: its own
+    /// directory only, never the hierarchy's root in its place (the fallback [`Cgroup::find`]
+    /// makes for a process inside a container), so a process that is gone, or whose cgroup went
+    /// with it, has none.
+    pub fn of_process(pid: u32) -> Option<Self> {
+        let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        Self::find_own(Path::new(ROOT), &membership)
+    }
+
+    /// [`Cgroup::find`] without the fallback to the mount root.
+    fn find_own(root: &Path, membership: &str) -> Option<Self> {
+        let found = Self::find(root, membership)?;
+        (found.dir != root && found.dir != root.join("memory")).then_some(found)
+    }
+
     /// Resolves `/proc/self/cgroup` lines against the hierarchy mounted at `root`. Inside a
     /// container the listed path may be the host's while the container sees its own cgroup at
     /// the mount root, so the mount root is the fallback.
@@ -273,6 +288,16 @@ mod tests {
         ]);
         let cgroup = Cgroup::find(root.path(), "5:cpu:/x\n4:memory:/docker/abc\n").unwrap();
         assert_eq!((cgroup.version, cgroup.limit(), cgroup.peak()), (1, Some(4294967296), Some(1234)));
+    }
+
+    #[test]
+    fn a_process_seen_from_outside_has_its_own_cgroup_or_none_never_the_root() {
+        let root = fake_root(&[("memory/memory.limit_in_bytes", "9223372036854771712\n")]);
+        assert!(Cgroup::find(root.path(), "4:memory:/docker/abc\n").is_some(), "inside a container: the mount root");
+        assert_eq!(Cgroup::find_own(root.path(), "4:memory:/docker/abc\n"), None, "from outside: gone, not the host's");
+        let root = fake_root(&[("memory/memory.limit_in_bytes", "1\n"), ("memory/docker/abc/memory.limit_in_bytes", "536870912\n")]);
+        assert_eq!(Cgroup::find_own(root.path(), "4:memory:/docker/abc\n").unwrap().limit(), Some(536870912));
+        assert_eq!(Cgroup::of_process(u32::MAX), None);
     }
 
     #[test]

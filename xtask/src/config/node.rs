@@ -67,7 +67,8 @@ pub enum Cpus {
 }
 
 /// `metashrew_view` calls sent while the node indexes: `concurrency` callers, `rate` calls per
-/// second in all, each call one of `calls` at a height drawn from those indexed (seeded).
+/// second in all, each asking a seeded sequence of questions (one of `calls` at a height of the
+/// run), each once the node has indexed its height.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ViewLoad {

@@ -66,10 +66,21 @@ pub struct State {
 impl Container {
     /// `docker run -d --name NAME --network NETWORK ARGS…` (ARGS: options, the image, its arguments).
     pub fn run(name: String, network: &Network, args: &[String]) -> Result<Self> {
-        let mut all = vec!["run".to_string(), "-d".into(), "--pull=never".into(), format!("--name={name}"), format!("--network={}", network.name)];
+        Self::run_also_on(name, network, None, args)
+    }
+
+    /// [`Container::run`], also attached to the network `also` (Docker's default `bridge`, say)
+    /// before it starts.
+    pub fn run_also_on(name: String, network: &Network, also: Option<&str>, args: &[String]) -> Result<Self> {
+        let mut all = vec!["create".to_string(), "--pull=never".into(), format!("--name={name}"), format!("--network={}", network.name)];
         all.extend(args.iter().cloned());
-        docker(&all).with_context(|| format!("starting container {name}"))?;
-        Ok(Self { name, network: network.name.clone() })
+        docker(&all).with_context(|| format!("creating container {name}"))?;
+        let container = Self { name, network: network.name.clone() };
+        if let Some(also) = also {
+            docker(["network", "connect", also, &container.name]).with_context(|| format!("attaching {} to network {also}", container.name))?;
+        }
+        container.start().with_context(|| format!("starting container {}", container.name))?;
+        Ok(container)
     }
 
     pub fn state(&self) -> Result<State> {

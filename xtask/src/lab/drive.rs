@@ -2,7 +2,6 @@
 //! (`metashrew_height`), crashes injected when due and the node started again on its database,
 //! stopped when it stalls or runs out of time, its memory cgroup read while it runs.
 
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -156,8 +155,7 @@ impl Watch {
 impl MemoryEvidence {
     /// The container's memory cgroup as the host sees it, through the process `pid`.
     fn read(&mut self, pid: u32) {
-        let Ok(membership) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else { return };
-        let Some(cgroup) = cgroup::Cgroup::find(Path::new(cgroup::ROOT), &membership) else { return };
+        let Some(cgroup) = cgroup::Cgroup::of_process(pid) else { return };
         self.cgroup_limit_bytes = cgroup.limit().or(self.cgroup_limit_bytes);
         self.cgroup_peak_bytes = cgroup.peak().max(self.cgroup_peak_bytes);
     }

@@ -122,7 +122,7 @@ impl Lab<'_> {
         let options = self.node.container_args(profile, self.user, self.input, &dir.join("data"), command_line);
         let container = Container::run(unique_name(&profile.name), self.network, &options)?;
         let address = Arc::new(RwLock::new(String::new()));
-        let load = profile.views.as_ref().map(|load| views::Load::start(load, address.clone(), self.chain.first));
+        let load = profile.views.as_ref().map(|load| views::Load::start(load, address.clone(), [self.chain.first, self.chain.tip]));
         let drive = Drive {
             container: &container,
             tip: self.chain.tip,

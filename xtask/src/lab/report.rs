@@ -70,11 +70,11 @@ impl LabReport {
     fn publish(&self, run_dir: &Path) -> Result<()> {
         std::fs::write(run_dir.join("report.json"), serde_json::to_string_pretty(self)?)?;
         println!("\nnode: {}\nblocks: {}", self.node, self.blocks);
-        println!("{:<14} {:<44} {:>8} {:>10} {:>8}  vs quiet", "profile", "settings", "tip", "peak", "wall");
+        println!("{:<16} {:<44} {:>5} {:>8} {:>7}  vs quiet", "profile", "settings", "tip", "peak", "wall");
         for p in &self.profiles {
             let peak = p.memory.cgroup_peak_bytes.map_or("-".into(), mib);
             let tip = p.db_tip.map_or("-".into(), |t| t.to_string());
-            println!("{:<14} {:<44} {:>8} {:>10} {:>7.1}s  {}", p.profile.name, p.profile.describe(), tip, peak, p.wall_secs, p.versus_quiet(self.tip));
+            println!("{:<16} {:<44} {:>5} {:>8} {:>6.1}s  {}", p.profile.name, p.profile.describe(), tip, peak, p.wall_secs, p.versus_quiet(self.tip));
         }
         for line in self.details() {
             println!("  {line}");

@@ -1,6 +1,8 @@
 //! View load: `metashrew_view` calls sent to the node while it indexes, by `concurrency` callers
-//! at `rate` calls a second in all. Each call names a height the node has indexed (drawn from a
-//! seeded generator) so its answer can be compared with any other run's answer at that height.
+//! at `rate` calls a second in all. Each caller asks the questions of its own seeded sequence (a
+//! view, its input, a height of the run), each once the node has indexed its height: every run
+//! asks the same questions in the same order, so the answers of two runs line up wherever both
+//! got that far.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,14 +42,14 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn start(load: &ViewLoad, address: Arc<RwLock<String>>, first: u32) -> Self {
+    pub fn start(load: &ViewLoad, address: Arc<RwLock<String>>, [first, tip]: [u32; 2]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let answers = Arc::new(Mutex::new(Vec::new()));
         let pause = Duration::from_secs_f64(f64::from(load.concurrency) / load.rate);
         let started = Instant::now();
         for i in 0..load.concurrency {
             let rng = fastrand::Rng::with_seed(load.seed.wrapping_add(u64::from(i)));
-            let caller = Caller { load: load.clone(), address: address.clone(), first, pause, started, rng };
+            let caller = Caller { load: load.clone(), address: address.clone(), heights: [first, tip], pause, started, rng };
             let (stop, answers) = (stop.clone(), answers.clone());
             std::thread::spawn(move || caller.run(&stop, &answers));
         }
@@ -67,7 +69,7 @@ impl Load {
 struct Caller {
     load: ViewLoad,
     address: Arc<RwLock<String>>,
-    first: u32,
+    heights: [u32; 2],
     pause: Duration,
     started: Instant,
     rng: fastrand::Rng,
@@ -75,12 +77,16 @@ struct Caller {
 
 impl Caller {
     fn run(mut self, stop: &AtomicBool, answers: &Mutex<Vec<ViewAnswer>>) {
+        let mut question = self.next_question();
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(self.pause);
             let Some(client) = self.client() else { continue };
-            let Some(indexed) = height(&client) else { continue };
-            let call = &self.load.calls[self.rng.usize(..self.load.calls.len())];
-            let asked = self.rng.u32(self.first.min(indexed)..=indexed);
+            let (call, asked) = question;
+            if height(&client).is_none_or(|indexed| indexed < asked) {
+                continue;
+            }
+            question = self.next_question();
+            let call = &self.load.calls[call];
             let answer = client
                 .call("metashrew_view", json!([call.name, call.input, asked]))
                 .map_err(|e| format!("{e:#}"))
@@ -90,6 +96,12 @@ impl Caller {
                 answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(answer);
             }
         }
+    }
+
+    /// A view (its index in the calls) and a height of the run.
+    fn next_question(&mut self) -> (usize, u32) {
+        let [first, tip] = self.heights;
+        (self.rng.usize(..self.load.calls.len()), self.rng.u32(first..=tip))
     }
 
     fn client(&self) -> Option<Client> {

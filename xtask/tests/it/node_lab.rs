@@ -53,8 +53,8 @@ fn host_runner_node_is_identical_under_every_configured_profile() {
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let report = report.unwrap();
     assert_eq!(report["verdict"], "identical", "{report}");
-    assert!(stdout.contains("VERDICT: identical — quiet, 512m, one-core, nofile-128, pids-64, views, crash indexed to height 589"), "{stdout}");
-    for name in ["512m", "one-core", "nofile-128", "pids-64", "views", "crash"] {
+    assert!(stdout.contains("VERDICT: identical — quiet, 512m, one-core, nofile-128, pids-64, views, views-one-core, crash indexed to height 589"), "{stdout}");
+    for name in ["512m", "one-core", "nofile-128", "pids-64", "views", "views-one-core", "crash"] {
         let run = profile(&report, name);
         assert_eq!(run["db_tip"], 589, "{name}: {run}");
         assert_eq!(run["comparison"]["verdict"], "identical", "{name}: {run}");
@@ -63,6 +63,8 @@ fn host_runner_node_is_identical_under_every_configured_profile() {
     assert_eq!(profile(&report, "512m")["memory"]["cgroup_limit_bytes"], 512 << 20);
     let views = profile(&report, "views");
     assert!(views["views_answered"].as_u64().unwrap() > 0, "{views}");
+    // Both view runs ask the same seeded questions: answers to the same question were compared.
+    assert!(report["view_answers_compared"].as_u64().unwrap() > 0, "{report}");
     let crash = profile(&report, "crash");
     let injected = crash["injected"].as_array().unwrap();
     assert!(injected.iter().any(|i| i["what"].as_str().unwrap().starts_with("SIGKILL at height ")), "{crash}");
@@ -152,4 +154,36 @@ fn bad_nodes_and_templates_are_refused_before_anything_runs_and_early_exits_are_
     let stdout = String::from_utf8_lossy(&early.stdout);
     assert!(stdout.contains("the quiet run `quiet` exited with code 2 before indexing any block"), "{stdout}");
     assert!(stdout.contains("unexpected argument '--frobnicate'"), "{stdout}");
+}
+
+/// Docker's default bridge gateway: this machine as containers on that bridge see it.
+fn bridge_gateway() -> String {
+    let inet = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "docker0"]).output().expect("running ip");
+    let text = String::from_utf8_lossy(&inet.stdout);
+    let address = text.split_whitespace().skip_while(|w| *w != "inet").nth(1).unwrap_or_else(|| panic!("no docker0 address: {text}"));
+    address.split('/').next().unwrap().to_string()
+}
+
+#[test]
+fn blocks_from_another_node_s_rpc_are_served_to_the_node_and_loopback_is_refused() {
+    use blocks::stand_in::{Behaviour, StandIn};
+    let index = blocks::Source::detect(&chain()).unwrap().index(blocks::HeightRange { from: None, to: Some(200) }, blocks::blk::Start::Genesis).unwrap();
+    let behaviour = Behaviour { credentials: Some("rpc:secret".into()), ..Default::default() };
+    let node = StandIn::start(index, behaviour, "0.0.0.0:0".parse().unwrap()).unwrap();
+    let port = node.url.rsplit(':').next().unwrap().to_string();
+    let run = |host: &str, out: &Path| {
+        let url = format!("http://{host}:{port}");
+        let args = ["repro", "--node", "host-runner", "--rpc", &url, "--rpc-user", "rpc", "--rpc-password", "secret", "--from", "0", "--to", "200", "--profile", "quiet", "--profile", "512m"];
+        xtask_command().args(args).arg("--out-dir").arg(out).output().unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let output = run(&bridge_gateway(), out.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = read_json(&run_dir(out.path()).join("report.json"));
+    assert_eq!(report["verdict"], "identical", "{report}");
+    assert_eq!(profile(&report, "512m")["db_tip"], 200, "{report}");
+
+    let refused = run("127.0.0.1", tempfile::tempdir().unwrap().path());
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot reach this machine's loopback"), "{}", describe(&refused));
 }
