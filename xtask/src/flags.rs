@@ -151,7 +151,8 @@ pub struct Repro {
     #[arg(long)]
     pub timeout_secs: Option<u64>,
     /// Run a metashrew-compatible node instead of our runner, under the node profiles of
-    /// `[workspace.metadata.repro.node]`: a Docker image on this machine, or `host-runner` (ours).
+    /// `[workspace.metadata.repro.node]`: a Docker image on this machine, `host-runner` (ours), or
+    /// a path to a node binary (run as a local process).
     #[arg(long, value_name = "IMAGE", conflicts_with_all = ["limits", "engine", "height"])]
     pub node: Option<String>,
     /// The node's arguments, with placeholders {rpc} {wasm} {db} {tip} {port} (default:

@@ -39,6 +39,8 @@ struct Cli {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Fault {
+    /// None: `host-runner node` itself, from the same binary (the tests' local node).
+    None,
     CacheFromMemory,
     ViewWrites,
     TwoBatches,
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = cli.node.config().and_then(|config| {
         let conduct: Arc<dyn Conduct> = match cli.fault {
+            Fault::None => Arc::new(host_runner::node::Honest),
             Fault::CacheFromMemory => Arc::new(CacheFromMemory::sized_from_visible_memory()),
             Fault::ViewWrites => Arc::new(ViewWrites::default()),
             Fault::TwoBatches => Arc::new(TwoBatches),

@@ -6,6 +6,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use super::process::{NodeProcess, State};
+
 /// `docker ARGS…`; its stdout, or an error with what it printed.
 pub fn docker<I, S>(args: I) -> Result<String>
 where
@@ -52,15 +54,6 @@ impl Drop for Network {
 pub struct Container {
     pub name: String,
     network: String,
-}
-
-/// What `docker inspect` says of a container now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct State {
-    pub running: bool,
-    pub exit_code: i64,
-    pub oom_killed: bool,
-    pub pid: u32,
 }
 
 impl Container {
@@ -135,5 +128,40 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         let _ = docker(["rm", "-f", &self.name]);
+    }
+}
+
+impl NodeProcess for Container {
+    fn state(&self) -> Result<State> {
+        Container::state(self)
+    }
+
+    fn address(&self) -> Result<String> {
+        Container::address(self)
+    }
+
+    fn kill(&self) -> Result<()> {
+        Container::kill(self)
+    }
+
+    fn start(&self) -> Result<()> {
+        Container::start(self)
+    }
+
+    fn stop(&self, grace_secs: u32) -> Result<()> {
+        Container::stop(self, grace_secs)
+    }
+
+    /// The container's cgroup, as the host sees its process.
+    fn memory_cgroup(&self, pid: u32) -> Option<cgroup::Cgroup> {
+        cgroup::Cgroup::of_process(pid)
+    }
+
+    fn tail(&self, lines: usize) -> Vec<String> {
+        Container::tail(self, lines)
+    }
+
+    fn save_log(&self, file: &Path) -> Result<()> {
+        Container::save_log(self, file)
     }
 }

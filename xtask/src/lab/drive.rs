@@ -10,8 +10,7 @@ use blocks::rpc::{Auth, Client};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::containers::Container;
-use super::node::PORT;
+use super::process::NodeProcess;
 use crate::config::node::CrashPlan;
 
 const POLL: Duration = Duration::from_millis(100);
@@ -55,7 +54,9 @@ pub struct Driven {
 }
 
 pub struct Drive<'a> {
-    pub container: &'a Container,
+    pub node: &'a dyn NodeProcess,
+    /// Where its JSON-RPC listens.
+    pub port: u16,
     pub tip: u32,
     pub stall: Duration,
     pub timeout: Duration,
@@ -73,11 +74,11 @@ impl Drive<'_> {
         self.refresh_address();
         let end = loop {
             std::thread::sleep(POLL);
-            let state = self.container.state()?;
+            let state = self.node.state()?;
             if !state.running {
                 break NodeEnd::Finished { code: state.exit_code, stopped_at_tip: false, docker_oom_killed: state.oom_killed };
             }
-            watch.memory.read(state.pid);
+            watch.memory.read(self.node.memory_cgroup(state.pid));
             watch.observe(self.height());
             if watch.height.is_some_and(|h| h >= self.tip) {
                 break self.stop_at_tip()?;
@@ -85,10 +86,10 @@ impl Drive<'_> {
             if let Some(what) = crashes.due(watch.height, watch.since_start.elapsed()) {
                 self.crash_and_restart(&mut watch, what)?;
             } else if watch.progress_at.elapsed() > self.stall {
-                self.container.kill()?;
+                self.node.kill()?;
                 break NodeEnd::Stalled { height: watch.height, secs: self.stall.as_secs() };
             } else if started.elapsed() > self.timeout {
-                self.container.kill()?;
+                self.node.kill()?;
                 break NodeEnd::TimedOut { height: watch.height, secs: self.timeout.as_secs() };
             }
         };
@@ -97,35 +98,35 @@ impl Drive<'_> {
 
     /// The node's height as its JSON-RPC says, `None` while it does not answer.
     fn height(&self) -> Option<u32> {
-        let url = format!("http://{}:{PORT}", self.address.read().ok()?);
+        let url = format!("http://{}:{}", self.address.read().ok()?, self.port);
         let client = Client::new(&url, &Auth::None, Duration::ZERO).ok()?.answering_within(Duration::from_secs(2));
         client.call("metashrew_height", json!([])).ok()?.as_str()?.parse().ok()
     }
 
     /// A container that already exited has no address: its height is then not asked.
     fn refresh_address(&self) {
-        if let Ok(address) = self.container.address() {
+        if let Ok(address) = self.node.address() {
             *self.address.write().expect("not poisoned") = address;
         }
     }
 
     /// SIGTERM; a node at its tip has nothing left to do.
     fn stop_at_tip(&self) -> Result<NodeEnd> {
-        self.container.stop(STOP_GRACE_SECS)?;
-        let state = self.container.state()?;
+        self.node.stop(STOP_GRACE_SECS)?;
+        let state = self.node.state()?;
         Ok(NodeEnd::Finished { code: state.exit_code, stopped_at_tip: true, docker_oom_killed: state.oom_killed })
     }
 
     /// SIGKILL, then the node started again on the same database.
     fn crash_and_restart(&self, watch: &mut Watch, what: String) -> Result<()> {
-        self.container.kill().with_context(|| format!("injecting {what}"))?;
+        self.node.kill().with_context(|| format!("injecting {what}"))?;
         watch.injected.push(Injection { at_secs: watch.started.elapsed().as_secs_f64(), height: watch.height, what });
         let started = Instant::now();
-        while self.container.state()?.running {
+        while self.node.state()?.running {
             anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the node did not die within 30 s of SIGKILL");
             std::thread::sleep(POLL);
         }
-        self.container.start().context("starting the node again after a crash")?;
+        self.node.start().context("starting the node again after a crash")?;
         self.refresh_address();
         watch.since_start = Instant::now();
         watch.progress_at = Instant::now();
@@ -153,9 +154,9 @@ impl Watch {
 }
 
 impl MemoryEvidence {
-    /// The container's memory cgroup as the host sees it, through the process `pid`.
-    fn read(&mut self, pid: u32) {
-        let Some(cgroup) = cgroup::Cgroup::of_process(pid) else { return };
+    /// The node's memory cgroup, while it runs.
+    fn read(&mut self, cgroup: Option<cgroup::Cgroup>) {
+        let Some(cgroup) = cgroup else { return };
         self.cgroup_limit_bytes = cgroup.limit().or(self.cgroup_limit_bytes);
         self.cgroup_peak_bytes = cgroup.peak().max(self.cgroup_peak_bytes);
     }

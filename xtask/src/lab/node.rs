@@ -1,9 +1,10 @@
-//! The node under test: a container image the user built, or ours (`--node host-runner`: the
-//! runner image's `host-runner node`), and the `docker run` arguments of one profile's run.
+//! The node under test: a container image the user built, ours (`--node host-runner`: the runner
+//! image's `host-runner node`) or a binary run locally; its command line, and the `docker run`
+//! arguments of one profile's run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use super::containers::docker;
 use crate::config::node::{Cpus, NodeLab, NodeProfile, Template};
@@ -15,53 +16,75 @@ pub const INDEXER: &str = "/input/indexer.wasm";
 pub const DB: &str = "/data/db";
 pub const PORT: u16 = 8080;
 
+/// What runs as the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// `host-runner node`, from the runner image (its tag once built).
+    Ours(String),
+    /// A user's image on this machine.
+    Image(String),
+    /// A binary, run as a local process (`--node ./rockshrew-mono`).
+    Binary(PathBuf),
+}
+
 pub struct NodeUnderTest {
-    pub image: String,
-    /// Ours: the runner image, whose entry point needs the `node` subcommand first.
-    pub ours: bool,
+    pub program: Program,
     template: Template,
     label: Option<String>,
     auth: Option<String>,
 }
 
+/// Where the node finds what the lab gives it, as it sees them.
+pub struct Places {
+    pub rpc: String,
+    pub wasm: String,
+    pub db: String,
+    pub port: u16,
+}
+
 impl NodeUnderTest {
-    /// The node `--node` names, checked before anything is built: a user's image must be on
-    /// this machine (the lab never pulls).
+    /// The node `--node` names, checked before anything is built: `host-runner`, a path to an
+    /// executable (it has a `/`), or an image on this machine (the lab never pulls).
     pub fn named(node: &str, lab: &NodeLab) -> Result<Self> {
-        let ours = node == OURS;
-        if !ours && docker(["image", "inspect", "--format", "{{.Id}}", node]).is_err() {
-            bail!("node image `{node}` is not on this machine: the lab runs images with --pull=never, so build it or `docker load` it first (`docker image ls` lists what is here)");
-        }
-        Ok(Self { image: node.into(), ours, template: Template::parse(&lab.args)?, label: lab.label.clone(), auth: lab.auth.clone() })
+        let program = if node == OURS {
+            Program::Ours(String::new())
+        } else if node.contains('/') {
+            Program::Binary(executable(Path::new(node))?)
+        } else if docker(["image", "inspect", "--format", "{{.Id}}", node]).is_ok() {
+            Program::Image(node.into())
+        } else {
+            bail!("node image `{node}` is not on this machine: the lab runs images with --pull=never, so build it or `docker load` it first (`docker image ls` lists what is here); a binary is named by a path (./node)");
+        };
+        Ok(Self { program, template: Template::parse(&lab.args)?, label: lab.label.clone(), auth: lab.auth.clone() })
     }
 
     /// Ours, once the runner image is built.
     pub fn with_runner_image(mut self, tag: &str) -> Self {
-        if self.ours {
-            self.image = tag.into();
+        if let Program::Ours(image) = &mut self.program {
+            *image = tag.into();
         }
         self
     }
 
-    /// `host-runner node` or the image's name.
+    /// `host-runner node`, the image's name or the binary's path.
     pub fn describe(&self) -> String {
-        if self.ours {
-            format!("host-runner node ({})", self.image)
-        } else {
-            format!("image {}", self.image)
+        match &self.program {
+            Program::Ours(image) => format!("host-runner node ({image})"),
+            Program::Image(image) => format!("image {image}"),
+            Program::Binary(path) => format!("binary {} (a local process)", path.display()),
         }
     }
 
     /// The node's command line: the template filled in, then `--label`, `--start-block` and
     /// `--auth` when configured.
-    pub fn command_line(&self, rpc: &str, first: u32, tip: u32) -> Vec<String> {
-        let mut args: Vec<String> = if self.ours { vec!["node".into()] } else { Vec::new() };
+    pub fn command_line(&self, places: &Places, first: u32, tip: u32) -> Vec<String> {
+        let mut args: Vec<String> = if matches!(self.program, Program::Ours(_)) { vec!["node".into()] } else { Vec::new() };
         args.extend(self.template.render(|name| match name {
-            "rpc" => rpc.to_string(),
-            "wasm" => INDEXER.to_string(),
-            "db" => DB.to_string(),
+            "rpc" => places.rpc.clone(),
+            "wasm" => places.wasm.clone(),
+            "db" => places.db.clone(),
             "tip" => tip.to_string(),
-            _ => PORT.to_string(),
+            _ => places.port.to_string(),
         }));
         if let Some(label) = &self.label {
             args.extend(["--label".into(), label.clone()]);
@@ -74,24 +97,37 @@ impl NodeUnderTest {
         }
         args
     }
+}
 
-    /// `docker run` options for one profile: hardened, the profile's limits, the indexer
-    /// read-only at /input, the database directory at /data; then the image and its command line.
-    pub fn container_args(&self, profile: &NodeProfile, user: &str, input: &Path, data: &Path, command_line: Vec<String>) -> Vec<String> {
-        let mut args = vec![
-            "--read-only".to_string(),
-            "--tmpfs=/tmp".into(),
-            "--cap-drop=ALL".into(),
-            "--security-opt=no-new-privileges".into(),
-            format!("--user={user}"),
-            format!("--mount=type=bind,source={},target=/input,readonly", input.display()),
-            format!("--mount=type=bind,source={},target=/data", data.display()),
-        ];
-        args.extend(limit_args(profile));
-        args.push(self.image.clone());
-        args.extend(command_line);
-        args
-    }
+/// Where the node finds what the lab gives it in its container.
+pub fn in_container(rpc: String) -> Places {
+    Places { rpc, wasm: INDEXER.into(), db: DB.into(), port: PORT }
+}
+
+/// `path`, when it is an executable file.
+fn executable(path: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(path).with_context(|| format!("node binary {}", path.display()))?;
+    anyhow::ensure!(metadata.is_file() && metadata.permissions().mode() & 0o111 != 0, "node binary {} is not an executable file", path.display());
+    Ok(path.canonicalize()?)
+}
+
+/// `docker run` options for one profile: hardened, the profile's limits, the indexer read-only
+/// at /input, the database directory at /data; then the image and the node's command line.
+pub fn container_args(image: &str, profile: &NodeProfile, user: &str, input: &Path, data: &Path, command_line: Vec<String>) -> Vec<String> {
+    let mut args = vec![
+        "--read-only".to_string(),
+        "--tmpfs=/tmp".into(),
+        "--cap-drop=ALL".into(),
+        "--security-opt=no-new-privileges".into(),
+        format!("--user={user}"),
+        format!("--mount=type=bind,source={},target=/input,readonly", input.display()),
+        format!("--mount=type=bind,source={},target=/data", data.display()),
+    ];
+    args.extend(limit_args(profile));
+    args.push(image.into());
+    args.extend(command_line);
+    args
 }
 
 /// The profile's limits as `docker run` options.
@@ -125,7 +161,7 @@ mod tests {
         let lab = NodeLab { args: DEFAULT_ARGS.into(), label: Some("alkanes".into()), auth: Some("u:p".into()), stall_secs: 60, profiles: Vec::new() };
         let node = NodeUnderTest::named(OURS, &lab).unwrap().with_runner_image("memrepro-runner:abc");
         assert_eq!(
-            node.command_line("http://bitcoind:8332", 100, 589).join(" "),
+            node.command_line(&in_container("http://bitcoind:8332".into()), 100, 589).join(" "),
             "node --daemon-rpc-url http://bitcoind:8332 --indexer /input/indexer.wasm --db-path /data/db --exit-at 589 --host 0.0.0.0 --port 8080 --label alkanes --start-block 100 --auth u:p"
         );
     }

@@ -13,7 +13,6 @@ use blocks::rpc::{Auth, Client};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::node::PORT;
 use crate::config::node::ViewLoad;
 
 /// One call and what the node answered.
@@ -42,14 +41,14 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn start(load: &ViewLoad, address: Arc<RwLock<String>>, [first, tip]: [u32; 2]) -> Self {
+    pub fn start(load: &ViewLoad, address: Arc<RwLock<String>>, port: u16, [first, tip]: [u32; 2]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let answers = Arc::new(Mutex::new(Vec::new()));
         let pause = Duration::from_secs_f64(f64::from(load.concurrency) / load.rate);
         let started = Instant::now();
         for i in 0..load.concurrency {
             let rng = fastrand::Rng::with_seed(load.seed.wrapping_add(u64::from(i)));
-            let caller = Caller { load: load.clone(), address: address.clone(), heights: [first, tip], pause, started, rng };
+            let caller = Caller { load: load.clone(), address: address.clone(), port, heights: [first, tip], pause, started, rng };
             let (stop, answers) = (stop.clone(), answers.clone());
             std::thread::spawn(move || caller.run(&stop, &answers));
         }
@@ -69,6 +68,7 @@ impl Load {
 struct Caller {
     load: ViewLoad,
     address: Arc<RwLock<String>>,
+    port: u16,
     heights: [u32; 2],
     pause: Duration,
     started: Instant,
@@ -105,7 +105,7 @@ impl Caller {
     }
 
     fn client(&self) -> Option<Client> {
-        let url = format!("http://{}:{PORT}", self.address.read().ok()?);
+        let url = format!("http://{}:{}", self.address.read().ok()?, self.port);
         Some(Client::new(&url, &Auth::None, Duration::ZERO).ok()?.answering_within(Duration::from_secs(10)))
     }
 }

@@ -187,3 +187,33 @@ fn blocks_from_another_node_s_rpc_are_served_to_the_node_and_loopback_is_refused
     assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot reach this machine's loopback"), "{}", describe(&refused));
 }
+
+/// `--node-args` for the faulty node binary with `--fault FAULT` (`none`: `host-runner node`).
+fn faulty_args(fault: &str) -> String {
+    format!("--node-args=--fault {fault} --daemon-rpc-url {{rpc}} --indexer {{wasm}} --db-path {{db}} --exit-at {{tip}} --port {{port}}")
+}
+
+#[test]
+fn a_node_binary_runs_as_a_local_process_under_cpu_file_and_crash_profiles() {
+    let binary = std::env::var("FAULTY_NODE").expect("FAULTY_NODE: run the tests with `cargo xtask test`");
+    let out = tempfile::tempdir().unwrap();
+    let honest = faulty_args("none");
+    let profiles = ["--profile", "quiet", "--profile", "one-core", "--profile", "nofile-128", "--profile", "crash"];
+    let (output, report) = lab(&binary, &[&[honest.as_str()][..], &profiles].concat(), out.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = report.unwrap();
+    assert!(report["node"].as_str().unwrap().ends_with("(a local process)"), "{report}");
+    assert_eq!(report["verdict"], "identical", "{report}");
+    assert!(!profile(&report, "crash")["injected"].as_array().unwrap().is_empty(), "{report}");
+
+    let out = tempfile::tempdir().unwrap();
+    let leaking = faulty_args("emfile-retry");
+    let (output, report) = lab(&binary, &[leaking.as_str(), "--profile", "quiet", "--profile", "nofile-128", "--stall-secs", "5"], out.path());
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert_eq!(profile(&report.unwrap(), "nofile-128")["end"]["end"], "stalled");
+
+    // What only Docker can limit is refused before anything runs.
+    let (refused, _) = lab(&binary, &[honest.as_str(), "--profile", "pids-64"], tempfile::tempdir().unwrap().path());
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("node profile `pids-64`: pids needs Docker"), "{}", describe(&refused));
+}

@@ -23,4 +23,4 @@ mod run;
 
 pub use limit::LocalLimit;
 pub use mechanism::{forced, FORCE_VARIABLE};
-pub use run::run_local;
+pub use run::{run_local, Spawned};

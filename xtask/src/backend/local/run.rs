@@ -25,26 +25,69 @@ pub fn run_local(
     log: &Path,
 ) -> Result<RunExit> {
     let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let mut limited = Limited::new(runner, name, memory, how, args)?;
-    let mut child = limited
-        .command
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .spawn()
-        .with_context(|| format!("starting {}", runner.display()))?;
-    let group = format!("-{}", child.id());
-    let (status, harness_timeout, wall) = wait_or_kill(&mut child, timeout, || {
+    let mut spawned = Spawned::start(runner, name, memory, how, args, log_file)?;
+    let killer = spawned.killer();
+    let (status, harness_timeout, wall) = wait_or_kill(&mut spawned.child, timeout, || killer.kill())?;
+    drop(spawned);
+    Ok(RunExit { exit_code: exit_code(status), docker_oom_killed: None, harness_timeout, wall })
+}
+
+/// A program started as a local child under its limit, in its own process group.
+pub struct Spawned {
+    pub child: std::process::Child,
+    limited: Limited,
+}
+
+impl Spawned {
+    /// Starts `program args` under `memory`, enforced by `how`, its output to `log`.
+    pub fn start(program: &Path, name: &str, memory: Option<ByteSize>, how: LocalLimit, args: Vec<String>, log: std::fs::File) -> Result<Self> {
+        let mut limited = Limited::new(program, name, memory, how, args)?;
+        let child = limited
+            .command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        Ok(Self { child, limited })
+    }
+
+    /// The memory cgroup made for it, when the limit is one this tool created.
+    pub fn cgroup(&self) -> Option<&cgroup::Cgroup> {
+        self.limited.cgroup.as_ref().map(|created| &created.cgroup)
+    }
+
+    /// SIGKILL to everything it started.
+    pub fn kill_all(&self) {
+        self.killer().kill();
+    }
+
+    fn killer(&self) -> Killer {
+        Killer { scope_kill: self.limited.scope_kill.clone(), group: self.child.id() }
+    }
+
+    /// SIGTERM to its process group.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.child.id())]).status();
+    }
+}
+
+/// What kills a spawned program and everything it started: a scope's processes, then its
+/// process group.
+struct Killer {
+    scope_kill: Option<Vec<String>>,
+    group: u32,
+}
+
+impl Killer {
+    fn kill(&self) {
         // A scope's processes first: through sudo they are not all in our process group.
-        if let Some(kill) = &limited.scope_kill {
+        if let Some(kill) = &self.scope_kill {
             let _ = Command::new(&kill[0]).args(&kill[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
         }
-        // The whole process group: the watcher and the run it started.
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-    })?;
-    drop(limited.cgroup);
-    Ok(RunExit { exit_code: exit_code(status), docker_oom_killed: None, harness_timeout, wall })
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.group)]).status();
+    }
 }
 
 /// The command that starts the runner under its limit, and what must outlive it.
