@@ -3,16 +3,15 @@
 //! and `metashrew-state`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use schema::NodeVerdict;
 
 use crate::artifacts::{build_runner, host_triple};
 use crate::exit::Exit;
 use crate::flags;
 use crate::judge::dump_diff::{diff_dump_files, excerpt, SHOWN_LINES};
-use crate::judge::node_diff::metashrew_diff;
+use crate::judge::node_diff::{metashrew_diff, state_diff_at};
 use crate::run_dir::new_run_dir;
 use crate::workspace::Workspace;
 
@@ -64,7 +63,9 @@ pub fn diff_nodes(runner: &Path, nodes: [&Path; 2], label: Option<&str>, out: &P
             for key in &found.keys {
                 println!("  {}\n    A: {}\n    B: {}", key.key, histories_json(&key.histories[0]), histories_json(&key.histories[1]));
             }
-            state_diff_at(runner, nodes, label, &height, out)?;
+            let diff = state_diff_at(runner, nodes, label, &height, out)?;
+            println!("state as of height {height} (A → B):\n{}", excerpt(&diff, SHOWN_LINES));
+            println!("results: {}", out.display());
             Ok(Exit::Different)
         }
     }
@@ -73,30 +74,4 @@ pub fn diff_nodes(runner: &Path, nodes: [&Path; 2], label: Option<&str>, out: &P
 /// `[[height,"value"],…]`, as the comparison's JSON writes a history.
 fn histories_json(history: &[(u32, String)]) -> String {
     serde_json::to_string(history).unwrap_or_default()
-}
-
-/// Both nodes' states as of `height`, dumped and diffed; the diff printed and kept.
-fn state_diff_at(runner: &Path, nodes: [&Path; 2], label: Option<&str>, height: &str, out: &Path) -> Result<()> {
-    let mut dumps = Vec::new();
-    for (node, name) in nodes.iter().zip(["a", "b"]) {
-        let dump = out.join(format!("{name}-state-at-{height}.txt"));
-        let mut command = Command::new(runner);
-        command.arg("metashrew-state").arg("--db").arg(node).arg("--height").arg(height).arg("--dump").arg(&dump);
-        labelled(&mut command, label);
-        let state = command.output().with_context(|| format!("running {}", runner.display()))?;
-        ensure!(state.status.success(), "{}", String::from_utf8_lossy(&state.stderr).trim());
-        dumps.push(dump);
-    }
-    let diff = diff_dump_files(Some(&dumps[0]), Some(&dumps[1]), "A", "B")?;
-    std::fs::write(out.join("state.diff"), &diff.diff)?;
-    println!("state as of height {height} (A → B):\n{}", excerpt(&diff.diff, SHOWN_LINES));
-    println!("results: {}", out.display());
-    Ok(())
-}
-
-/// `--label LABEL`, when the nodes ran with one.
-fn labelled(command: &mut Command, label: Option<&str>) {
-    if let Some(label) = label {
-        command.arg("--label").arg(label);
-    }
 }

@@ -31,6 +31,10 @@ pub struct LabProfile {
     pub comparison: Option<NodeComparison>,
     /// Its last lines of output.
     pub log_tail: Vec<String>,
+    /// Where its database differs: both states as of the first diverging height, diffed
+    /// (`state.diff` in its directory).
+    #[serde(skip)]
+    pub state_diff: Option<String>,
 }
 
 impl LabProfile {
@@ -134,6 +138,7 @@ mod tests {
             views_failed: 0,
             comparison,
             log_tail: Vec::new(),
+            state_diff: None,
         }
     }
 

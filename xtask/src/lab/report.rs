@@ -13,7 +13,8 @@ use super::judge::{decide, LabProfile};
 use super::node::NodeUnderTest;
 use super::views::{compare_answers, ViewAnswer, ViewMismatch};
 use super::profile_run::{database, ProfileRun};
-use crate::judge::node_diff::metashrew_diff;
+use crate::judge::dump_diff::{excerpt, SHOWN_LINES};
+use crate::judge::node_diff::{metashrew_diff, state_diff_at};
 use crate::judge::verdict::Decision;
 use crate::units::mib;
 
@@ -47,6 +48,10 @@ impl LabReport {
                 false => None,
             };
             let db_tip = comparison.as_ref().map(|c| c.tips[1]);
+            let state_diff = match comparison.as_ref().filter(|c| i > 0 && c.verdict == NodeVerdict::DifferentState).and_then(|c| c.height) {
+                Some(height) => Some(state_diff_at(runner, [&quiet_db, &db], label, &height.to_string(), &run.dir)?),
+                None => None,
+            };
             profiles.push(LabProfile {
                 profile: run.profile.clone(),
                 end: run.driven.end.clone(),
@@ -59,6 +64,7 @@ impl LabReport {
                 views_failed: run.answers.iter().filter(|a| a.answer.is_err()).count(),
                 comparison: comparison.filter(|_| i > 0),
                 log_tail: run.log_tail.clone(),
+                state_diff,
             });
         }
         let decision = decide(&profiles, tip, view_mismatch.as_ref());
@@ -78,6 +84,11 @@ impl LabReport {
         }
         for line in self.details() {
             println!("  {line}");
+        }
+        for p in &self.profiles {
+            if let (Some(diff), Some(height)) = (&p.state_diff, p.comparison.as_ref().and_then(|c| c.height)) {
+                println!("\nstate as of height {height} (A = {}, B = {}):\n{}", self.profiles[0].profile.name, p.profile.name, excerpt(diff, SHOWN_LINES));
+            }
         }
         println!("\n{}\nresults: {}", self.decision.line(), run_dir.display());
         Ok(())

@@ -130,8 +130,13 @@ fn a_commit_retrying_for_ever_without_files_is_caught_stalled_by_the_nofile_prof
 
 #[test]
 fn a_result_depending_on_the_number_of_cores_is_caught_by_the_one_core_profile() {
-    let (report, _) = caught("cores", "one-core", &[]);
-    assert_eq!(profile(&report, "one-core")["comparison"]["verdict"], "different_state", "{report}");
+    let (report, stdout) = caught("cores", "one-core", &[]);
+    let comparison = &profile(&report, "one-core")["comparison"];
+    assert_eq!(comparison["verdict"], "different_state", "{report}");
+    // The quiet run, with every core, ran a block against the state before the previous one.
+    let height = comparison["height"].as_u64().unwrap();
+    assert!(stdout.contains(&format!("one-core: first diverging height {height}")), "{stdout}");
+    assert!(!comparison["keys"].as_array().unwrap().is_empty(), "{report}");
 }
 
 #[test]
