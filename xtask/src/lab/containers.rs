@@ -45,7 +45,15 @@ impl Network {
 }
 
 impl Drop for Network {
+    /// Removes whatever is still on it first (after an error or a panic), since Docker removes a
+    /// network only once nothing is on it.
     fn drop(&mut self) {
+        let format = "{{range .Containers}}{{.Name}} {{end}}";
+        if let Ok(names) = docker(["network", "inspect", "--format", format, &self.name]) {
+            for name in names.split_whitespace() {
+                let _ = docker(["rm", "-f", name]);
+            }
+        }
         let _ = docker(["network", "rm", &self.name]);
     }
 }

@@ -81,8 +81,9 @@ impl Chain {
 
 /// Where the node and its block server run.
 enum Site {
-    /// An internal network, the block server in a container on it.
-    Docker { network: Network, _server: BlockServer, user: String },
+    /// An internal network, the block server in a container on it (declared first: dropped,
+    /// so removed, before the network, which Docker removes only once nothing is on it).
+    Docker { _server: BlockServer, network: Network, user: String },
     /// Local processes: the block server in this process, on loopback.
     Local { server: StandIn, limit: LocalLimit },
 }
@@ -147,7 +148,7 @@ impl Site {
         let user = container_user(sh);
         let network = Network::create()?;
         let server = BlockServer::start(&network, image, &user, &args.input.source, auth, chain.tip)?;
-        Ok(Self::Docker { network, _server: server, user })
+        Ok(Self::Docker { _server: server, network, user })
     }
 }
 

@@ -18,9 +18,21 @@ fn chain() -> PathBuf {
 fn lab(node: &str, args: &[&str], out: &Path) -> (Output, Option<Value>) {
     let mut command = xtask_command();
     command.args(["repro", "--node", node, "--blocks"]).arg(chain()).args(args).arg("--out-dir").arg(out);
-    let output = command.output().expect("running xtask");
+    let output = run_leaving_nothing(&mut command);
     let report = std::fs::read_dir(out).ok().and_then(|mut runs| runs.next()).map(|run| run.unwrap().path().join("report.json"));
     (output, report.filter(|r| r.exists()).map(|r| read_json(&r)))
+}
+
+/// Runs `command` (a `cargo xtask`), then checks it left no container or network of its own.
+fn run_leaving_nothing(command: &mut std::process::Command) -> Output {
+    let child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("running xtask");
+    let prefix = format!("name=memrepro-{}-", child.id());
+    let output = child.wait_with_output().unwrap();
+    for kind in [&["ps", "-a"][..], &["network", "ls"][..]] {
+        let left = std::process::Command::new("docker").args(kind).args(["-q", "--filter", &prefix]).output().unwrap();
+        assert!(left.stdout.is_empty(), "`docker {}` lists what the run left: {}", kind.join(" "), String::from_utf8_lossy(&left.stdout));
+    }
+    output
 }
 
 /// A scratch image whose entry point is the faulty node with `--fault FAULT`.
@@ -179,7 +191,7 @@ fn blocks_from_another_node_s_rpc_are_served_to_the_node_and_loopback_is_refused
     let run = |host: &str, out: &Path| {
         let url = format!("http://{host}:{port}");
         let args = ["repro", "--node", "host-runner", "--rpc", &url, "--rpc-user", "rpc", "--rpc-password", "secret", "--from", "0", "--to", "200", "--profile", "quiet", "--profile", "512m"];
-        xtask_command().args(args).arg("--out-dir").arg(out).output().unwrap()
+        run_leaving_nothing(xtask_command().args(args).arg("--out-dir").arg(out))
     };
     let out = tempfile::tempdir().unwrap();
     let output = run(&bridge_gateway(), out.path());
