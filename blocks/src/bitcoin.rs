@@ -12,13 +12,32 @@ pub type BlockHash = [u8; 32];
 pub struct Header {
     pub hash: BlockHash,
     pub prev: BlockHash,
+    /// The compact proof-of-work target.
+    pub bits: u32,
 }
 
-/// The hash and parent of an 80-byte header.
+/// The hash, parent and target of an 80-byte header.
 pub fn header(bytes: &[u8]) -> Result<Header> {
     let parsed = bsl::BlockHeader::parse(bytes).map_err(|e| anyhow::anyhow!("the header does not decode: {e:?}"))?;
     let header = parsed.parsed();
-    Ok(Header { hash: header.block_hash_sha2().into(), prev: header.prev_blockhash().try_into().expect("32 bytes") })
+    let bits = u32::from_le_bytes(bytes[72..76].try_into().expect("an 80-byte header"));
+    Ok(Header { hash: header.block_hash_sha2().into(), prev: header.prev_blockhash().try_into().expect("32 bytes"), bits })
+}
+
+/// The work a block's proof represents, as Bitcoin Core counts it: 2^256 / (target + 1), the
+/// target being `bits` expanded (mantissa x 256^(exponent - 3)). `None` for a target no chain can
+/// have (zero, negative, or so small that the work would not fit in 128 bits).
+pub fn work(bits: u32) -> Option<u128> {
+    let (exponent, mantissa) = (bits >> 24, u128::from(bits & 0x007f_ffff));
+    if mantissa == 0 || bits & 0x0080_0000 != 0 || !(20..=32).contains(&exponent) {
+        return None;
+    }
+    // target = mantissa x 2^shift with shift >= 136, so 2^256 / (target + 1) is 2^(256 - shift) /
+    // mantissa rounded down, one less where the mantissa divides it exactly.
+    let shift = 8 * (exponent - 3);
+    let numerator = 1u128 << (256 - shift);
+    let work = numerator / mantissa;
+    Some(if numerator % mantissa == 0 { work - 1 } else { work })
 }
 
 /// Decodes the whole block (header, every transaction, nothing after them), checks that its
@@ -75,6 +94,40 @@ pub fn summarize(bytes: &[u8]) -> Result<Summary> {
     })
 }
 
+/// The height a block states in its coinbase (BIP34: the first push of the coinbase's
+/// scriptSig, little-endian), where its version (2 or more) says it follows BIP34; `None`
+/// otherwise or when the push is not a height.
+pub fn coinbase_height(block: &[u8]) -> Option<u32> {
+    let version = u32::from_le_bytes(block.get(..4)?.try_into().ok()?);
+    if version < 2 {
+        return None;
+    }
+    let mut first = FirstScriptSig(None);
+    let _ = bsl::Block::visit(block, &mut first);
+    let script = first.0?;
+    match *script.first()? {
+        0x00 => Some(0),
+        op @ 0x51..=0x60 => Some(u32::from(op - 0x50)),
+        len @ 1..=4 => {
+            let bytes = script.get(1..1 + usize::from(len))?;
+            let mut le = [0u8; 4];
+            le[..bytes.len()].copy_from_slice(bytes);
+            Some(u32::from_le_bytes(le))
+        }
+        _ => None,
+    }
+}
+
+/// The scriptSig of the block's first input (its coinbase's).
+struct FirstScriptSig(Option<Vec<u8>>);
+
+impl Visitor for FirstScriptSig {
+    fn visit_tx_in(&mut self, _vin: usize, tx_in: &bsl::TxIn) -> core::ops::ControlFlow<()> {
+        self.0 = Some(tx_in.script_sig().to_vec());
+        core::ops::ControlFlow::Break(())
+    }
+}
+
 struct Txids(Vec<[u8; 32]>);
 
 impl Visitor for Txids {
@@ -125,6 +178,27 @@ pub const ZERO_HASH: BlockHash = [0; 32];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_1_block_states_no_height_and_a_bip34_block_its_own() {
+        assert_eq!(coinbase_height(&hex::decode(GENESIS).unwrap()), None);
+        let block = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/blocks/mainnet/574200.bin")).unwrap();
+        assert_eq!(coinbase_height(&block), Some(574200));
+    }
+
+    #[test]
+    fn work_is_bitcoin_core_s_two_to_the_256_over_target_plus_one() {
+        // Core's chainwork of the genesis block, and of a regtest block.
+        assert_eq!(work(0x1d00ffff), Some(0x1_0001_0001));
+        assert_eq!(work(0x207fffff), Some(2));
+        // A mantissa dividing 2^(256 - shift): 2^256 / (2^223 + 1) rounds down to 2^33 - 1.
+        assert_eq!(work(0x1d008000), Some((1 << 33) - 1));
+        // A later target: 2^256 / (0x0404cb * 256^(0x17 - 3) + 1).
+        assert_eq!(work(0x170404cb), Some((1u128 << 96) / 0x0404cb));
+        for impossible in [0x1d000000, 0x1d800001, 0x03123456, 0x21010000] {
+            assert_eq!(work(impossible), None, "{impossible:#x}");
+        }
+    }
 
     const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c0101000000010000000000000000000000000000000000000000000000000000000000000000ffffffff4d04ffff001d0104455468652054696d65732030332f4a616e2f32303039204368616e63656c6c6f72206f6e206272696e6b206f66207365636f6e64206261696c6f757420666f722062616e6b73ffffffff0100f2052a01000000434104678afdb0fe5548271967f1a67130b7105cd6a828e03909a67962e0ea1f61deb649f6bc3f4cef38c4f35504e51ec112de5c384df7ba0b8d578a4c702b6bf11d5fac00000000";
 

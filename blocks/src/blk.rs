@@ -105,6 +105,8 @@ struct Record {
     size: u32,
     hash: BlockHash,
     prev: BlockHash,
+    /// The work its proof represents ([`bitcoin::work`]).
+    work: u128,
 }
 
 /// Reads `len` bytes at `offset`, as stored.
@@ -173,7 +175,8 @@ fn scan(index: usize, path: &Path, key: &[u8; 8], network_seen: &mut Option<&'st
             bail!("{}: truncated block: {size} bytes announced, {} left in the file", at(), len - offset - 8);
         }
         let header = bitcoin::header(&read_at(&mut file, key, offset + 8, 80).map_err(io)?).with_context(at)?;
-        records.push(Record { file: index, offset: offset + 8, size, hash: header.hash, prev: header.prev });
+        let work = bitcoin::work(header.bits).with_context(|| format!("{}: block {} has an impossible target (bits {:#010x})", at(), display(&header.hash), header.bits))?;
+        records.push(Record { file: index, offset: offset + 8, size, hash: header.hash, prev: header.prev, work });
         offset += 8 + u64::from(size);
     }
     Ok(records)
@@ -212,6 +215,9 @@ pub fn locate(files: &BlockFiles, start: Start, range: HeightRange) -> Result<Ve
         records.extend(scan(index, path, &files.xor_key, &mut network)?);
     }
     let chain = follow_chain(&records, start)?;
+    if let (Start::Hash { height, .. }, Some(network)) = (start, network) {
+        check_start_height(files, &records[chain.records[0]], height, network)?;
+    }
     let tip = chain.tip_height()?;
     let (from, to) = (range.from.unwrap_or(chain.start_height), range.to.unwrap_or(tip));
     if from < chain.start_height {
@@ -228,6 +234,29 @@ pub fn locate(files: &BlockFiles, start: Start, range: HeightRange) -> Result<Ve
         Located { height, hash: record.hash, file: record.file, offset: record.offset, size: record.size }
     });
     Ok(located.collect())
+}
+
+/// The first height of each network at which every block states its height in its coinbase
+/// (BIP34).
+fn bip34_height(network: &str) -> u32 {
+    match network {
+        "mainnet" => 227_931,
+        "testnet3" => 21_111,
+        _ => 1,
+    }
+}
+
+/// `--start-hash`'s block must be at `--from`: where the block states its height (BIP34), the
+/// two must agree.
+fn check_start_height(files: &BlockFiles, start: &Record, height: u32, network: &str) -> Result<()> {
+    let located = Located { height, hash: start.hash, file: start.file, offset: start.offset, size: start.size };
+    let block = Reader::new(files).read(&located)?;
+    match bitcoin::coinbase_height(&block.payload) {
+        Some(stated) if stated >= bip34_height(network) && stated != height => {
+            bail!("--start-hash {} is the block at height {stated} (its coinbase says so, BIP34), not --from {height}", display(&start.hash))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Reads located blocks, one file open at a time (a range may span thousands of files), each
@@ -288,9 +317,10 @@ impl Chain {
     }
 }
 
-/// The chain from `start` by prev-hash links. Where a block has several children (a stale
-/// branch), the branch with the most blocks is followed; a tie takes the one stored first. A
-/// block stored twice counts once (its first copy).
+/// The chain from `start` by prev-hash links, as Bitcoin Core chooses it: to the block with the
+/// most work behind it (the sum of its ancestors' from the start), the one stored first where two
+/// have the same. A stale branch, even a longer one, never enters it. A block stored twice counts
+/// once (its first copy).
 fn follow_chain(records: &[Record], start: Start) -> Result<Chain> {
     let mut by_hash: HashMap<BlockHash, usize> = HashMap::new();
     let mut children: HashMap<BlockHash, Vec<usize>> = HashMap::new();
@@ -311,19 +341,21 @@ fn follow_chain(records: &[Record], start: Start) -> Result<Chain> {
             None => bail!("no genesis block in the block files (none has a zero parent): give --start-hash and --from"),
         },
     };
-    let length = branch_lengths(records, &children, first);
-    let mut chain = vec![first];
-    while let Some(next) = children.get(&records[*chain.last().unwrap()].hash).and_then(|kids| kids.iter().copied().max_by_key(|k| (length[k], std::cmp::Reverse(*k)))) {
-        chain.push(next);
+    let chain_work = chain_work(records, &children, first);
+    let tip = chain_work.iter().max_by_key(|(&i, &work)| (work, std::cmp::Reverse(i))).map(|(&i, _)| i).expect("the start is reached");
+    let mut chain = vec![tip];
+    while *chain.last().expect("not empty") != first {
+        chain.push(by_hash[&records[*chain.last().expect("not empty")].prev]);
     }
-    let unconnected = unconnected(records, &by_hash, &length, first);
+    chain.reverse();
+    let unconnected = unconnected(records, &by_hash, &chain_work, first);
     Ok(Chain { start_height, records: chain, unconnected: unconnected.len(), first_unconnected: unconnected.first().copied() })
 }
 
 /// The first copy of each block that neither descends from `first` (`reached`) nor leads back,
 /// through parents in the files, to genesis or to an ancestor of `first`. Linear: each block's
 /// line of parents is walked once, its answer remembered.
-fn unconnected(records: &[Record], by_hash: &HashMap<BlockHash, usize>, reached: &HashMap<usize, u32>, first: usize) -> Vec<usize> {
+fn unconnected(records: &[Record], by_hash: &HashMap<BlockHash, usize>, reached: &HashMap<usize, u128>, first: usize) -> Vec<usize> {
     let mut connected: HashMap<usize, bool> = HashMap::new();
     let mut at = Some(first);
     while let Some(i) = at {
@@ -362,20 +394,19 @@ fn unconnected(records: &[Record], by_hash: &HashMap<BlockHash, usize>, reached:
     found
 }
 
-/// Longest path (in blocks) from each block reachable from `first`, computed without recursion.
-fn branch_lengths(records: &[Record], children: &HashMap<BlockHash, Vec<usize>>, first: usize) -> HashMap<usize, u32> {
+/// The work from `first` to each block that descends from it, `first`'s own included; without
+/// recursion.
+fn chain_work(records: &[Record], children: &HashMap<BlockHash, Vec<usize>>, first: usize) -> HashMap<usize, u128> {
+    let mut work = HashMap::from([(first, records[first].work)]);
     let mut order = vec![first];
     let mut i = 0;
     while i < order.len() {
-        if let Some(kids) = children.get(&records[order[i]].hash) {
-            order.extend(kids.iter().copied());
+        let parent = order[i];
+        for &child in children.get(&records[parent].hash).into_iter().flatten() {
+            work.insert(child, work[&parent].saturating_add(records[child].work));
+            order.push(child);
         }
         i += 1;
     }
-    let mut length = HashMap::new();
-    for &node in order.iter().rev() {
-        let longest_child = children.get(&records[node].hash).map_or(0, |kids| kids.iter().map(|k| length[k]).max().unwrap_or(0));
-        length.insert(node, longest_child + 1);
-    }
-    length
+    work
 }

@@ -77,6 +77,66 @@ fn block_files_out_of_order_across_files_with_a_stale_branch_are_put_in_chain_or
     assert_eq!(blocks, all_of(&Source::detect(&chain_file()).unwrap()));
 }
 
+/// `record` (magic, size, block) with its header's parent, target and nonce replaced.
+fn reheader(record: &[u8], prev: [u8; 32], bits: u32, nonce: u32) -> Vec<u8> {
+    let mut record = record.to_vec();
+    record[8 + 4..8 + 36].copy_from_slice(&prev);
+    record[8 + 72..8 + 76].copy_from_slice(&bits.to_le_bytes());
+    record[8 + 76..8 + 80].copy_from_slice(&nonce.to_le_bytes());
+    record
+}
+
+fn hash_of(record: &[u8]) -> [u8; 32] {
+    blocks::bitcoin::header(&record[8..88]).unwrap().hash
+}
+
+#[test]
+fn the_chain_with_the_most_work_is_followed_not_the_longest_nor_the_first_stored() {
+    let records = records();
+    // A stale branch off block 5, stored before the real blocks 6..=9 and longer than them (8
+    // blocks), at regtest's target: 2 work each against the real blocks' 2^32.
+    let mut stale = Vec::new();
+    let mut parent = hash_of(&records[5]);
+    for n in 0..8 {
+        let block = reheader(&records[6 + n % 4], parent, 0x207fffff, n as u32);
+        parent = hash_of(&block);
+        stale.push(block);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blk00000.dat");
+    std::fs::write(&file, [records[..6].concat(), stale.concat(), records[6..10].concat()].concat()).unwrap();
+    let source = Source::detect(&file).unwrap();
+    let blocks = all_of(&source);
+    assert_eq!(blocks, all_of(&Source::detect(&chain_file()).unwrap())[..10]);
+
+    // With as much work behind it, the branch stored first wins (Bitcoin Core keeps the first it
+    // received); with more, the other.
+    let rival = |bits: u32| {
+        let block = reheader(&records[6], hash_of(&records[5]), bits, 7);
+        std::fs::write(&file, [records[..6].concat(), block.clone(), records[6..7].concat()].concat()).unwrap();
+        (hash_of(&block), all_of(&Source::detect(&file).unwrap()))
+    };
+    let (first_stored, same_work) = rival(0x1d00ffff);
+    assert_eq!(decode_block(&same_work[6].payload).unwrap().hash, first_stored);
+    let (harder, more_work) = rival(0x1c7fffff);
+    assert_eq!(decode_block(&more_work[6].payload).unwrap().hash, harder);
+}
+
+#[test]
+fn a_start_hash_is_checked_against_the_height_its_block_states() {
+    let block = std::fs::read(testdata("mainnet/574200.bin")).unwrap();
+    let record = [&[0xf9, 0xbe, 0xb4, 0xd9][..], &(block.len() as u32).to_le_bytes(), &block].concat();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blk00000.dat");
+    std::fs::write(&file, record).unwrap();
+    let source = Source::detect(&file).unwrap();
+    let hash = blocks::bitcoin::header(&block[..80]).unwrap().hash;
+    let at = |height: u32| source.read(HeightRange { from: Some(height), to: None }, Start::Hash { hash, height });
+    assert_eq!(at(574200).unwrap()[0].height, 574200);
+    let err = error(at(574199));
+    assert!(err.contains(&format!("--start-hash {} is the block at height 574200 (its coinbase says so, BIP34), not --from 574199", display(&hash))), "{err}");
+}
+
 #[test]
 fn obfuscated_block_files_are_read_with_xor_dat_and_refused_without_it() {
     // As Bitcoin Core writes them: each file XORed from its own offset 0, the preallocated
