@@ -40,6 +40,9 @@ pub struct BlockArgs {
     /// Block files: follow the chain from this block (its height is --from) instead of genesis.
     #[cfg_attr(feature = "clap", arg(long, requires = "from"))]
     pub start_hash: Option<String>,
+    /// Block files: follow the chain to this block instead of the one with the most work.
+    #[cfg_attr(feature = "clap", arg(long, requires = "blocks"))]
+    pub tip_hash: Option<String>,
 }
 
 impl BlockArgs {
@@ -57,7 +60,15 @@ impl BlockArgs {
             let patience = self.rpc_wait.map_or(rpc::DEFAULT_PATIENCE, std::time::Duration::from_secs);
             return Ok(Some(Source::Rpc { url: url.clone(), auth, patience }));
         }
-        self.blocks.as_deref().map(Source::detect).transpose()
+        let source = self.blocks.as_deref().map(Source::detect).transpose()?;
+        match (source, &self.tip_hash) {
+            (Some(Source::BlockFiles(mut files)), Some(tip)) => {
+                files.tip = Some(bitcoin::parse_hash(tip)?);
+                Ok(Some(Source::BlockFiles(files)))
+            }
+            (Some(_), Some(_)) => bail!("--tip-hash chooses a chain among block files; --blocks names no block files"),
+            (source, _) => Ok(source),
+        }
     }
 
     pub fn range(&self) -> Result<HeightRange> {

@@ -33,6 +33,8 @@ const MAX_BLOCK_SIZE: u32 = 4_000_000;
 pub struct BlockFiles {
     pub files: Vec<PathBuf>,
     pub xor_key: [u8; 8],
+    /// Follow the chain to this block (`--tip-hash`) instead of the one with the most work.
+    pub tip: Option<BlockHash>,
 }
 
 impl BlockFiles {
@@ -53,7 +55,7 @@ impl BlockFiles {
         if files.is_empty() {
             bail!("{}: no blk*.dat files", path.display());
         }
-        Ok(Self { files, xor_key: read_xor_key(&dir)? })
+        Ok(Self { files, xor_key: read_xor_key(&dir)?, tip: None })
     }
 
     /// Whether `path` is a block file: named `blk*.dat`, or starting with a known magic after
@@ -214,7 +216,7 @@ pub fn locate(files: &BlockFiles, start: Start, range: HeightRange) -> Result<Ve
     for (index, path) in files.files.iter().enumerate() {
         records.extend(scan(index, path, &files.xor_key, &mut network)?);
     }
-    let chain = follow_chain(&records, start)?;
+    let chain = follow_chain(&records, start, files.tip)?;
     if let (Start::Hash { height, .. }, Some(network)) = (start, network) {
         check_start_height(files, &records[chain.records[0]], height, network)?;
     }
@@ -319,9 +321,9 @@ impl Chain {
 
 /// The chain from `start` by prev-hash links, as Bitcoin Core chooses it: to the block with the
 /// most work behind it (the sum of its ancestors' from the start), the one stored first where two
-/// have the same. A stale branch, even a longer one, never enters it. A block stored twice counts
-/// once (its first copy).
-fn follow_chain(records: &[Record], start: Start) -> Result<Chain> {
+/// have the same, or to `tip` when given. A stale branch, even a longer one, never enters it. A
+/// block stored twice counts once (its first copy).
+fn follow_chain(records: &[Record], start: Start, tip: Option<BlockHash>) -> Result<Chain> {
     let mut by_hash: HashMap<BlockHash, usize> = HashMap::new();
     let mut children: HashMap<BlockHash, Vec<usize>> = HashMap::new();
     for (i, record) in records.iter().enumerate() {
@@ -342,7 +344,14 @@ fn follow_chain(records: &[Record], start: Start) -> Result<Chain> {
         },
     };
     let chain_work = chain_work(records, &children, first);
-    let tip = chain_work.iter().max_by_key(|(&i, &work)| (work, std::cmp::Reverse(i))).map(|(&i, _)| i).expect("the start is reached");
+    let tip = match tip {
+        Some(hash) => match by_hash.get(&hash) {
+            Some(i) if chain_work.contains_key(i) => *i,
+            Some(_) => bail!("--tip-hash {} does not descend from the chain's start", display(&hash)),
+            None => bail!("--tip-hash {} is not in the block files", display(&hash)),
+        },
+        None => chain_work.iter().max_by_key(|(&i, &work)| (work, std::cmp::Reverse(i))).map(|(&i, _)| i).expect("the start is reached"),
+    };
     let mut chain = vec![tip];
     while *chain.last().expect("not empty") != first {
         chain.push(by_hash[&records[*chain.last().expect("not empty")].prev]);

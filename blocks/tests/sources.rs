@@ -120,6 +120,14 @@ fn the_chain_with_the_most_work_is_followed_not_the_longest_nor_the_first_stored
     assert_eq!(decode_block(&same_work[6].payload).unwrap().hash, first_stored);
     let (harder, more_work) = rival(0x1c7fffff);
     assert_eq!(decode_block(&more_work[6].payload).unwrap().hash, harder);
+
+    // --tip-hash follows the chain to the block named, stale or not.
+    let args = |tip: &str| BlockArgs { blocks: Some(file.clone()), tip_hash: Some(tip.into()), ..Default::default() };
+    let real_6 = display(&hash_of(&records[6]));
+    let chosen = args(&real_6).read().unwrap().unwrap().1;
+    assert_eq!(decode_block(&chosen[6].payload).unwrap().hash, hash_of(&records[6]));
+    let err = error(args(&display(&hash_of(&records[9]))).read());
+    assert!(err.contains("is not in the block files"), "{err}");
 }
 
 #[test]

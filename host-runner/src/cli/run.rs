@@ -26,7 +26,7 @@ pub struct RunArgs {
     #[arg(long)]
     db: PathBuf,
     /// Height of the single block to run.
-    #[arg(long, conflicts_with_all = ["block_source", "from", "to", "start_hash"], required_unless_present = "block_source")]
+    #[arg(long, conflicts_with_all = ["block_source", "from", "to", "start_hash", "tip_hash"], required_unless_present = "block_source")]
     height: Option<u32>,
     /// That block's bytes as hex, without the height (the host prepends it). May be empty.
     #[arg(long, requires = "height", default_value = "")]

@@ -39,7 +39,7 @@ impl BlockServer {
         args.extend([image.to_string(), "serve-blocks".into()]);
         args.extend(source_args);
         args.extend(["--listen".into(), format!("0.0.0.0:{PORT}")]);
-        for (flag, value) in [("--from", source.from.map(|h| h.to_string())), ("--to", source.to.map(|h| h.to_string())), ("--start-hash", source.start_hash.clone())] {
+        for (flag, value) in [("--from", source.from.map(|h| h.to_string())), ("--to", source.to.map(|h| h.to_string())), ("--start-hash", source.start_hash.clone()), ("--tip-hash", source.tip_hash.clone())] {
             args.extend(value.map(|value| [flag.to_string(), value]).into_iter().flatten());
         }
         if let Some(auth) = auth {
