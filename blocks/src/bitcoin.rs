@@ -137,12 +137,12 @@ impl Visitor for Txids {
     }
 }
 
-fn double_sha256(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn double_sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(Sha256::digest(bytes)).into()
 }
 
 /// Bitcoin's merkle root of `txids` (an odd level pairs its last hash with itself).
-fn merkle_root(mut level: Vec<[u8; 32]>) -> [u8; 32] {
+pub(crate) fn merkle_root(mut level: Vec<[u8; 32]>) -> [u8; 32] {
     while level.len() > 1 {
         level = level.chunks(2).map(|pair| double_sha256(&[pair[0], *pair.last().expect("a chunk")].concat())).collect();
     }

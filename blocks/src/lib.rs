@@ -6,13 +6,15 @@
 //! ([`rpc`]). `--from`/`--to` choose heights. Every source yields [`Block`]s in ascending height
 //! order, each height once; Bitcoin sources also decode every block and check the prev-hash links.
 //! A [`BlockIndex`] locates a chain's blocks and reads each when asked, never the whole range;
-//! [`stand_in`] serves one over JSON-RPC as Bitcoin Core does.
+//! [`stand_in`] serves one over JSON-RPC as Bitcoin Core does; [`generate`] writes chains for
+//! scale.
 
 mod args;
 pub mod bin_dir;
 pub mod bitcoin;
 mod block;
 pub mod blk;
+pub mod generate;
 mod index;
 pub mod rpc;
 mod source;

@@ -442,3 +442,29 @@ fn the_server_answers_the_calls_a_node_makes_as_bitcoin_core_does() {
     assert!(error(call("getblock", serde_json::json!(["00".repeat(32), 0]))).ends_with("RPC error -5: Block not found"));
     assert!(error(call("sendrawtransaction", serde_json::json!(["00"]))).ends_with("Method not found: sendrawtransaction"));
 }
+
+#[test]
+fn a_generated_chain_is_read_back_whole_and_the_same_seed_gives_the_same_bytes() {
+    use blocks::generate::{write_chain, Recipe};
+    let recipe = Recipe { blocks: 300, seed: 7, max_transactions: 20 };
+    let (mut once, mut again, mut other) = (Vec::new(), Vec::new(), Vec::new());
+    write_chain(recipe, &mut once).unwrap();
+    write_chain(recipe, &mut again).unwrap();
+    write_chain(Recipe { seed: 8, ..recipe }, &mut other).unwrap();
+    assert!(once == again && once != other);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blk00000.dat");
+    std::fs::write(&file, &once).unwrap();
+    let source = Source::detect(&file).unwrap();
+    assert!(source.describe().contains("block file"), "{}", source.describe());
+    let blocks = all_of(&source);
+    assert_eq!(blocks.len(), 300);
+    // Every block decodes (its merkle root checked), states its height, and after maturity holds
+    // transactions spending earlier outputs.
+    let mut spending = 0;
+    for block in &blocks {
+        assert_eq!(blocks::bitcoin::coinbase_height(&block.payload), Some(block.height));
+        spending += blocks::bitcoin::summarize(&block.payload).unwrap().txids.len() - 1;
+    }
+    assert!(spending > 1000, "{spending} spending transactions");
+}

@@ -98,6 +98,9 @@ pub enum Command {
     /// heights), until stopped: to try `--rpc` where no node runs. It is not Bitcoin Core.
     #[command(hide = true)]
     RpcStandIn(RpcStandIn),
+    /// Block workloads: `generate` writes a valid, chained regtest block file from a seed.
+    #[command(subcommand)]
+    Blocks(BlocksCommand),
     /// The verdict over run directories made anywhere (other machines, backends, CPU
     /// architectures): the same table, diff and exit codes as `repro`. Runs of different guests
     /// or blocks are refused.
@@ -196,6 +199,28 @@ pub struct Bisect {
     pub input: InputFlags,
     #[command(flatten)]
     pub run: RunFlags,
+}
+
+#[derive(Subcommand)]
+pub enum BlocksCommand {
+    /// A chain of N regtest blocks with transactions spending earlier outputs, the same bytes
+    /// for the same seed, as one block file.
+    Generate(Generate),
+}
+
+#[derive(Args)]
+pub struct Generate {
+    /// How many blocks (heights 0 to N - 1).
+    #[arg(long)]
+    pub count: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The most ordinary transactions in a block.
+    #[arg(long, default_value_t = 200)]
+    pub max_transactions: u32,
+    /// The block file to write (e.g. blocks/blk00000.dat).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]

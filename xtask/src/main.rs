@@ -34,7 +34,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use commands::{bench, bisect, compare, diff, doctor, k8s, matrix, repro, rpc_stand_in, sweep, test_suite, tidy};
+use commands::{bench, bisect, blocks_generate, compare, diff, doctor, k8s, matrix, repro, rpc_stand_in, sweep, test_suite, tidy};
 use exit::Exit;
 use flags::{Command, Flags};
 use workspace::Workspace;
@@ -58,6 +58,7 @@ fn run(ws: &Workspace, command: Command) -> Result<Exit> {
         Command::Sweep(flags) => sweep::run(ws, flags),
         Command::Bisect(flags) => bisect::run(ws, flags),
         Command::RpcStandIn(flags) => rpc_stand_in::run(flags),
+        Command::Blocks(flags::BlocksCommand::Generate(flags)) => blocks_generate::run(flags),
         Command::Compare(flags) => compare::run(ws, flags),
         Command::K8s(flags) => k8s::run(ws, flags),
         Command::Diff(flags) => diff::run(ws, flags),

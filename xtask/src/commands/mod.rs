@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bisect;
+pub mod blocks_generate;
 pub mod compare;
 pub mod diff;
 pub mod doctor;
