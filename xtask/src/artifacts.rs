@@ -67,23 +67,21 @@ pub fn build_guest_package(sh: &Shell, package: &str) -> Result<PathBuf> {
 
 /// The static release build of host-runner for `triple`: the executable's path.
 pub fn build_runner(sh: &Shell, triple: &str) -> Result<PathBuf> {
-    let _static = sh.push_env("RUSTFLAGS", STATIC_RUSTFLAGS);
-    let cargo = cargo();
-    let messages = cmd!(sh, "{cargo} build --release --target {triple} -p host-runner --message-format=json-render-diagnostics")
-        .read()
-        .context("building host-runner failed (RocksDB's bindings need libclang: `apt-get install libclang-dev`)")?;
-    artifact(&messages, "host-runner", |_| true)
+    build_static(sh, triple, &[], "host-runner").context("building host-runner failed (RocksDB's bindings need libclang: `apt-get install libclang-dev`)")
 }
 
 /// The tests' faulty node (`host-runner/tests/nodes/faulty_node.rs`, an example target, never
 /// shipped), built like the runner: the executable's path.
 pub fn build_faulty_node(sh: &Shell, triple: &str) -> Result<PathBuf> {
+    build_static(sh, triple, &["--example", "faulty-node"], "faulty-node").context("building the faulty node failed")
+}
+
+/// A static release build of one of host-runner's targets (`extra` picks it), as the image's.
+fn build_static(sh: &Shell, triple: &str, extra: &[&str], target: &str) -> Result<PathBuf> {
     let _static = sh.push_env("RUSTFLAGS", STATIC_RUSTFLAGS);
     let cargo = cargo();
-    let messages = cmd!(sh, "{cargo} build --release --target {triple} -p host-runner --example faulty-node --message-format=json-render-diagnostics")
-        .read()
-        .context("building the faulty node failed")?;
-    artifact(&messages, "faulty-node", |_| true)
+    let messages = cmd!(sh, "{cargo} build --release --target {triple} -p host-runner {extra...} --message-format=json-render-diagnostics").read()?;
+    artifact(&messages, target, |_| true)
 }
 
 fn artifact(messages: &str, target: &str, wanted: impl Fn(&cargo_metadata::camino::Utf8Path) -> bool) -> Result<PathBuf> {

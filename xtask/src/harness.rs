@@ -11,6 +11,7 @@ use xshell::Shell;
 use schema::StoredState;
 
 use crate::backend::image::ImageBuild;
+use crate::backend::docker::unique_name;
 use crate::backend::{Backend, BackendChoice, Chosen, RunnerCall};
 use crate::config::{Profile, ReproConfig};
 use crate::input::Guest;
@@ -57,7 +58,7 @@ impl<'a> Harness<'a> {
     pub fn run_profile(&self, input_dir: &Path, profile: &Profile, config: &ReproConfig) -> Result<ProfileReport> {
         let dir = input_dir.parent().expect("input has a parent").join(&profile.name);
         let timeout = Duration::from_secs(config.timeout_secs);
-        let name = unique_container_name(&profile.name);
+        let name = unique_name(&profile.name);
         let log = dir.join("run.log");
         let call = RunnerCall { name: &name, memory: Some(profile.memory), input_dir: Some(input_dir), dir: &dir, timeout, log: &log };
         let exit = self.backend.run(self.sh, &call, |input, out| run_args(input, out, profile, config))?;
@@ -95,11 +96,4 @@ fn run_args(input: &str, out: &str, profile: &Profile, config: &ReproConfig) -> 
     args.extend(config.policy_args());
     args.extend(profile.runner_args());
     args
-}
-
-/// `memrepro-<pid>-<n>-<profile>`: unique among this process's containers and other processes'.
-fn unique_container_name(profile: &str) -> String {
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("memrepro-{}-{n}-{profile}", std::process::id())
 }

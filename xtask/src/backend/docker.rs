@@ -46,6 +46,14 @@ pub fn container_user(sh: &Shell) -> String {
     }
 }
 
+/// `memrepro-<pid>-<n>-<what>`: unique among this process's containers and networks and other
+/// processes'.
+pub fn unique_name(what: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("memrepro-{}-{n}-{what}", std::process::id())
+}
+
 pub struct Mount {
     pub host: PathBuf,
     pub container: &'static str,

@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::process::{NodeProcess, State};
+pub use crate::backend::docker::unique_name;
 
 /// `docker ARGS…`; its stdout, or an error with what it printed.
 pub fn docker<I, S>(args: I) -> Result<String>
@@ -21,13 +22,6 @@ where
         bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
-}
-
-/// `memrepro-<pid>-<n>-<what>`: unique among this process's and other processes' containers.
-pub fn unique_name(what: &str) -> String {
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("memrepro-{}-{n}-{what}", std::process::id())
 }
 
 /// An internal network: its containers reach each other by name and nothing outside it (the

@@ -6,10 +6,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use blocks::rpc::{Auth, Client};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
+use super::node::{height, rpc};
 use super::process::NodeProcess;
 use crate::config::node::CrashPlan;
 
@@ -98,9 +97,7 @@ impl Drive<'_> {
 
     /// The node's height as its JSON-RPC says, `None` while it does not answer.
     fn height(&self) -> Option<u32> {
-        let url = format!("http://{}:{}", self.address.read().ok()?, self.port);
-        let client = Client::new(&url, &Auth::None, Duration::ZERO).ok()?.answering_within(Duration::from_secs(2));
-        client.call("metashrew_height", json!([])).ok()?.as_str()?.parse().ok()
+        height(&rpc(&self.address.read().ok()?, self.port, Duration::from_secs(2))?)
     }
 
     /// A container that already exited has no address: its height is then not asked.

@@ -99,6 +99,17 @@ impl NodeUnderTest {
     }
 }
 
+/// The node's JSON-RPC at `address:port`, giving up on a call after `timeout`.
+pub fn rpc(address: &str, port: u16, timeout: std::time::Duration) -> Option<blocks::rpc::Client> {
+    let url = format!("http://{address}:{port}");
+    Some(blocks::rpc::Client::new(&url, &blocks::rpc::Auth::None, std::time::Duration::ZERO).ok()?.answering_within(timeout))
+}
+
+/// The last height the node says it has indexed (`metashrew_height`), `None` while it does not answer.
+pub fn height(node: &blocks::rpc::Client) -> Option<u32> {
+    node.call("metashrew_height", serde_json::json!([])).ok()?.as_str()?.parse().ok()
+}
+
 /// Where the node finds what the lab gives it in its container.
 pub fn in_container(rpc: String) -> Places {
     Places { rpc, wasm: INDEXER.into(), db: DB.into(), port: PORT }

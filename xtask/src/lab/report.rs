@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use schema::NodeVerdict;
+use schema::{NodeComparison, NodeVerdict};
 
 use super::judge::{decide, LabProfile};
 use super::node::NodeUnderTest;
@@ -39,33 +39,25 @@ impl LabReport {
         let quiet_db = runs.first().map(|run| database(&run.dir)).context("no profile ran")?;
         let answers: Vec<(&str, &[ViewAnswer])> = runs.iter().map(|run| (run.profile.name.as_str(), run.answers.as_slice())).collect();
         let (view_mismatch, view_answers_compared) = compare_answers(&answers);
-        let mut profiles = Vec::new();
-        for (i, run) in runs.iter().enumerate() {
+        let compare = |run: &ProfileRun| -> Result<Option<NodeComparison>> {
             let db = database(&run.dir);
-            // Against itself, the quiet run's comparison says only its tip.
-            let comparison = match db.join("CURRENT").exists() && quiet_db.join("CURRENT").exists() {
-                true => Some(metashrew_diff(runner, [&quiet_db, &db], label, &run.dir.join("comparison.json"))?),
-                false => None,
-            };
-            let db_tip = comparison.as_ref().map(|c| c.tips[1]);
-            let state_diff = match comparison.as_ref().filter(|c| i > 0 && c.verdict == NodeVerdict::DifferentState).and_then(|c| c.height) {
-                Some(height) => Some(state_diff_at(runner, [&quiet_db, &db], label, &height.to_string(), &run.dir)?),
+            let both = db.join("CURRENT").exists() && quiet_db.join("CURRENT").exists();
+            both.then(|| metashrew_diff(runner, [&quiet_db, &db], label, &run.dir.join("comparison.json"))).transpose()
+        };
+        let comparisons: Vec<Option<NodeComparison>> = runs.iter().skip(1).map(compare).collect::<Result<_>>()?;
+        // The quiet run's tip, as any comparison gives it; against itself only when there is none.
+        let quiet_tip = match comparisons.iter().flatten().next() {
+            Some(c) => Some(c.tips[0]),
+            None => compare(&runs[0])?.map(|c| c.tips[1]),
+        };
+        let mut profiles = vec![LabProfile::of(&runs[0], None, quiet_tip, None)];
+        for (run, comparison) in runs.iter().skip(1).zip(comparisons) {
+            let state_diff = match comparison.as_ref().filter(|c| c.verdict == NodeVerdict::DifferentState).and_then(|c| c.height) {
+                Some(height) => Some(state_diff_at(runner, [&quiet_db, &database(&run.dir)], label, &height.to_string(), &run.dir)?),
                 None => None,
             };
-            profiles.push(LabProfile {
-                profile: run.profile.clone(),
-                end: run.driven.end.clone(),
-                db_tip,
-                last_height: run.driven.last_height,
-                injected: run.driven.injected.clone(),
-                memory: run.driven.memory.clone(),
-                wall_secs: run.driven.wall.as_secs_f64(),
-                views_answered: run.answers.iter().filter(|a| a.answer.is_ok()).count(),
-                views_failed: run.answers.iter().filter(|a| a.answer.is_err()).count(),
-                comparison: comparison.filter(|_| i > 0),
-                log_tail: run.log_tail.clone(),
-                state_diff,
-            });
+            let db_tip = comparison.as_ref().map(|c| c.tips[1]);
+            profiles.push(LabProfile::of(run, comparison, db_tip, state_diff));
         }
         let decision = decide(&profiles, tip, view_mismatch.as_ref());
         let report = Self { node: node.describe(), blocks: blocks.into(), tip, wasm_sha256, profiles, view_answers_compared, view_mismatch, decision };
@@ -123,6 +115,26 @@ impl LabReport {
             lines.push(format!("view answers compared: {} questions answered more than once", self.view_answers_compared));
         }
         lines
+    }
+}
+
+impl LabProfile {
+    /// A run with what its database showed.
+    fn of(run: &ProfileRun, comparison: Option<NodeComparison>, db_tip: Option<u32>, state_diff: Option<String>) -> Self {
+        Self {
+            profile: run.profile.clone(),
+            end: run.driven.end.clone(),
+            db_tip,
+            last_height: run.driven.last_height,
+            injected: run.driven.injected.clone(),
+            memory: run.driven.memory.clone(),
+            wall_secs: run.driven.wall.as_secs_f64(),
+            views_answered: run.answers.iter().filter(|a| a.answer.is_ok()).count(),
+            views_failed: run.answers.iter().filter(|a| a.answer.is_err()).count(),
+            comparison,
+            log_tail: run.log_tail.clone(),
+            state_diff,
+        }
     }
 }
 

@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use blocks::rpc::{Auth, Client};
+use blocks::rpc::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::node::{height, rpc};
 use crate::config::node::ViewLoad;
 
 /// One call and what the node answered.
@@ -105,13 +106,8 @@ impl Caller {
     }
 
     fn client(&self) -> Option<Client> {
-        let url = format!("http://{}:{}", self.address.read().ok()?, self.port);
-        Some(Client::new(&url, &Auth::None, Duration::ZERO).ok()?.answering_within(Duration::from_secs(10)))
+        rpc(&self.address.read().ok()?, self.port, Duration::from_secs(10))
     }
-}
-
-fn height(client: &Client) -> Option<u32> {
-    client.call("metashrew_height", json!([])).ok()?.as_str()?.parse().ok()
 }
 
 /// Where two sets of answers disagree: the first question answered differently (within one run
