@@ -13,6 +13,9 @@ compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib
   || compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null || packages+=(libclang-dev)
 command -v c++ >/dev/null || packages+=(g++)
 command -v docker >/dev/null || packages+=(docker.io)
+# The node lab's tests find Docker's bridge address with `ip`; local nodes get a CPU set from `taskset`.
+command -v ip >/dev/null || packages+=(iproute2)
+command -v taskset >/dev/null || packages+=(util-linux)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "ci/install-prereqs: installing ${packages[*]}"
   as_root apt-get update -qq
