@@ -120,7 +120,7 @@ fn read_raw(file: &mut File, offset: u64, len: usize) -> std::io::Result<Vec<u8>
 }
 
 /// Reads `len` bytes at `offset`, de-obfuscated.
-fn read_at(file: &mut File, key: &[u8; 8], offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_at(file: &mut File, key: &[u8; 8], offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let mut bytes = read_raw(file, offset, len)?;
     xor_in_place(&mut bytes, key, offset);
     Ok(bytes)
@@ -197,9 +197,9 @@ pub enum Start {
 pub struct Located {
     pub height: u32,
     pub hash: BlockHash,
-    file: usize,
-    offset: u64,
-    size: u32,
+    pub(crate) file: usize,
+    pub(crate) offset: u64,
+    pub(crate) size: u32,
 }
 
 /// The blocks of `range` in chain order, each decoded.

@@ -41,7 +41,7 @@ impl Source {
                 (located[0].height, located.iter().map(|l| l.hash).collect(), Store::BlockFiles(files.clone(), located))
             }
             Source::BinDir(dir) => index_bin_files(dir, range)?,
-            Source::Text(_) => index_in_memory(self.read(range, start)?)?,
+            Source::Text(_) | Source::Map(_) => index_in_memory(self.read(range, start)?)?,
             Source::Rpc { url, auth, patience } => index_rpc(rpc::Client::new(url, auth, *patience)?, range)?,
         };
         let heights = hashes.iter().enumerate().map(|(i, hash)| (*hash, first + i as u32)).collect();

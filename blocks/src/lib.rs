@@ -7,7 +7,8 @@
 //! order, each height once; Bitcoin sources also decode every block and check the prev-hash links.
 //! A [`BlockIndex`] locates a chain's blocks and reads each when asked, never the whole range;
 //! [`stand_in`] serves one over JSON-RPC as Bitcoin Core does; [`generate`] writes chains for
-//! scale.
+//! scale. A [`map`] lists where a checked chain's blocks are stored, so a run streams them
+//! ([`BlockStream`], with a bounded read-ahead) without holding the range.
 
 mod args;
 pub mod bin_dir;
@@ -16,13 +17,16 @@ mod block;
 pub mod blk;
 pub mod generate;
 mod index;
+pub mod map;
 pub mod rpc;
 mod source;
 #[cfg(feature = "stand-in")]
 pub mod stand_in;
+mod stream;
 pub mod text;
 
 pub use args::BlockArgs;
 pub use block::{Block, HeightRange};
 pub use index::BlockIndex;
 pub use source::Source;
+pub use stream::{read_ahead, BlockStream};

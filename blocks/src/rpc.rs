@@ -170,6 +170,12 @@ impl Client {
 
 /// The blocks of `range` (both ends required: a node's whole chain is never a sensible default).
 pub fn read(client: &Client, range: HeightRange) -> Result<Vec<Block>> {
+    fetch(client, range)?.collect()
+}
+
+/// The blocks of `range`, each fetched when the iterator reaches it, checked against the hash
+/// the node gave for its height and linked to the block before.
+pub fn fetch(client: &Client, range: HeightRange) -> Result<impl Iterator<Item = Result<Block>> + '_> {
     let (Some(from), Some(to)) = (range.from, range.to) else {
         bail!("--rpc needs --from and --to: which heights to fetch");
     };
@@ -182,29 +188,32 @@ pub fn read(client: &Client, range: HeightRange) -> Result<Vec<Block>> {
         }
         bail!("height {to} is missing: the node's chain ({}) ends at height {tip}", info["chain"].as_str().unwrap_or("?"));
     }
-    let mut blocks = Vec::new();
     let mut previous = None;
-    for height in from..=to {
-        let hash = match client.call("getblockhash", json!([height])) {
-            Err(e) if e.downcast_ref::<RpcError>().is_some_and(|r| r.code == RPC_INVALID_PARAMETER) => {
-                bail!("height {height} is missing on the node: {e:#}")
-            }
-            other => other?,
-        };
-        let hash = parse_hash(hash.as_str().context("getblockhash did not return a string")?)?;
-        let hex_block = client.call("getblock", json!([display(&hash), 0])).with_context(|| format!("block {height}"))?;
-        let payload = hex::decode(hex_block.as_str().context("getblock … 0 did not return a string")?).context("getblock … 0 is not hex")?;
-        let header = decode_block(&payload).with_context(|| format!("block {height} from the node"))?;
-        if header.hash != hash {
-            bail!("the node's block at height {height} hashes to {}, not {} as getblockhash said", display(&header.hash), display(&hash));
-        }
-        if let Some(prev) = previous {
-            if header.prev != prev {
-                bail!("block {height} does not follow block {}: the node's chain changed while it was read (a reorg?)", height - 1);
-            }
+    Ok((from..=to).map(move |height| {
+        let block = fetch_one(client, height)?;
+        let header = decode_block(&block.payload).expect("checked by fetch_one");
+        if previous.is_some_and(|prev| header.prev != prev) {
+            bail!("block {height} does not follow block {}: the node's chain changed while it was read (a reorg?)", height - 1);
         }
         previous = Some(header.hash);
-        blocks.push(Block { height, payload });
+        Ok(block)
+    }))
+}
+
+/// The node's block at `height`, checked against the hash it gives for that height.
+fn fetch_one(client: &Client, height: u32) -> Result<Block> {
+    let hash = match client.call("getblockhash", json!([height])) {
+        Err(e) if e.downcast_ref::<RpcError>().is_some_and(|r| r.code == RPC_INVALID_PARAMETER) => {
+            bail!("height {height} is missing on the node: {e:#}")
+        }
+        other => other?,
+    };
+    let hash = parse_hash(hash.as_str().context("getblockhash did not return a string")?)?;
+    let hex_block = client.call("getblock", json!([display(&hash), 0])).with_context(|| format!("block {height}"))?;
+    let payload = hex::decode(hex_block.as_str().context("getblock … 0 did not return a string")?).context("getblock … 0 is not hex")?;
+    let header = decode_block(&payload).with_context(|| format!("block {height} from the node"))?;
+    if header.hash != hash {
+        bail!("the node's block at height {height} hashes to {}, not {} as getblockhash said", display(&header.hash), display(&hash));
     }
-    Ok(blocks)
+    Ok(Block { height, payload })
 }

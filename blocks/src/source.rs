@@ -1,10 +1,12 @@
-//! Where blocks come from: what a path holds, told apart, and read whole and checked.
+//! Where blocks come from: what a path holds, told apart, and read whole and checked, or
+//! streamed ([`Source::stream`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::block::{Block, HeightRange};
+use crate::map::BlockMap;
 use crate::{bin_dir, blk, rpc, text};
 
 /// Where blocks come from.
@@ -13,6 +15,8 @@ pub enum Source {
     Text(PathBuf),
     BinDir(PathBuf),
     BlockFiles(blk::BlockFiles),
+    /// A block map the xtask wrote ([`crate::map`]).
+    Map(BlockMap),
     Rpc { url: String, auth: rpc::Auth, patience: std::time::Duration },
 }
 
@@ -35,6 +39,9 @@ impl Source {
         }
         if !path.exists() {
             bail!("{}: no such file or directory", path.display());
+        }
+        if BlockMap::looks_like(path) {
+            return Ok(Self::Map(BlockMap::open(path)?));
         }
         if blk::BlockFiles::looks_like(path) {
             return Ok(Self::BlockFiles(blk::BlockFiles::open(path)?));
@@ -68,6 +75,7 @@ impl Source {
             Self::Text(path) => Ok(text::read_file(path)?.into_iter().filter(|b| range.contains(b.height)).collect()),
             Self::BinDir(dir) => bin_dir::read(dir, range),
             Self::BlockFiles(files) => blk::read(files, start, range),
+            Self::Map(map) => map.blocks(None)?.filter(|b| b.as_ref().map_or(true, |b| range.contains(b.height))).collect(),
             Self::Rpc { url, auth, patience } => rpc::read(&rpc::Client::new(url, auth, *patience)?, range),
         }
     }
@@ -85,6 +93,7 @@ impl Source {
                     many => format!("{} Bitcoin Core block files in {}{xor}", many.len(), many[0].parent().unwrap_or(Path::new(".")).display()),
                 }
             }
+            Self::Map(map) => map.describe(),
             Self::Rpc { url, .. } => format!("Bitcoin Core RPC {url}"),
         }
     }
