@@ -11,13 +11,14 @@ use anyhow::{bail, Result};
 use cgroup::Cgroup;
 use schema::{MemoryReport, SwapState};
 
-pub fn memory_report(wasm_memory_bytes: u64) -> MemoryReport {
+pub fn memory_report(wasm_memory_bytes: u64, runner_rss_bytes: Option<u64>) -> MemoryReport {
     let cgroup = Cgroup::of_this_process();
     MemoryReport {
         cgroup_version: cgroup.as_ref().map(|c| c.version),
         cgroup_limit_bytes: cgroup.as_ref().and_then(Cgroup::limit),
         cgroup_peak_bytes: cgroup.as_ref().and_then(Cgroup::peak),
         peak_rss_bytes: peak_rss(),
+        runner_rss_bytes,
         address_space_limit_bytes: address_space_limit(),
         wasm_memory_bytes,
         swap: cgroup.as_ref().map_or(SwapState::Unknown, Cgroup::swap),
@@ -66,6 +67,16 @@ pub fn peak_rss() -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The resident set now (`/proc/self/statm`'s second field, in pages): cheap enough to read
+/// after every block.
+pub fn current_rss() -> Option<u64> {
+    let statm = fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 /// Limits this process's address space (RLIMIT_AS), for hosts where the container engine cannot

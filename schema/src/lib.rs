@@ -79,7 +79,7 @@ pub struct KeyDivergence {
 }
 
 /// Bumped whenever a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Everything one `host-runner run` observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,10 +91,20 @@ pub struct RunResult {
     pub runner: RunnerIdentity,
     pub wasm: WasmInfo,
     pub policy: PolicyReport,
-    /// Every block asked for, in order, with what happened to it. Blocks after a trapped one are
-    /// not run and have no entry here (see `inputs` for what was asked).
-    pub inputs: Vec<BlockInput>,
+    /// The blocks asked for (where from, heights, sizes; never their bytes).
+    pub input: InputReport,
+    /// The height the database already held when the run began (`--resume`): the run started
+    /// after it. `None` for a run from an empty database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_after: Option<u32>,
+    /// Each block run, in order, with what happened to it; blocks after a trapped one are not
+    /// run. Empty when the run streamed them to `block_reports` (`--block-reports`, long runs).
+    #[serde(default)]
     pub blocks: Vec<BlockReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_reports: Option<ReportsFile>,
+    /// What the blocks run added up to, kept whether the reports are inline or streamed.
+    pub totals: BlockTotals,
     pub outcome: RunOutcome,
     /// `/memory-stress-result/{height}` of the last block run, when the guest stored one.
     pub stress_result: Option<String>,
@@ -112,6 +122,21 @@ pub struct RunResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dump_file: Option<DumpFile>,
     pub memory: MemoryReport,
+}
+
+/// A snapshot's copy made ready for a replay (`host-runner snapshot`): its layout, and the height
+/// it holds the state of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotReport {
+    /// `trie`, `metashrew` (v9) or `metashrew-v10`: what the replays commit in.
+    pub layout: String,
+    pub label: Option<String>,
+    /// The height it holds the state of: the replay starts after it.
+    pub height: u32,
+    /// The tip it was rolled back from, when `--at` was below it.
+    pub rolled_back_from: Option<u32>,
+    /// History entries above `height` removed from the copy.
+    pub entries_removed: u64,
 }
 
 /// Which runner produced a result, so runs made on different machines can be told apart.
@@ -174,11 +199,47 @@ pub struct PolicyReport {
     pub logical_stack_slots: Option<u32>,
 }
 
+/// The blocks a run was asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputReport {
+    /// Where they came from, in words (`block map …`, `HEIGHT HEX text …`).
+    pub source: String,
+    pub first_height: Option<u32>,
+    pub last_height: Option<u32>,
+    pub blocks: u64,
+    /// Their bytes, without the heights.
+    pub bytes: u64,
+}
+
+/// Block reports written one JSON object per line (appended to by a resumed run).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockInput {
-    pub height: u32,
-    /// The block bytes as hex, without the height (the host prepends it).
-    pub payload_hex: String,
+pub struct ReportsFile {
+    /// The path the runner wrote (as the runner saw it, e.g. inside a container).
+    pub path: String,
+    /// Lines this run appended.
+    pub lines: u64,
+}
+
+/// The blocks a run ran, added up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockTotals {
+    pub run: u64,
+    /// Done under the metashrew engine without their writes (see `BlockOutcome::Aborted`).
+    pub aborted: u64,
+    pub last_height: Option<u32>,
+    pub flushed_pairs: u64,
+    /// The guest's largest linear memory at the end of a block.
+    pub max_wasm_memory_bytes: u64,
+}
+
+impl BlockTotals {
+    pub fn add(&mut self, report: &BlockReport) {
+        self.run += 1;
+        self.aborted += u64::from(matches!(report.outcome, BlockOutcome::Aborted { .. }));
+        self.last_height = Some(report.height);
+        self.flushed_pairs += report.flushed_pairs;
+        self.max_wasm_memory_bytes = self.max_wasm_memory_bytes.max(report.wasm_memory_bytes);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,8 +311,12 @@ pub struct MemoryReport {
     pub cgroup_limit_bytes: Option<u64>,
     /// The cgroup's peak usage (v2 `memory.peak`, v1 `memory.max_usage_in_bytes`).
     pub cgroup_peak_bytes: Option<u64>,
-    /// This process's peak resident set (`VmHWM`).
+    /// This process's peak resident set (`VmHWM`): the runner and the guest's linear memory.
     pub peak_rss_bytes: Option<u64>,
+    /// The runner's own peak: the largest resident set measured between blocks, when no guest
+    /// instance is alive (engine, database, the blocks read ahead, the reports).
+    #[serde(default)]
+    pub runner_rss_bytes: Option<u64>,
     /// This process's RLIMIT_AS (`Max address space` in /proc/self/limits); `None` when unlimited.
     #[serde(default)]
     pub address_space_limit_bytes: Option<u64>,
@@ -422,7 +487,10 @@ mod tests {
                 fuel_per_block: Some(10),
                 logical_stack_slots: Some(65536),
             },
-            inputs: vec![BlockInput { height: 1, payload_hex: "00".into() }],
+            input: InputReport { source: "t".into(), first_height: Some(1), last_height: Some(1), blocks: 1, bytes: 1 },
+            resumed_after: None,
+            block_reports: None,
+            totals: BlockTotals { run: 1, aborted: 0, last_height: Some(1), flushed_pairs: 2, max_wasm_memory_bytes: 65536 },
             blocks: vec![BlockReport {
                 height: 1,
                 outcome: BlockOutcome::Trapped { message: "m".into() },
@@ -446,6 +514,7 @@ mod tests {
                 cgroup_limit_bytes: Some(1 << 29),
                 cgroup_peak_bytes: None,
                 peak_rss_bytes: Some(1),
+                runner_rss_bytes: Some(1),
                 address_space_limit_bytes: None,
                 wasm_memory_bytes: 65536,
                 swap: SwapState::Off { because: "memory.swap.max = 0".into() },

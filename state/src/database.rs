@@ -12,7 +12,7 @@ use rocksdb::DBPinnableSlice;
 use crate::files::{directory_of, write_atomically_with};
 use crate::layout::DbLayout;
 use crate::rocks::holds_a_metashrew_layout;
-use crate::metashrew::MetashrewStore;
+use crate::metashrew::{MetashrewStore, RolledBack};
 use crate::trie::{Hash, TrieStore};
 
 /// An open database of either layout (clones share it).
@@ -56,6 +56,36 @@ impl Database {
             false => Database::Trie(TrieStore::open_read_only(dir)?),
             true => Database::Metashrew(Arc::new(MetashrewStore::open_read_only(dir, label.as_deref())?)),
         })
+    }
+
+    /// Makes the database in `dir` (a snapshot's copy: it is written) hold its state as of
+    /// `height` (default: its tip), and opens it for indexing after it: metashrew's layouts are
+    /// rolled back to it; ours keeps only its latest state, so only its tip will do.
+    pub fn snapshot_at(dir: &Path, label: Option<String>, height: Option<u32>) -> Result<(Database, Option<RolledBack>)> {
+        let layout = match Database::open_read_only(dir, label.clone())? {
+            Database::Trie(store) => {
+                let tip = store.tip()?.context("the snapshot holds no block")?;
+                if let Some(height) = height.filter(|h| *h != tip) {
+                    anyhow::bail!("the snapshot is in our layout, which keeps only its latest state (height {tip}): --at {height} needs a metashrew-layout database");
+                }
+                DbLayout::Trie
+            }
+            Database::Metashrew(store) => DbLayout::Metashrew { label, version: store.version() },
+        };
+        let database = Database::open(dir, &layout)?;
+        let rolled = match (&database, height) {
+            (Database::Metashrew(store), Some(height)) => Some(store.roll_back_to(height)?),
+            _ => None,
+        };
+        Ok((database, rolled))
+    }
+
+    /// The layout this database is in.
+    pub fn layout(&self) -> DbLayout {
+        match self {
+            Database::Trie(_) => DbLayout::Trie,
+            Database::Metashrew(store) => DbLayout::Metashrew { label: store.label(), version: store.version() },
+        }
     }
 
     /// The value under `key` that a call at `height` sees: metashrew's layout keeps every

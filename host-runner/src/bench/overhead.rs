@@ -5,13 +5,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use blocks::Block;
+use blocks::{Block, BlockStream};
 use serde_json::{json, Value};
-use state::DbLayout;
 use wasmtime::{Caller, Engine, Linker, Module, Store};
 
 use super::timing::TIME_LIMIT;
-use crate::engine::{LinearMemory, MemoryPolicy};
+
 use crate::run::{run, RunRequest};
 
 /// The runner (compile, open RocksDB, run, commit, state root, dump) over `blocks` against a
@@ -23,19 +22,7 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
     let mut last = None;
     for _ in 0..runs {
         let dir = tempfile::tempdir()?;
-        let request = RunRequest {
-            wasm: wasm.to_path_buf(),
-            db: dir.path().join("db"),
-            blocks: blocks.to_vec(),
-            engine: schema::EngineKind::Memrepro,
-            policy: MemoryPolicy::Unbounded,
-            linear_memory: LinearMemory::Reserved,
-            address_space_limit: None,
-            time_limit: TIME_LIMIT,
-            dump_file: None,
-            native_stack: None,
-            db_layout: DbLayout::Trie,
-        };
+        let request = RunRequest::unbounded(wasm.to_path_buf(), dir.path().join("db"), BlockStream::Held(blocks.to_vec()), TIME_LIMIT);
         let started = Instant::now();
         let result = run(&request)?;
         runner_secs.push(started.elapsed().as_secs_f64());

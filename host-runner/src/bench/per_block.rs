@@ -3,11 +3,11 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use blocks::Block;
+use blocks::{Block, BlockStream};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use state::trie::TrieStore;
-use state::{Database, DbLayout};
+use state::Database;
 use wasmtime::Engine;
 
 use super::guests::COUNTER_GUEST;
@@ -23,19 +23,8 @@ pub fn blocks(count: u32) -> Result<Value> {
     let wasm = dir.path().join("counter.wat");
     std::fs::write(&wasm, COUNTER_GUEST)?;
     let payload = |height: u32| Sha256::digest(height.to_le_bytes()).to_vec();
-    let request = RunRequest {
-        wasm: wasm.clone(),
-        db: dir.path().join("db"),
-        blocks: (1..=count).map(|height| Block { height, payload: payload(height) }).collect(),
-        engine: schema::EngineKind::Memrepro,
-        policy: MemoryPolicy::Unbounded,
-        linear_memory: LinearMemory::Reserved,
-        address_space_limit: None,
-        time_limit: TIME_LIMIT,
-        dump_file: Some(dir.path().join("dump.txt")),
-        native_stack: None,
-        db_layout: DbLayout::Trie,
-    };
+    let blocks = BlockStream::Held((1..=count).map(|height| Block { height, payload: payload(height) }).collect());
+    let request = RunRequest { dump_file: Some(dir.path().join("dump.txt")), ..RunRequest::unbounded(wasm.clone(), dir.path().join("db"), blocks, TIME_LIMIT) };
     let started = Instant::now();
     let result = run(&request)?;
     let runner_secs = started.elapsed().as_secs_f64();

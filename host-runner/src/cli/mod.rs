@@ -11,6 +11,7 @@ mod metashrew;
 pub mod node;
 mod run;
 mod serve_blocks;
+mod snapshot;
 mod state;
 mod view;
 mod watch;
@@ -45,6 +46,9 @@ enum Command {
     MetashrewDiff(metashrew::DiffArgs),
     /// Write what a database holds (tip, state root, dump) as JSON, e.g. after a killed run.
     State(state::StateArgs),
+    /// Make a copy of a node's database ready for a replay: its layout told, its state rolled
+    /// back to --at (it writes: never point it at the node's own database).
+    Snapshot(snapshot::SnapshotArgs),
     /// Measurements for `cargo xtask bench` (one JSON object on stdout).
     #[command(hide = true, subcommand)]
     Bench(bench::BenchCommand),
@@ -78,6 +82,7 @@ fn execute(command: Command) -> Result<ExitCode> {
         Command::Dump(args) => state::dump(args),
         Command::MetashrewState(args) => metashrew::state(args),
         Command::MetashrewDiff(args) => metashrew::diff(args),
+        Command::Snapshot(args) => snapshot::snapshot(args),
         Command::State(args) => state::state(args),
         Command::Bench(command) => bench::bench(command),
         Command::View(args) => view::view(args),

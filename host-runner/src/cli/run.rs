@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use blocks::text::parse_hex;
-use blocks::{Block, BlockArgs};
+use blocks::{Block, BlockArgs, BlockStream, Source};
 use clap::Args;
 use schema::{runner_exit, ByteSize, RunOutcome};
 use state::files::write_atomically;
@@ -33,6 +33,15 @@ pub struct RunArgs {
     payload: String,
     #[command(flatten)]
     source: BlockArgs,
+    /// A block map's files are here, not in the directory it names (where a container mounts them).
+    #[arg(long, requires = "blocks")]
+    block_dir: Option<PathBuf>,
+    /// Continue after the height the database holds (an interrupted run's), not from the first block.
+    #[arg(long)]
+    resume: bool,
+    /// Append each block's report to this file as a JSON line instead of holding them in the result (long runs).
+    #[arg(long)]
+    block_reports: Option<PathBuf>,
     /// Where to write the result JSON (atomically).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -84,15 +93,18 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 fn request(args: RunArgs) -> Result<RunRequest> {
     // Before any block is read (`run` checks again, for callers of the library).
     let settings = args.engine.settings(args.native_stack)?;
-    let blocks = match args.height {
-        Some(height) => vec![Block { height, payload: parse_hex(&args.payload).context("--payload")? }],
-        None => args.source.read()?.context("no blocks: give --height, --blocks or --rpc")?.1,
+    let (blocks, source) = match args.height {
+        Some(height) => (BlockStream::Held(vec![Block { height, payload: parse_hex(&args.payload).context("--payload")? }]), "--payload".to_string()),
+        None => stream(&args.source, args.block_dir)?,
     };
     let db_layout = args.layout.with_label(args.label)?;
     Ok(RunRequest {
         wasm: args.wasm,
         db: args.db,
         blocks,
+        source,
+        resume: args.resume,
+        block_reports: args.block_reports,
         engine: settings.engine,
         policy: settings.policy,
         linear_memory: settings.linear_memory,
@@ -102,6 +114,26 @@ fn request(args: RunArgs) -> Result<RunRequest> {
         native_stack: args.native_stack,
         db_layout,
     })
+}
+
+/// The blocks the flags name: a block map streamed (its files looked for in `block_dir` when
+/// given), any other source read and held; and where they come from.
+fn stream(args: &BlockArgs, block_dir: Option<PathBuf>) -> Result<(BlockStream, String)> {
+    match (args.source()?, block_dir) {
+        (Some(Source::Map(map)), dir) if args.from.is_none() && args.to.is_none() => {
+            let map = match dir {
+                Some(dir) => map.with_dir(dir),
+                None => map,
+            };
+            Ok((BlockStream::Mapped(map.clone()), map.describe()))
+        }
+        (Some(Source::Map(_)), _) => bail!("a block map holds the heights to run: --from/--to do not apply"),
+        (_, Some(_)) => bail!("--block-dir is for a block map's files"),
+        _ => {
+            let (source, blocks) = args.read()?.context("no blocks: give --height, --blocks or --rpc")?;
+            Ok((BlockStream::Held(blocks), source.describe()))
+        }
+    }
 }
 
 /// `--layout`: the database layout a run commits in.

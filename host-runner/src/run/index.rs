@@ -3,16 +3,17 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use blocks::Block;
 use schema::{BlockOutcome, BlockReport, EngineKind, RunOutcome, RunResult, Timings};
 use state::trie::{Hash, NodeBudgetExceeded};
 use state::Database;
 
-use super::request::{Indexed, RunRequest};
+use super::progress::Progress;
+use super::request::{Indexed, Reports, RunRequest};
 use super::result::{trap_message, Finished};
 use crate::engine::{check_engine_settings, engine, preflight, Execution, Guest, MemoryPolicy, TimeLimitExceeded};
-use crate::process::{elapsed_ms, limit_address_space};
+use crate::process::{current_rss, elapsed_ms, limit_address_space};
 
 /// Runs the blocks. Fails with a [`crate::engine::Refusal`] before anything is written when this
 /// host cannot back the policy's budget.
@@ -36,21 +37,48 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     Finished { request, guest: &guest, wasm_bytes: &wasm_bytes, preflight_ms, indexed }.into_result(store)
 }
 
-/// Runs and commits the blocks in order, up to the first that fails.
+/// Runs and commits the blocks in order, up to the first that fails; under `resume`, after the
+/// height the database holds.
 fn index_blocks(request: &RunRequest, guest: &Guest, store: &Database) -> Result<Indexed> {
-    let mut indexed = Indexed { reports: Vec::new(), outcome: RunOutcome::Completed, root: store.state_root()?, wasm_memory_bytes: 0 };
-    for block in &request.blocks {
+    let resumed_after = if request.resume { store.tip()? } else { None };
+    let mut indexed = Indexed {
+        reports: Reports::new(request.block_reports.as_deref())?,
+        resumed_after,
+        outcome: RunOutcome::Completed,
+        root: store.state_root()?,
+        wasm_memory_bytes: 0,
+        runner_rss_bytes: current_rss(),
+    };
+    let extent = request.blocks.extent();
+    let mut progress = Progress::new(remaining(&extent, resumed_after));
+    let mut expected = resumed_after.map(|tip| tip + 1);
+    for block in request.blocks.after(resumed_after)? {
+        let block = block?;
+        if let Some(next) = expected.take().filter(|next| *next != block.height) {
+            bail!("the database holds blocks up to height {}, but the blocks resume at {}: height {next} is missing", next - 1, block.height);
+        }
         let execution = guest.run_block(store, block.height, &block.payload);
         indexed.wasm_memory_bytes = execution.wasm_memory_bytes;
-        let report = commit_block(request.policy, store, block, execution, &mut indexed.root)?;
+        let report = commit_block(request.policy, store, &block, execution, &mut indexed.root)?;
+        // The instance is gone: what is resident now is the runner's own.
+        indexed.runner_rss_bytes = indexed.runner_rss_bytes.max(current_rss());
         let stop = stop_at(&report.outcome, block.height, request.engine);
-        indexed.reports.push(report);
+        indexed.reports.push(report)?;
+        progress.done(block.height);
         if let Some(outcome) = stop {
             indexed.outcome = outcome;
             break;
         }
     }
     Ok(indexed)
+}
+
+/// How many of the blocks asked for lie above `after`.
+fn remaining(extent: &blocks::map::Extent, after: Option<u32>) -> u64 {
+    match (after, extent.first, extent.last) {
+        (Some(after), Some(first), Some(last)) if after >= first => u64::from(last.saturating_sub(after)),
+        _ => extent.count,
+    }
 }
 
 /// Commits what `execution` flushed for `block` when its `_start` returned (a block the guest

@@ -1,8 +1,11 @@
-//! A run: what it is asked ([`request`]), the blocks indexed and committed ([`index`]), what it
-//! reports ([`result`]), and the supervisor that runs it as a child and records how it ended
+//! A run: what it is asked ([`request`]), the blocks indexed and committed ([`index`]) with
+//! progress lines ([`progress`]), what it reports ([`result`]; each block's report held or
+//! appended to a file, [`reports`]), and the supervisor that runs it as a child and records how it ended
 //! from the same cgroup ([`watch`]).
 
 pub mod index;
+mod progress;
+mod reports;
 pub mod request;
 pub mod result;
 pub mod watch;

@@ -2,7 +2,7 @@
 //! the runner's identity, the stress guest's stored result, and the lines a person reads first.
 
 use anyhow::Result;
-use schema::{BlockInput, BlockOutcome, RunOutcome, RunResult};
+use schema::{InputReport, RunOutcome, RunResult};
 use sha2::{Digest, Sha256};
 use state::Database;
 
@@ -24,8 +24,10 @@ impl Finished<'_> {
     /// `store`.
     pub fn into_result(self, store: Database) -> Result<RunResult> {
         let Finished { request, guest, wasm_bytes, preflight_ms, indexed } = self;
-        let stress_result = stress_result(&store, indexed.reports.last().map(|r| r.height))?;
+        let (blocks, block_reports, totals) = indexed.reports.finish();
+        let stress_result = stress_result(&store, totals.last_height)?;
         let (dump, dump_file) = store.dump_inline_or_to(request.dump_file.as_deref())?;
+        let extent = request.blocks.extent();
         Ok(RunResult {
             schema_version: schema::SCHEMA_VERSION,
             runner_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -36,15 +38,24 @@ impl Finished<'_> {
                 size_bytes: wasm_bytes.len() as u64,
             },
             policy: policy_report(request, guest, preflight_ms),
-            inputs: request.blocks.iter().map(|b| BlockInput { height: b.height, payload_hex: hex::encode(&b.payload) }).collect(),
-            blocks: indexed.reports,
+            input: InputReport {
+                source: request.source.clone(),
+                first_height: extent.first,
+                last_height: extent.last,
+                blocks: extent.count,
+                bytes: extent.bytes,
+            },
+            resumed_after: indexed.resumed_after,
+            blocks,
+            block_reports,
+            totals,
             outcome: indexed.outcome,
             stress_result,
             state_root: hex::encode(indexed.root),
             db_layout: request.db_layout.name().into(),
             dump,
             dump_file,
-            memory: memory_report(indexed.wasm_memory_bytes),
+            memory: memory_report(indexed.wasm_memory_bytes, indexed.runner_rss_bytes),
         })
     }
 }
@@ -105,10 +116,10 @@ pub fn trap_message(error: &anyhow::Error) -> String {
 /// The line a person reads first, in the seed's words.
 pub fn summary_line(result: &RunResult) -> String {
     let stored = result.stress_result.as_deref().unwrap_or("(no stress result)");
-    let aborted = result.blocks.iter().filter(|b| matches!(b.outcome, BlockOutcome::Aborted { .. })).count();
+    let (aborted, run) = (result.totals.aborted, result.totals.run);
     match &result.outcome {
         RunOutcome::Completed if aborted > 0 => {
-            format!("RESULT: WASM completed, {aborted} of {} blocks aborted (done, nothing of them written), stored: {stored}", result.blocks.len())
+            format!("RESULT: WASM completed, {aborted} of {run} blocks aborted (done, nothing of them written), stored: {stored}")
         }
         RunOutcome::Completed => format!("RESULT: WASM completed successfully, stored: {stored}"),
         RunOutcome::Trapped { height, message, node } => {

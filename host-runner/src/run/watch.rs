@@ -25,7 +25,7 @@ pub fn watch(report_path: &Path, address_space_limit: Option<u64>, run_args: &[S
         limit_address_space(limit)?;
     }
     let cgroup = Cgroup::of_this_process();
-    let memory_at_start = memory_report(0);
+    let memory_at_start = memory_report(0, None);
     let events_before = cgroup.as_ref().map(Cgroup::events);
     let started = Instant::now();
     let exe = std::env::current_exe().context("locating the host-runner binary")?;

@@ -14,6 +14,7 @@ mod metashrew_layout;
 mod node;
 mod policies;
 mod rocksdb8;
+mod streaming;
 mod stress_guest;
 mod support;
 mod transactions;

@@ -54,7 +54,8 @@ fn a_blocks_file_stops_at_the_first_trapped_block() -> TestResult {
         .arg("--blocks").arg(&blocks).arg("--out").arg(&out).status()?;
     assert_eq!(status.code(), Some(1));
     let result = schema::RunResult::from_json(&std::fs::read_to_string(&out)?)?;
-    assert_eq!(result.inputs.len(), 3);
+    assert_eq!((result.input.blocks, result.input.first_height, result.input.last_height), (3, Some(10), Some(12)));
+    assert_eq!(result.totals.run, 2);
     assert_eq!(result.blocks.iter().map(|b| b.height).collect::<Vec<_>>(), [10, 11]);
     assert!(matches!(result.outcome, schema::RunOutcome::Trapped { height: 11, .. }));
     assert_eq!(result.blocks[1].state_root, result.blocks[0].state_root);

@@ -34,7 +34,7 @@ use crate::trie::Hash;
 
 /// A metashrew-layout database open for indexing: [`MetashrewDb`]'s reads, and commits.
 pub struct MetashrewStore {
-    node: MetashrewDb,
+    pub(super) node: MetashrewDb,
 }
 
 impl MetashrewStore {
@@ -56,6 +56,17 @@ impl MetashrewStore {
     /// The value of `key` as of `height` ([`MetashrewDb::value_as_of`]).
     pub fn value_as_of(&self, key: &[u8], height: u32) -> Result<Option<Vec<u8>>> {
         self.node.value_as_of(key, height)
+    }
+
+    /// Which of metashrew's layouts it is in.
+    pub fn version(&self) -> Version {
+        self.node.version()
+    }
+
+    /// The label its keys are under, if any.
+    pub fn label(&self) -> Option<String> {
+        let prefix = self.node.prefix.strip_suffix(b"://")?;
+        Some(String::from_utf8_lossy(prefix).into_owned())
     }
 
     /// The last height committed (`/__INTERNAL/tip-height`).
