@@ -153,10 +153,30 @@ pub struct Repro {
     /// Seconds one run may take before it is killed.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    /// Commit in this database layout: `trie` (ours, the default), or metashrew's `metashrew`
+    /// (v9) or `metashrew-v10`, so the profiles' databases are node databases (`diff --db`).
+    #[arg(long, value_enum, conflicts_with = "from_db")]
+    pub layout: Option<crate::config::Layout>,
+    /// Start every profile from this database (ours, or a metashrew node's, v9 or v10) instead
+    /// of an empty one, and replay the blocks after it; it is never written (each profile gets
+    /// a copy, its table files hard-linked).
+    #[arg(long, value_name = "PATH")]
+    pub from_db: Option<PathBuf>,
+    /// With --from-db: start from its state as of this height (default: its tip).
+    #[arg(long, requires = "from_db", value_name = "HEIGHT")]
+    pub at: Option<u32>,
+    /// With --from-db: the label a metashrew node ran with (`--label`).
+    #[arg(long, requires = "from_db")]
+    pub db_label: Option<String>,
+    /// Continue an interrupted run (the latest under the output directory, or RUN_DIR) with the
+    /// same command: profiles that ended are kept, the others go on after their last committed
+    /// block.
+    #[arg(long, value_name = "RUN_DIR", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<PathBuf>,
     /// Run a metashrew-compatible node instead of our runner, under the node profiles of
     /// `[workspace.metadata.repro.node]`: a Docker image on this machine, `host-runner` (ours), or
     /// a path to a node binary (run as a local process).
-    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["limits", "engine", "height"])]
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["limits", "engine", "height", "resume", "from_db"])]
     pub node: Option<String>,
     /// The node's arguments, with placeholders {rpc} {wasm} {db} {tip} {port} (default:
     /// rockshrew-mono's command line).
@@ -285,6 +305,9 @@ pub struct Bench {
     /// Keys of each store in the dump + compare figure (also run at a tenth of it).
     #[arg(long, default_value_t = 1_000_000)]
     pub keys: u64,
+    /// Blocks of the generated chain the streaming figure runs (against its first 1,000).
+    #[arg(long, default_value_t = 50_000)]
+    pub chain_blocks: u32,
     /// Also time a build from an empty target directory (about 15 minutes on 2 cores).
     #[arg(long)]
     pub cold_build: bool,
@@ -340,4 +363,5 @@ pub enum Section {
     NodeDiff,
     Adversaries,
     RealBlocks,
+    Streaming,
 }

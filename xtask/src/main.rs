@@ -7,7 +7,7 @@
 //!
 //! 1. `exit`, `units`, `config`, `run_dir`, `progress`, `artifacts`, `plot`: values, files,
 //!    output and cargo builds, knowing nothing of runs;
-//! 2. `input`: the guest and its blocks;
+//! 2. `input`, `snapshot`: the guest and its blocks, the database a run starts from;
 //! 3. `backend/`: where the runner runs (Docker, a local limit) and how a run ended;
 //! 4. `judge/`: outcomes, comparisons, the verdict and the report;
 //! 5. `harness`, `flags`, `workspace`: a profile run end to end, the command line, the workspace;
@@ -26,6 +26,7 @@ mod lab;
 mod plot;
 mod progress;
 mod run_dir;
+mod snapshot;
 mod units;
 mod workspace;
 

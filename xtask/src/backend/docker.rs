@@ -56,7 +56,7 @@ pub fn unique_name(what: &str) -> String {
 
 pub struct Mount {
     pub host: PathBuf,
-    pub container: &'static str,
+    pub container: String,
     pub read_only: bool,
 }
 
@@ -142,7 +142,7 @@ mod tests {
             name: "c".into(),
             user: "65534:65534",
             memory: Some("512m".parse().unwrap()),
-            mounts: vec![Mount { host: "/w/g.wasm".into(), container: "/guest/guest.wasm", read_only: true }],
+            mounts: vec![Mount { host: "/w/g.wasm".into(), container: "/guest/guest.wasm".into(), read_only: true }],
             args: vec!["--version".into()],
             timeout: Duration::from_secs(1),
             log: "/dev/null".into(),

@@ -87,11 +87,22 @@ pub struct RunnerCall<'a> {
     pub memory: Option<ByteSize>,
     /// Mounted read-only (as `/input` in a container).
     pub input_dir: Option<&'a Path>,
+    /// Block files a block map names, mounted read-only (a directory as `/blocks`, one file as
+    /// `/blocks/NAME`).
+    pub blocks: Option<&'a Path>,
     /// The run's own directory (`/out` in a container).
     pub dir: &'a Path,
     pub timeout: Duration,
     /// Where its stdout and stderr go.
     pub log: &'a Path,
+}
+
+/// Where the runner sees a call's directories: its input, its own directory, the directory of
+/// the block files (empty when none).
+pub struct Paths {
+    pub input: String,
+    pub out: String,
+    pub blocks: String,
 }
 
 impl Backend {
@@ -111,22 +122,41 @@ impl Backend {
         }
     }
 
-    /// Runs `host-runner` with the arguments `args(input, out)` builds from the paths it sees.
-    pub fn run(&self, sh: &Shell, call: &RunnerCall, args: impl Fn(&str, &str) -> Vec<String>) -> Result<RunExit> {
+    /// Removes what an interrupted run named `name` may have left running: its container (a
+    /// local process group ends with the xtask that started it only on a signal it forwards;
+    /// the database's lock refuses a second runner either way).
+    pub fn remove_leftover(&self, sh: &Shell, name: &str) {
+        if let Self::Docker { .. } = self {
+            let _ = xshell::cmd!(sh, "docker rm -f {name}").quiet().ignore_stdout().ignore_stderr().run();
+        }
+    }
+
+    /// Runs `host-runner` with the arguments `args(paths)` builds from the paths it sees.
+    pub fn run(&self, sh: &Shell, call: &RunnerCall, args: impl Fn(&Paths) -> Vec<String>) -> Result<RunExit> {
         match self {
             Self::Docker { image, user } => {
                 make_writable_for_container(call.dir)?;
-                let mut mounts = vec![Mount { host: call.dir.to_path_buf(), container: "/out", read_only: false }];
+                let mut mounts = vec![Mount { host: call.dir.to_path_buf(), container: "/out".into(), read_only: false }];
                 if let Some(input) = call.input_dir {
-                    mounts.push(Mount { host: input.to_path_buf(), container: "/input", read_only: true });
+                    mounts.push(Mount { host: input.to_path_buf(), container: "/input".into(), read_only: true });
                 }
+                let mut blocks = String::new();
+                if let Some(files) = call.blocks {
+                    let container = match files.is_dir() {
+                        true => "/blocks".to_string(),
+                        false => format!("/blocks/{}", files.file_name().unwrap_or_default().to_string_lossy()),
+                    };
+                    mounts.push(Mount { host: files.to_path_buf(), container, read_only: true });
+                    blocks = "/blocks".into();
+                }
+                let paths = Paths { input: "/input".into(), out: "/out".into(), blocks };
                 let spec = ContainerSpec {
                     image: &image.tag,
                     name: call.name.into(),
                     user,
                     memory: call.memory,
                     mounts,
-                    args: args("/input", "/out"),
+                    args: args(&paths),
                     timeout: call.timeout,
                     log: call.log.to_path_buf(),
                 };
@@ -134,8 +164,10 @@ impl Backend {
             }
             Self::Local { runner, limit } => {
                 std::fs::create_dir_all(call.dir)?;
-                let input = call.input_dir.map_or(String::new(), |p| p.display().to_string());
-                run_local(runner, call.name, call.memory, *limit, args(&input, &call.dir.display().to_string()), call.timeout, call.log)
+                let shown = |path: Option<&Path>| path.map_or(String::new(), |p| p.display().to_string());
+                let blocks = call.blocks.map(|files| if files.is_dir() { files } else { files.parent().unwrap_or(Path::new(".")) });
+                let paths = Paths { input: shown(call.input_dir), out: shown(Some(call.dir)), blocks: shown(blocks) };
+                run_local(runner, call.name, call.memory, *limit, args(&paths), call.timeout, call.log)
             }
         }
     }

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-/// How a run ended, seen from outside it (a container or a local process).
-#[derive(Debug, Clone)]
+/// How a run ended, seen from outside it (a container or a local process); kept as
+/// `exit.json` in the run's directory.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunExit {
     /// The exit code; 128 + N for a process ended by signal N (as Docker reports it).
     pub exit_code: i64,

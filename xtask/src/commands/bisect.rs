@@ -15,6 +15,7 @@ use crate::config::{ByteSize, Profile, ReproConfig};
 use crate::exit::Exit;
 use crate::flags::{self, InputFlags};
 use crate::harness::Harness;
+use crate::harness::Input;
 use crate::input::Blocks;
 use crate::judge::outcome::Kind;
 use crate::judge::profile::ProfileReport;
@@ -116,7 +117,7 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
     let blocks = Blocks::resolve(&guest, &args.input.source, &args.config)?;
     let harness = Harness::prepare(sh, root, &guest, args.image_build, args.backend, 2)?;
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
-    let input = harness.write_input(&dir, &blocks.text)?;
+    let input = harness.write_input(&dir, &blocks)?;
     let mut prober = Prober { harness: &harness, input: &input, config: &args.config, probes: Vec::new(), upper: None };
     let threshold = search(&mut prober, lower, upper, resolution)?;
     let contradictions = contradictions(&prober.probes);
@@ -141,7 +142,7 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
 /// Runs the probes, and says of each whether it behaves like the first one (the upper bound).
 struct Prober<'a> {
     harness: &'a Harness<'a>,
-    input: &'a Path,
+    input: &'a Input,
     config: &'a ReproConfig,
     probes: Vec<Probe>,
     /// The upper bound's behaviour: its outcome class and state root.
@@ -153,7 +154,7 @@ impl Prober<'_> {
     fn probe(&mut self, limit_bytes: u64) -> Result<bool> {
         let limit = ByteSize::from_bytes(limit_bytes);
         let profile = Profile { name: format!("probe-{}-{limit}", self.probes.len() + 1), ..Profile::with_limit(limit) };
-        let run = self.harness.run_profile(self.input, &profile, self.config)?;
+        let run = self.harness.run_profile(self.input, &profile, self.config, false)?;
         if run.outcome.kind() == Kind::HarnessError {
             bail!("the probe at {limit} cannot be trusted: {}", run.reason());
         }

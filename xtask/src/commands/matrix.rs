@@ -21,7 +21,7 @@ pub fn run(ws: &Workspace, flags: flags::Matrix) -> Result<Exit> {
         None => vec![Policy::Unbounded, Policy::Headroom, Policy::Deterministic],
     };
     let config = flags.run.apply(ws.config()?)?;
-    let args = ReproArgs { config, input: Default::default(), image_build: ws.image_build, backend: ws.backend, out_dir: flags.run.out_dir };
+    let args = ReproArgs { config, input: Default::default(), image_build: ws.image_build, backend: ws.backend, out_dir: flags.run.out_dir, resume: None, from_db: None };
     let reports = matrix(&ws.sh, &ws.root, args, &policies).context("matrix")?;
     let untrusted = reports.iter().any(|r| r.decision.verdict == Verdict::HarnessError);
     Ok(if untrusted { Exit::HarnessError } else { Exit::Success })

@@ -3,8 +3,9 @@
 //! state and say whether the profiles agree.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::Shell;
 
@@ -22,8 +23,9 @@ use crate::judge::profile::ProfileReport;
 use crate::judge::report::{publish, Machine, Report};
 use crate::judge::verdict::decide;
 use crate::lab::{run_lab, LabArgs};
-use crate::progress::{phase, quiet_phase};
-use crate::run_dir::new_run_dir;
+use crate::progress::{following, phase};
+use crate::run_dir::{new_run_dir, read_json};
+use crate::snapshot::Snapshot;
 use crate::workspace::Workspace;
 
 pub fn run(ws: &Workspace, flags: flags::Repro) -> Result<Exit> {
@@ -38,7 +40,9 @@ pub fn run(ws: &Workspace, flags: flags::Repro) -> Result<Exit> {
     }
     config.height = flags.height.unwrap_or(config.height);
     config.timeout_secs = flags.timeout_secs.unwrap_or(config.timeout_secs);
-    let args = ReproArgs { config, input: flags.input, image_build: ws.image_build, backend: ws.backend, out_dir: flags.run.out_dir };
+    config.layout = flags.layout.or(config.layout);
+    let from_db = flags.from_db.map(|path| Snapshot::check(&path, flags.at, flags.db_label)).transpose()?;
+    let args = ReproArgs { config, input: flags.input, image_build: ws.image_build, backend: ws.backend, out_dir: flags.run.out_dir, resume: flags.resume, from_db };
     let report = repro(&ws.sh, &ws.root, args).context("repro")?;
     Ok(report.decision.verdict.exit())
 }
@@ -71,21 +75,60 @@ pub struct ReproArgs {
     pub image_build: ImageBuild,
     pub backend: BackendChoice,
     pub out_dir: Option<PathBuf>,
+    /// Continue this run directory (empty: the latest under `out_dir`).
+    pub resume: Option<PathBuf>,
+    /// `--from-db PATH [--at H] [--db-label L]`, checked.
+    pub from_db: Option<Snapshot>,
 }
 
 pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     let config = &args.config;
     let guest = args.input.guest();
-    let blocks = Blocks::resolve(&guest, &args.input.source, config)?;
+    let mut blocks = Blocks::resolve(&guest, &args.input.source, config)?;
     let total = 3 + config.profiles.len();
     let harness = Harness::prepare(sh, root, &guest, args.image_build, args.backend, total)?;
 
-    let run_dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
-    let input_dir = harness.write_input(&run_dir, &blocks.text)?;
+    let base = args.out_dir.clone().unwrap_or_else(|| root.join("target/repro"));
+    let record = RunRecord::of(config, &blocks, &harness);
+    let (run_dir, input) = match &args.resume {
+        Some(dir) => {
+            let run_dir = resumed_dir(&base, dir)?;
+            record.check_resumable(&run_dir)?;
+            let input = harness.input_written(&run_dir, &blocks);
+            (run_dir, input)
+        }
+        None => {
+            let run_dir = new_run_dir(base)?;
+            record.write(&run_dir)?;
+            let mut input = harness.write_input(&run_dir, &blocks)?;
+            if let Some(snapshot) = &args.from_db {
+                let prepared = harness.prepare_snapshot(&run_dir, snapshot, &blocks, Duration::from_secs(config.timeout_secs));
+                // A snapshot that cannot be replayed leaves nothing behind.
+                input.snapshot = Some(prepared.inspect_err(|_| drop(std::fs::remove_dir_all(&run_dir)))?);
+            }
+            (run_dir, input)
+        }
+    };
+    if let Some(prepared) = &input.snapshot {
+        blocks.description += &format!(", replayed from the {} state of {} as of height {}", prepared.report.layout, args.from_db.as_ref().map_or(String::new(), |s| s.source.display().to_string()), prepared.report.height);
+    }
     let mut profiles = Vec::new();
     for (i, profile) in config.profiles.iter().enumerate() {
         let what = format!("profile `{}`: {} ({})", profile.name, profile.limits(), config.describe_run(profile));
-        let report = quiet_phase(3 + i, total, &what, || harness.run_profile(&input_dir, profile, config))?;
+        let ended = match args.resume.is_some() {
+            true => harness.ended_profile(&input, profile, config)?,
+            false => None,
+        };
+        let report = match ended {
+            Some(report) => {
+                eprintln!("==> [{}/{total}] {what}\n    ended before the interruption: kept", 3 + i);
+                report
+            }
+            None => {
+                let log = input.profile_dir(profile).join("run.log");
+                following(3 + i, total, &what, Some(&log), || harness.run_profile(&input, profile, config, args.resume.is_some()))?
+            }
+        };
         eprintln!("    {}", report.summary());
         profiles.push(report);
     }
@@ -102,7 +145,7 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
             wasm: harness.wasm.display().to_string(),
             wasm_sha256: hex::encode(Sha256::digest(&harness.wasm_bytes)),
             blocks: blocks.description.clone(),
-            blocks_sha256: hex::encode(Sha256::digest(blocks.text.as_bytes())),
+            blocks_sha256: blocks.sha256.clone(),
             decision: decide(&profiles, &comparisons),
             profiles: profiles.clone(),
             comparisons,
@@ -110,6 +153,63 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     })?;
     publish(&run_dir, &report)?;
     Ok(report)
+}
+
+/// What a run directory was made for, kept as `run.json`: a resumed run must be the same run.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct RunRecord {
+    blocks_sha256: String,
+    wasm_sha256: String,
+    /// Each profile's name and settings.
+    profiles: Vec<String>,
+    policy: String,
+}
+
+const RUN_RECORD: &str = "run.json";
+
+impl RunRecord {
+    fn of(config: &ReproConfig, blocks: &Blocks, harness: &Harness) -> Self {
+        Self {
+            blocks_sha256: blocks.sha256.clone(),
+            wasm_sha256: hex::encode(Sha256::digest(&harness.wasm_bytes)),
+            profiles: config.profiles.iter().map(|p| format!("{}: {} ({})", p.name, p.limits(), config.describe_run(p))).collect(),
+            policy: config.policy.name().into(),
+        }
+    }
+
+    fn write(&self, run_dir: &Path) -> Result<()> {
+        Ok(std::fs::write(run_dir.join(RUN_RECORD), serde_json::to_string_pretty(self)?)?)
+    }
+
+    /// Whether `run_dir` was made for this same run and has no verdict yet.
+    fn check_resumable(&self, run_dir: &Path) -> Result<()> {
+        let recorded: Option<RunRecord> = read_json(&run_dir.join(RUN_RECORD), |t| serde_json::from_str(t))?;
+        let recorded = recorded.with_context(|| format!("{} has no {RUN_RECORD}: not a run `--resume` can continue", run_dir.display()))?;
+        ensure!(!run_dir.join("report.json").exists(), "{} is finished (it has its report.json): nothing to resume", run_dir.display());
+        for (what, then, now) in [
+            ("blocks", &recorded.blocks_sha256, &self.blocks_sha256),
+            ("guest", &recorded.wasm_sha256, &self.wasm_sha256),
+            ("policy", &recorded.policy, &self.policy),
+        ] {
+            ensure!(then == now, "{} ran other {what} ({then}, now {now}): resume it with the command that started it", run_dir.display());
+        }
+        ensure!(recorded.profiles == self.profiles, "{} ran other profiles ({:?}, now {:?}): resume it with the command that started it", run_dir.display(), recorded.profiles, self.profiles);
+        Ok(())
+    }
+}
+
+/// `dir`, or the latest run directory under `base` when `dir` is empty.
+fn resumed_dir(base: &Path, dir: &Path) -> Result<PathBuf> {
+    if !dir.as_os_str().is_empty() {
+        return Ok(dir.to_path_buf());
+    }
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(base)
+        .with_context(|| format!("--resume: no runs in {}", base.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.join(RUN_RECORD).is_file())
+        .collect();
+    runs.sort();
+    runs.pop().with_context(|| format!("--resume: no run to resume in {}", base.display()))
 }
 
 /// The runner as the first profile's result describes it.

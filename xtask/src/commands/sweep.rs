@@ -13,6 +13,7 @@ use crate::config::{ByteSize, Profile, ReproConfig, StressPayload};
 use crate::exit::Exit;
 use crate::flags;
 use crate::harness::Harness;
+use crate::input::Blocks;
 use crate::input::{Guest, GuestChoice};
 use crate::judge::outcome::{Kind, Outcome};
 use crate::judge::profile::ProfileReport;
@@ -78,10 +79,9 @@ pub fn sweep(sh: &Shell, root: &Path, args: SweepArgs) -> Result<SweepReport> {
     let (mut breaking_point, mut untrusted) = (None, None);
     for (i, payload) in args.steps.iter().enumerate() {
         let step_dir = dir.join(format!("step-{}-{}", i + 1, payload.to_string().replace(':', "-")));
-        let blocks = format!("{} {}\n", args.config.height, hex::encode(payload.to_bytes()));
-        let input = harness.write_input(&step_dir, &blocks)?;
+        let input = harness.write_input(&step_dir, &Blocks::stress(args.config.height, payload))?;
         let what = format!("{payload} ({} MB) under {} (policy {})", payload.total_mb(), args.limit, args.config.policy.name());
-        let run = quiet_phase(3 + i, total, &what, || harness.run_profile(&input, &profile, &args.config))?;
+        let run = quiet_phase(3 + i, total, &what, || harness.run_profile(&input, &profile, &args.config, false))?;
         eprintln!("    {}", run.summary());
         let (ok, trusted) = (succeeded(&run), run.outcome.kind() != Kind::HarnessError);
         steps.push(Step { payload: payload.to_string(), total_mb: payload.total_mb(), run });

@@ -175,6 +175,21 @@ pub struct ReproConfig {
     /// The node lab (`repro --node`): `[workspace.metadata.repro.node]`.
     #[serde(default)]
     pub node: Option<node::NodeLab>,
+    /// The database layout the runs commit in (`repro --layout`); ours when absent.
+    #[serde(default)]
+    pub layout: Option<Layout>,
+}
+
+/// A database layout the runner commits in (`--layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// Ours: the pairs and a real state root.
+    Trie,
+    /// metashrew's v9.
+    Metashrew,
+    /// metashrew's v10, what production nodes run.
+    MetashrewV10,
 }
 
 impl ReproConfig {
@@ -204,6 +219,15 @@ impl ReproConfig {
             }
         }
         args
+    }
+
+    /// The runner's `--layout`, when not ours.
+    pub fn layout_args(&self) -> Vec<String> {
+        match self.layout {
+            None | Some(Layout::Trie) => Vec::new(),
+            Some(Layout::Metashrew) => vec!["--layout".into(), "metashrew".into()],
+            Some(Layout::MetashrewV10) => vec!["--layout".into(), "metashrew-v10".into()],
+        }
     }
 
     /// Reads and checks the workspace's configuration.

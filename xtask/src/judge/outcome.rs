@@ -276,6 +276,7 @@ mod tests {
                 cgroup_limit_bytes: limit,
                 cgroup_peak_bytes: None,
                 peak_rss_bytes: None,
+                runner_rss_bytes: None,
                 address_space_limit_bytes: None,
                 wasm_memory_bytes: 0,
                 swap: SwapState::Off { because: "memory.memsw.limit_in_bytes = memory.limit_in_bytes".into() },

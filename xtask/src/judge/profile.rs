@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use schema::{EngineKind, RunResult, StoredState, WatchReport};
@@ -44,6 +44,8 @@ pub struct ProfileReport {
 
 /// The dump file of each profile, in its directory.
 pub const DUMP: &str = "dump.txt";
+/// Each block's report, a JSON line each, in the profile's directory.
+pub const BLOCK_REPORTS: &str = "blocks.jsonl";
 
 impl ProfileReport {
     /// What one profile's run left in `dir` (watch.json, result.json, run.log, the dump),
@@ -84,9 +86,21 @@ impl ProfileReport {
             wall_secs: exit.wall.as_secs_f64(),
             dump,
             dir: profile.name.clone(),
-            blocks: result.map(|r| r.blocks),
+            blocks: result.map(|r| block_reports(r, dir)).transpose()?,
         })
     }
+}
+
+/// The run's block reports: in its result, or in the file it appended them to (every run of a
+/// resumed profile's, in order).
+fn block_reports(result: RunResult, dir: &Path) -> Result<Vec<schema::BlockReport>> {
+    if result.block_reports.is_none() {
+        return Ok(result.blocks);
+    }
+    let path = dir.join(BLOCK_REPORTS);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let parse = |(n, line): (usize, &str)| serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), n + 1));
+    text.lines().enumerate().map(parse).collect()
 }
 
 /// A run in words, from its outcome's words and what it stored.

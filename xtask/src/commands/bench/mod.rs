@@ -16,7 +16,9 @@
 //!   the runner's peak against what its preflight demanded, and its baseline over a large store;
 //! - real-blocks: the chain guest over `testdata/blocks`: each large block's commit against a
 //!   plain `WriteBatch` of the same pairs (`host-runner bench commit`), the runner against bare
-//!   wasmtime over the large blocks and over mainnet 0..589, and that chain's blocks per second.
+//!   wasmtime over the large blocks and over mainnet 0..589, and that chain's blocks per second;
+//! - streaming: the runner's peak memory over the first 1,000 blocks of a generated chain and over
+//!   all of it (50,000 by default), streamed from a block map: flat when the two are within 16 MiB.
 
 mod adversaries;
 mod containers;
@@ -24,6 +26,7 @@ mod figure;
 mod measure;
 mod runner;
 mod stores;
+mod streaming;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -45,6 +48,7 @@ use containers::{build_times, image, warm_repro};
 use figure::{info, table};
 use runner::{blocks, overhead, real_blocks};
 use stores::{dump_and_compare, node_diff};
+use streaming::streaming;
 
 pub fn run(ws: &Workspace, flags: flags::Bench) -> Result<Exit> {
     let args = BenchArgs {
@@ -53,6 +57,7 @@ pub fn run(ws: &Workspace, flags: flags::Bench) -> Result<Exit> {
         runs: flags.runs,
         blocks: flags.blocks,
         keys: flags.keys,
+        chain_blocks: flags.chain_blocks,
         cold_build: flags.cold_build,
         image_build: ws.image_build,
         out_dir: flags.out_dir,
@@ -68,6 +73,7 @@ pub struct BenchArgs {
     pub runs: usize,
     pub blocks: u32,
     pub keys: u64,
+    pub chain_blocks: u32,
     pub cold_build: bool,
     pub image_build: ImageBuild,
     pub out_dir: Option<PathBuf>,
@@ -112,6 +118,9 @@ pub fn bench(sh: &Shell, root: &Path, args: BenchArgs) -> Result<bool> {
     }
     if wants(Section::RealBlocks) {
         figures.extend(real_blocks(sh, &runner, root, args.runs)?);
+    }
+    if wants(Section::Streaming) {
+        figures.push(streaming(sh, &runner, &dir, args.chain_blocks)?);
     }
 
     std::fs::write(dir.join("bench.json"), serde_json::to_string_pretty(&figures)?)?;

@@ -34,6 +34,10 @@ pub fn collect(rendered: &Path, logs: &[PathBuf], out: PathBuf) -> Result<Report
     let input = rendered.join("input");
     let wasm = std::fs::read(input.join("guest.wasm")).with_context(|| format!("{} is not a `k8s render` directory", rendered.display()))?;
     let blocks_text = std::fs::read_to_string(input.join("blocks.txt"))?;
+    let blocks = Blocks::held_blocks(
+        &format!("{}", rendered.join("input/blocks.txt").display()),
+        &blocks::text::parse(&blocks_text).context("the rendered blocks.txt")?,
+    );
     let jobs = logs.iter().map(|log| read_log(rendered, log)).collect::<Result<Vec<_>>>()?;
     let dir = new_run_dir(out)?;
     let profiles = jobs.into_iter().map(|job| unpack(&dir, job)).collect::<Result<Vec<_>>>()?;
@@ -57,11 +61,8 @@ pub fn collect(rendered: &Path, logs: &[PathBuf], out: PathBuf) -> Result<Report
         memory_budget_bytes: None,
         wasm: "input/guest.wasm".into(),
         wasm_sha256: hex::encode(Sha256::digest(&wasm)),
-        blocks: Blocks::describe(
-            &format!("{}", rendered.join("input/blocks.txt").display()),
-            &blocks::text::parse(&blocks_text).context("the rendered blocks.txt")?,
-        ),
-        blocks_sha256: hex::encode(Sha256::digest(blocks_text.as_bytes())),
+        blocks: blocks.description,
+        blocks_sha256: blocks.sha256,
         decision: decide(&profiles, &comparisons),
         profiles,
         comparisons,

@@ -40,9 +40,9 @@ fn render(ws: &Workspace, flags: flags::K8sRender) -> Result<Exit> {
     let mut config = flags.run.apply(ws.config()?)?;
     config.replace_limits(&flags.limits)?;
     let guest = flags.input.guest();
-    let blocks = Blocks::resolve(&guest, &flags.input.source, &config)?;
+    let blocks = Blocks::resolve_as_text(&guest, &flags.input.source, &config)?;
     let wasm = guest.build(&ws.sh)?;
-    let dir = render::render(&config, &wasm, &blocks.text, &flags.image, ws.out_dir(flags.run.out_dir, "target/k8s"))?;
+    let dir = render::render(&config, &wasm, blocks.text().expect("resolved as text"), &flags.image, ws.out_dir(flags.run.out_dir, "target/k8s"))?;
     println!("rendered: {}", dir.display());
     println!("  kubectl apply -f {}", dir.display());
     for profile in &config.profiles {

@@ -29,7 +29,7 @@ pub const TABLE: &[Layers] = &[
         folder: "xtask",
         ranks: &[
             &["exit", "units", "config", "run_dir", "progress", "artifacts", "plot"],
-            &["input"],
+            &["input", "snapshot"],
             &["backend"],
             &["judge"],
             &["harness", "lab", "flags", "workspace"],
