@@ -426,6 +426,9 @@ pub struct StoredState {
     /// The last committed height, `None` for an empty database.
     pub tip: Option<u32>,
     pub state_root: String,
+    /// As in [`RunResult`]: `trie` (ours, whose root commits to the state) or a metashrew layout.
+    #[serde(default = "trie_layout")]
+    pub db_layout: String,
     /// `/memory-stress-result/{tip}`, when the guest stored one.
     #[serde(default)]
     pub stress_result: Option<String>,

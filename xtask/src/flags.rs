@@ -171,8 +171,8 @@ pub struct Repro {
     /// Continue an interrupted run (the latest under the output directory, or RUN_DIR) with the
     /// same command: profiles that ended are kept, the others go on after their last committed
     /// block.
-    #[arg(long, value_name = "RUN_DIR", num_args = 0..=1, default_missing_value = "")]
-    pub resume: Option<PathBuf>,
+    #[arg(long, value_name = "RUN_DIR", num_args = 0..=1)]
+    pub resume: Option<Option<PathBuf>>,
     /// Run a metashrew-compatible node instead of our runner, under the node profiles of
     /// `[workspace.metadata.repro.node]`: a Docker image on this machine, `host-runner` (ours), or
     /// a path to a node binary (run as a local process).

@@ -47,6 +47,14 @@ impl<'a> Harness<'a> {
         self.backend.describe()
     }
 
+    /// Refuses block files the runs could not read, before any run directory is made.
+    pub fn check_blocks(&self, blocks: &Blocks) -> Result<()> {
+        match &blocks.feed {
+            Feed::Map { files, read, .. } => self.backend.check_readable(files, read),
+            Feed::Text(_) => Ok(()),
+        }
+    }
+
     /// `dir/input/`: the guest and the blocks every profile of a run is given (their text, or
     /// the map of the files the runs will mount).
     pub fn write_input(&self, dir: &Path, blocks: &Blocks) -> Result<Input> {
@@ -58,7 +66,7 @@ impl<'a> Harness<'a> {
                 std::fs::write(input_dir.join(BLOCKS_TEXT), text)?;
                 None
             }
-            Feed::Map { map, files } => {
+            Feed::Map { map, files, .. } => {
                 std::fs::write(input_dir.join(BLOCKS_MAP), map)?;
                 Some(files.clone())
             }
@@ -158,7 +166,7 @@ impl<'a> Harness<'a> {
     /// reads RocksDB). No database at all is an empty state.
     fn read_back_state(&self, dir: &Path, name: &str, timeout: Duration) -> Result<StoredState> {
         if !dir.join("db/CURRENT").exists() {
-            return Ok(StoredState { state_root: hex::encode([0u8; 32]), ..StoredState::default() });
+            return Ok(StoredState { state_root: hex::encode([0u8; 32]), db_layout: "trie".into(), ..StoredState::default() });
         }
         let args = |paths: &Paths| -> Vec<String> {
             let out = &paths.out;

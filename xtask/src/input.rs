@@ -1,7 +1,7 @@
 //! What every run of a command is given: the guest (one of ours, built, or a `.wasm` file) and
 //! its blocks, read and checked before anything is built or run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Result};
 use blocks::Source;
@@ -59,8 +59,8 @@ pub enum Feed {
     /// Small inputs (a stress block, a text file, an RPC range), as `HEIGHT HEX` text.
     Text(String),
     /// Block files or `HEIGHT.bin` files on this machine: a block map the runner streams, the
-    /// files mounted read-only (a directory, or the one file).
-    Map { map: String, files: PathBuf },
+    /// files mounted read-only (a directory, or the one file); `read` are those it reads.
+    Map { map: String, files: PathBuf, read: Vec<PathBuf> },
 }
 
 impl Blocks {
@@ -106,16 +106,18 @@ impl Blocks {
         let mut map = Vec::new();
         let mut hasher = Fingerprint::default();
         let extent = blocks::map::write(found, flags.range()?, flags.start()?, &mut map, |block| hasher.add(block))?;
+        let map = String::from_utf8(map)?;
+        let dir = map.lines().find_map(|l| l.strip_prefix("dir ")).map(PathBuf::from).unwrap_or_default();
+        let read: Vec<PathBuf> = map.lines().filter_map(|l| l.strip_prefix("file ")).map(|name| dir.join(name)).collect();
         let files = match found {
             Source::BlockFiles(files) if files.files.len() == 1 => files.files[0].clone(),
-            Source::BlockFiles(files) => files.files[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
-            Source::BinDir(path) => path.clone(),
-            _ => unreachable!("only block files and HEIGHT.bin files are mapped"),
+            Source::BinDir(path) if path.is_file() => path.clone(),
+            _ => dir,
         };
         let files = std::path::absolute(&files)?;
         let description = describe(&found.describe(), extent.first, extent.last, extent.count, extent.bytes);
         let heights = (extent.first.unwrap_or(0), extent.last.unwrap_or(0));
-        Ok(Self { feed: Feed::Map { map: String::from_utf8(map)?, files }, description, sha256: hasher.finish(), heights })
+        Ok(Self { feed: Feed::Map { map, files, read }, description, sha256: hasher.finish(), heights })
     }
 
     /// Text or an RPC range: read whole (they are small), as the runner's text.

@@ -43,9 +43,10 @@ pub fn state(args: StateArgs) -> Result<ExitCode> {
     let store = Database::open_read_only(&args.db, args.label)?;
     let tip = store.tip()?;
     let state_root = hex::encode(store.state_root()?);
+    let db_layout = store.layout().name().to_string();
     let stress_result = stress_result(&store, tip)?;
     let (dump, dump_file) = store.dump_inline_or_to(args.dump.as_deref())?;
-    let stored = schema::StoredState { tip, state_root, stress_result, dump, dump_file };
+    let stored = schema::StoredState { tip, state_root, db_layout, stress_result, dump, dump_file };
     write_atomically(&args.out, &serde_json::to_string_pretty(&stored)?)?;
     Ok(ExitCode::SUCCESS)
 }

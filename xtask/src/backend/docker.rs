@@ -35,13 +35,16 @@ pub fn check_engine(sh: &Shell) -> Result<()> {
     }
 }
 
+/// The user containers run as when this tool runs as root.
+pub const NOBODY: &str = "65534:65534";
+
 /// The uid:gid containers run as: never root. The invoking user when not root, so the files a
 /// run leaves are theirs; `nobody` otherwise.
 pub fn container_user(sh: &Shell) -> String {
     let uid = cmd!(sh, "id -u").quiet().read().unwrap_or_default();
     let gid = cmd!(sh, "id -g").quiet().read().unwrap_or_default();
     match (uid.trim(), gid.trim()) {
-        ("0", _) | ("", _) | (_, "") => "65534:65534".into(),
+        ("0", _) | ("", _) | (_, "") => NOBODY.into(),
         (uid, gid) => format!("{uid}:{gid}"),
     }
 }

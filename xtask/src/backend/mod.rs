@@ -122,6 +122,25 @@ impl Backend {
         }
     }
 
+    /// Refuses, before anything runs, block files a container's user cannot read: run as root,
+    /// containers run as `nobody`, which reads only what anyone may (`mounted` is the file or
+    /// directory mounted, `read` the files in it the runner opens).
+    pub fn check_readable(&self, mounted: &Path, read: &[PathBuf]) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let Self::Docker { user, .. } = self else { return Ok(()) };
+        if user != docker::NOBODY {
+            return Ok(());
+        }
+        let mode = |path: &Path| std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
+        if mounted.is_dir() && mode(mounted) & 0o005 != 0o005 {
+            anyhow::bail!("{}: the containers run as nobody ({}), who cannot list this directory: `chmod o+rx` it", mounted.display(), docker::NOBODY);
+        }
+        if let Some(unreadable) = read.iter().find(|file| mode(file) & 0o004 == 0) {
+            anyhow::bail!("{}: the containers run as nobody ({}), who cannot read this block file: `chmod o+r` it", unreadable.display(), docker::NOBODY);
+        }
+        Ok(())
+    }
+
     /// Removes what an interrupted run named `name` may have left running: its container (a
     /// local process group ends with the xtask that started it only on a signal it forwards;
     /// the database's lock refuses a second runner either way).

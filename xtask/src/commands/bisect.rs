@@ -116,6 +116,7 @@ pub fn bisect(sh: &Shell, root: &Path, args: BisectArgs) -> Result<BisectReport>
     let guest = args.input.guest();
     let blocks = Blocks::resolve(&guest, &args.input.source, &args.config)?;
     let harness = Harness::prepare(sh, root, &guest, args.image_build, args.backend, 2)?;
+    harness.check_blocks(&blocks)?;
     let dir = new_run_dir(args.out_dir.clone().unwrap_or_else(|| root.join("target/repro")))?;
     let input = harness.write_input(&dir, &blocks)?;
     let mut prober = Prober { harness: &harness, input: &input, config: &args.config, probes: Vec::new(), upper: None };

@@ -18,6 +18,8 @@ pub fn run(flags: flags::Generate) -> Result<Exit> {
     blocks::generate::write_chain(recipe, &mut out)?;
     out.flush()?;
     drop(out);
+    // A block file anyone may read (a container's user among them), as `cp` would leave it.
+    std::fs::set_permissions(file.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     file.persist(&flags.out).with_context(|| format!("writing {}", flags.out.display()))?;
     let bytes = std::fs::metadata(&flags.out)?.len();
     println!("{} regtest blocks (seed {}, up to {} transactions each) written to {} ({bytes} bytes)", flags.count, flags.seed, flags.max_transactions, flags.out.display());

@@ -42,7 +42,7 @@ pub fn run(ws: &Workspace, flags: flags::Repro) -> Result<Exit> {
     config.timeout_secs = flags.timeout_secs.unwrap_or(config.timeout_secs);
     config.layout = flags.layout.or(config.layout);
     let from_db = flags.from_db.map(|path| Snapshot::check(&path, flags.at, flags.db_label)).transpose()?;
-    let args = ReproArgs { config, input: flags.input, image_build: ws.image_build, backend: ws.backend, out_dir: flags.run.out_dir, resume: flags.resume, from_db };
+    let args = ReproArgs { config, input: flags.input, image_build: ws.image_build, backend: ws.backend, out_dir: flags.run.out_dir, resume: flags.resume.map(Option::unwrap_or_default), from_db };
     let report = repro(&ws.sh, &ws.root, args).context("repro")?;
     Ok(report.decision.verdict.exit())
 }
@@ -87,6 +87,7 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     let mut blocks = Blocks::resolve(&guest, &args.input.source, config)?;
     let total = 3 + config.profiles.len();
     let harness = Harness::prepare(sh, root, &guest, args.image_build, args.backend, total)?;
+    harness.check_blocks(&blocks)?;
 
     let base = args.out_dir.clone().unwrap_or_else(|| root.join("target/repro"));
     let record = RunRecord::of(config, &blocks, &harness);

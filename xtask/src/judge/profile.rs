@@ -26,7 +26,8 @@ pub struct ProfileReport {
     pub outcome: Outcome,
     /// The stress result the run committed (`/memory-stress-result/{height}`).
     pub stored_result: Option<String>,
-    /// Root of the committed state (after a kill: of what the run left in its database).
+    /// Root of the committed state (after a kill: of what the run left in its database); `None`
+    /// under metashrew's layouts, which record no state root.
     pub state_root: Option<String>,
     /// The container's cgroup peak, else the runner's peak RSS.
     pub peak_memory_bytes: Option<u64>,
@@ -66,12 +67,15 @@ impl ProfileReport {
 
         // The committed state: from the result, or read back from what a killed run left behind.
         let dump = || Some(format!("{}/{DUMP}", profile.name));
+        // Only our layout's root commits to the state (metashrew's records a hash of a block's
+        // last pair, or nothing): the others are compared by their dumps alone.
+        let root = |root: &str, layout: &str| (layout == "trie").then(|| root.to_string());
         let (state_root, dump, stored_result) = match &result {
-            Some(result) => (Some(result.state_root.clone()), dump(), result.stress_result.clone()),
+            Some(result) => (root(&result.state_root, &result.db_layout), dump(), result.stress_result.clone()),
             None if matches!(outcome, Outcome::Refused { .. }) => (None, None, None),
             None => {
                 let state = read_back()?;
-                (Some(state.state_root), state.tip.and_then(|_| dump()), state.stress_result)
+                (root(&state.state_root, &state.db_layout), state.tip.and_then(|_| dump()), state.stress_result)
             }
         };
         Ok(Self {

@@ -92,10 +92,14 @@ pub fn decide(profiles: &[ProfileReport], comparisons: &[Comparison]) -> Decisio
         return different;
     }
     let names: Vec<String> = compared.iter().map(|p| format!("`{}`", p.name)).collect();
+    let roots = match compared.iter().all(|p| p.state_root.is_some()) {
+        true => " and equal state roots",
+        false => "",
+    };
     Decision::new(
         Verdict::Identical,
         format!(
-            "{} runs compared ({}): all {}, byte-identical dumps and equal state roots{refused_note}",
+            "{} runs compared ({}): all {}, byte-identical dumps{roots}{refused_note}",
             compared.len(),
             names.join(", "),
             compared[0].outcome.describe()

@@ -1,7 +1,7 @@
 //! Long runs through the pipeline: a generated chain streamed to each profile's runner from a
 //! block map, progress lines while it runs, and `repro --resume` after the xtask was SIGKILLed
-//! in the first profile and again in the second (its container left running each time): the
-//! leftover container is removed, each profile goes on after its last committed block, and the
+//! in the first profile and again in the second (its container killed too, as a reboot would):
+//! the leftover container is removed, each profile goes on after its last committed block, and the
 //! verdict and every state root are those of an uninterrupted run.
 
 use std::path::{Path, PathBuf};
@@ -30,7 +30,8 @@ fn roots(report: &Value) -> Vec<Value> {
 }
 
 /// Runs the xtask (resuming when asked) and SIGKILLs it once profile `profile` (0 or 1) has
-/// reported `reported` blocks; the container it started is left running.
+/// reported `reported` blocks, then its container (as a reboot would: the container is left,
+/// stopped).
 fn kill_during(args: &[String], out: &Path, profile: usize, reported: usize) {
     let mut child = xtask_command().args(args).arg("--out-dir").arg(out).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let started = Instant::now();
@@ -49,6 +50,10 @@ fn kill_during(args: &[String], out: &Path, profile: usize, reported: usize) {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    let run = run_dir(out);
+    let container = std::fs::read_to_string(run.join(["256m", "1g"][profile]).join("container")).unwrap();
+    let killed = std::process::Command::new("docker").args(["kill", container.trim()]).output().unwrap();
+    assert!(killed.status.success(), "the container was still running: {}", String::from_utf8_lossy(&killed.stderr));
 }
 
 #[test]
@@ -82,7 +87,7 @@ fn a_repro_killed_in_each_profile_and_resumed_ends_as_an_uninterrupted_one() {
     assert!((199..u64::from(BLOCKS) - 1).contains(&after), "resumed after {after}");
     assert_eq!(last["totals"]["run"].as_u64(), Some(u64::from(BLOCKS) - 1 - after));
     let inspect = std::process::Command::new("docker").args(["inspect", leftover.trim()]).output().unwrap();
-    assert!(!inspect.status.success(), "the container left running by the kill was removed");
+    assert!(!inspect.status.success(), "the container the kill left behind was removed");
     // A finished run is not resumed, nor one of other blocks.
     let output = xtask(&resume.iter().map(String::as_str).collect::<Vec<_>>(), &out);
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
