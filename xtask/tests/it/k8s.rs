@@ -110,3 +110,55 @@ fn a_truncated_log_is_refused_with_the_file_it_cut() {
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("1g.log: the log ends inside result.json"), "{}", describe(&output));
 }
+
+#[test]
+fn inputs_over_a_config_map_go_on_a_volume_or_in_an_image_and_run_the_same() {
+    let large = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/blocks/mainnet");
+    let large = large.to_str().unwrap();
+    let image = runner_image();
+    let out = tempfile::tempdir().unwrap();
+    let over = xtask(&["k8s", "render", "--image", &image, "--guest", "chain", "--blocks", large], out.path());
+    assert_eq!(over.status.code(), Some(2), "{}", describe(&over));
+    assert!(String::from_utf8_lossy(&over.stderr).contains("a ConfigMap holds at most 1 MiB: give them on a volume (--input-volume CLAIM) or in an image (--input-image IMAGE)"), "{}", describe(&over));
+
+    let args = ["k8s", "render", "--image", &image, "--guest", "chain", "--blocks", large, "--limit", "512m", "--limit", "1g", "--input-volume", "memrepro-blocks"];
+    let output = xtask(&args, out.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("  input: the PersistentVolumeClaim memrepro-blocks: copy "), "{stdout}");
+    let rendered = run_dir(out.path());
+    assert!(!rendered.join("configmap.json").exists());
+    for file in ["input/blocks.map", "input/blocks/574200.bin", "input/blocks/702861.bin", "input/guest.wasm"] {
+        assert!(rendered.join(file).is_file(), "{file}");
+    }
+    let job: Value = read_json(&rendered.join("job-512m.json"));
+    assert_eq!(job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"], "memrepro-blocks");
+    let validate = |files: &[PathBuf]| Command::new("kubernetes-validate").arg("--strict").args(files).output().unwrap();
+    let output = validate(&[rendered.join("job-512m.json"), rendered.join("job-1g.json")]);
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    // The volume as a kubelet would mount it, filled with the rendered input.
+    let logs = tempfile::tempdir().unwrap();
+    for job in ["512m", "1g"] {
+        run_like_a_kubelet(&rendered, job, &logs.path().join(format!("{job}.log")));
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let collect = xtask_command().args(["k8s", "collect", "--rendered"]).arg(&rendered).arg(logs.path().join("512m.log")).arg(logs.path().join("1g.log")).arg("--out-dir").arg(runs.path()).output().unwrap();
+    assert_eq!(collect.status.code(), Some(0), "{}", describe(&collect));
+    let report = report(runs.path());
+    assert_eq!(report["verdict"], "identical");
+    assert!(report["blocks"].as_str().unwrap().contains("heights 574200..=702861, 2 blocks"), "{}", report["blocks"]);
+
+    let images = tempfile::tempdir().unwrap();
+    let args = ["k8s", "render", "--image", &image, "--guest", "chain", "--blocks", large, "--input-image", "registry.example/memrepro-input:1"];
+    let output = xtask(&args, images.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("  input: an init container of registry.example/memrepro-input:1: docker build -t registry.example/memrepro-input:1 "));
+    let rendered = run_dir(images.path());
+    assert_eq!(std::fs::read_to_string(rendered.join("input/Dockerfile")).unwrap(), "FROM busybox:stable\nCOPY . /input\n");
+    let job: Value = read_json(&rendered.join("job-low.json"));
+    let init = &job["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["image"], "registry.example/memrepro-input:1");
+    assert_eq!(init["command"], serde_json::json!(["cp", "-a", "/input/.", "/shared/"]));
+    let output = validate(&[rendered.join("job-low.json")]);
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+}

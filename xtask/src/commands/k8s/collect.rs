@@ -8,10 +8,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::quantity::size_of_quantity;
-use super::render::job_name;
+use super::render::{blocks_record, job_name};
 use crate::backend::supervise::{Enforcement, RunExit};
 use crate::config::{EngineKind, Profile};
-use crate::input::Blocks;
 use crate::judge::comparison::compare_profiles;
 use crate::judge::outcome::Outcome;
 use crate::judge::profile::ProfileReport;
@@ -33,11 +32,7 @@ pub fn collect(rendered: &Path, logs: &[PathBuf], out: PathBuf) -> Result<Report
     ensure!(!logs.is_empty(), "name the Jobs' logs (kubectl logs job/memrepro-<profile> > <profile>.log)");
     let input = rendered.join("input");
     let wasm = std::fs::read(input.join("guest.wasm")).with_context(|| format!("{} is not a `k8s render` directory", rendered.display()))?;
-    let blocks_text = std::fs::read_to_string(input.join("blocks.txt"))?;
-    let blocks = Blocks::held_blocks(
-        &format!("{}", rendered.join("input/blocks.txt").display()),
-        &blocks::text::parse(&blocks_text).context("the rendered blocks.txt")?,
-    );
+    let (blocks, blocks_sha256) = blocks_record(&input)?;
     let jobs = logs.iter().map(|log| read_log(rendered, log)).collect::<Result<Vec<_>>>()?;
     let dir = new_run_dir(out)?;
     let profiles = jobs.into_iter().map(|job| unpack(&dir, job)).collect::<Result<Vec<_>>>()?;
@@ -61,8 +56,8 @@ pub fn collect(rendered: &Path, logs: &[PathBuf], out: PathBuf) -> Result<Report
         memory_budget_bytes: None,
         wasm: "input/guest.wasm".into(),
         wasm_sha256: hex::encode(Sha256::digest(&wasm)),
-        blocks: blocks.description,
-        blocks_sha256: blocks.sha256,
+        blocks,
+        blocks_sha256,
         decision: decide(&profiles, &comparisons),
         profiles,
         comparisons,
@@ -164,7 +159,7 @@ mod tests {
     #[test]
     fn a_job_carries_the_profile_s_limit_the_policy_and_the_hardening() {
         let config = config();
-        let job = job(&config, &config.profiles[0], "registry.example/memrepro-runner:abc");
+        let job = job(&config, &config.profiles[0], "registry.example/memrepro-runner:abc", false, &super::super::render::Delivery::ConfigMap);
         check_job(&job).unwrap();
         let container = &job["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["resources"]["limits"]["memory"], "512Mi");
@@ -180,7 +175,7 @@ mod tests {
         let mut config = config();
         config.policy = crate::config::Policy::Unbounded;
         config.profiles[1].engine = EngineKind::Metashrew;
-        let job = job(&config, &config.profiles[1], "i");
+        let job = job(&config, &config.profiles[1], "i", false, &super::super::render::Delivery::ConfigMap);
         check_job(&job).unwrap();
         let args: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
         assert!(args.windows(2).any(|w| w == ["--engine", "metashrew"]), "{args:?}");

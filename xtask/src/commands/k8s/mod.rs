@@ -1,6 +1,8 @@
 //! `cargo xtask k8s`: the same profiles as Kubernetes Jobs, and the verdict over what comes back.
 //!
-//! - `render` writes a ConfigMap holding the guest and the blocks, and one Job per profile: the
+//! - `render` writes the input (in a ConfigMap up to 1 MiB; else for a PersistentVolumeClaim
+//!   or an init container's image the user names, `--input-volume`/`--input-image`, with block
+//!   files mapped as `repro` maps them) and one Job per profile: the
 //!   profile's limit as `requests.memory` = `limits.memory`, the containers' hardening (non-root,
 //!   read-only root filesystem, no privilege escalation, no capabilities), `restartPolicy: Never`,
 //!   `backoffLimit: 0`. Each Job's runner prints its result files framed in its log
@@ -22,7 +24,7 @@ use crate::exit::Exit;
 use crate::flags::{self, K8sCommand};
 use crate::input::Blocks;
 use crate::workspace::Workspace;
-use render::job_name;
+use render::{job_name, Delivery};
 
 pub fn run(ws: &Workspace, flags: flags::K8s) -> Result<Exit> {
     match flags.command {
@@ -40,10 +42,19 @@ fn render(ws: &Workspace, flags: flags::K8sRender) -> Result<Exit> {
     let mut config = flags.run.apply(ws.config()?)?;
     config.replace_limits(&flags.limits)?;
     let guest = flags.input.guest();
-    let blocks = Blocks::resolve_as_text(&guest, &flags.input.source, &config)?;
+    let delivery = match (flags.input_volume, flags.input_image) {
+        (Some(claim), _) => Delivery::Volume(claim),
+        (None, Some(image)) => Delivery::Image(image),
+        (None, None) => Delivery::ConfigMap,
+    };
+    let blocks = match delivery {
+        Delivery::ConfigMap => Blocks::resolve_as_text(&guest, &flags.input.source, &config)?,
+        _ => Blocks::resolve(&guest, &flags.input.source, &config)?,
+    };
     let wasm = guest.build(&ws.sh)?;
-    let dir = render::render(&config, &wasm, blocks.text().expect("resolved as text"), &flags.image, ws.out_dir(flags.run.out_dir, "target/k8s"))?;
+    let (dir, bytes) = render::render(&config, &wasm, &blocks, &flags.image, &delivery, ws.out_dir(flags.run.out_dir, "target/k8s"))?;
     println!("rendered: {}", dir.display());
+    println!("  input: {}", delivery.describe(&dir, bytes));
     println!("  kubectl apply -f {}", dir.display());
     for profile in &config.profiles {
         let job = job_name(&profile.name);
