@@ -18,6 +18,7 @@ pub mod blk;
 pub mod generate;
 mod index;
 pub mod map;
+mod mapping;
 pub mod rpc;
 mod source;
 #[cfg(feature = "stand-in")]
@@ -28,5 +29,6 @@ pub mod text;
 pub use args::BlockArgs;
 pub use block::{Block, HeightRange};
 pub use index::BlockIndex;
+pub use mapping::write_map;
 pub use source::Source;
 pub use stream::{read_ahead, BlockStream};

@@ -1,7 +1,7 @@
 //! A block map: where each block of a checked chain is stored, one line per block, so a run can
 //! stream a long chain without scanning block files itself or holding the range.
 //!
-//! The xtask writes one after checking a source (every block read, decoded and linked); the
+//! The xtask writes one ([`crate::write_map`]) after checking a source (every block read, decoded and linked); the
 //! runner reads it a line at a time and each block when its turn comes, checking the hash the
 //! map recorded. The text:
 //!
@@ -20,10 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::bitcoin::{decode_block, display, parse_hash, BlockHash};
-use crate::blk::{self, Start};
-use crate::block::{Block, HeightRange};
-use crate::source::Source;
-use crate::bin_dir;
+use crate::blk;
+use crate::block::Block;
 
 const MAGIC_LINE: &str = "memrepro-block-map 1";
 
@@ -37,7 +35,7 @@ pub struct Extent {
 }
 
 impl Extent {
-    fn add(&mut self, height: u32, size: u64) {
+    pub(crate) fn add(&mut self, height: u32, size: u64) {
         self.first.get_or_insert(height);
         self.last = Some(height);
         self.count += 1;
@@ -46,64 +44,16 @@ impl Extent {
 }
 
 /// One block's place.
-struct Entry {
-    height: u32,
-    hash: BlockHash,
-    file: usize,
-    offset: u64,
-    size: u32,
+pub(crate) struct Entry {
+    pub(crate) height: u32,
+    pub(crate) hash: BlockHash,
+    pub(crate) file: usize,
+    pub(crate) offset: u64,
+    pub(crate) size: u32,
 }
 
-/// Writes the map of `source`'s blocks in `range` to `out`, reading each block once (decoded,
-/// its hash and its parent checked) and giving it to `each`; nothing is kept. Block files and
-/// `HEIGHT.bin` files can be mapped; text and RPC cannot (the caller writes those elsewhere).
-pub fn write(source: &Source, range: HeightRange, start: Start, out: &mut impl Write, mut each: impl FnMut(&Block)) -> Result<Extent> {
-    let mut extent = Extent::default();
-    let mut line = |entry: Entry, out: &mut dyn Write| -> Result<()> {
-        extent.add(entry.height, u64::from(entry.size));
-        writeln!(out, "block {} {} {} {} {}", entry.height, display(&entry.hash), entry.file, entry.offset, entry.size)?;
-        Ok(())
-    };
-    match source {
-        Source::BlockFiles(files) => {
-            write_header(out, &common_dir(&files.files)?, files.xor_key, &files.files)?;
-            let mut reader = blk::Reader::new(files);
-            for located in blk::locate(files, start, range)? {
-                each(&reader.read(&located)?);
-                line(Entry { height: located.height, hash: located.hash, file: located.file, offset: located.offset, size: located.size }, out)?;
-            }
-        }
-        Source::BinDir(path) => {
-            ensure!(matches!(start, Start::Genesis), "--start-hash applies to Bitcoin Core block files only");
-            let located = bin_dir::locate(path, range)?;
-            let paths: Vec<PathBuf> = located.iter().map(|(_, p)| p.clone()).collect();
-            write_header(out, &common_dir(&paths)?, [0; 8], &paths)?;
-            let mut links = bin_dir::Links::default();
-            for (file, (height, path)) in located.iter().enumerate() {
-                let (block, hash) = bin_dir::read_one(*height, path, &mut links)?;
-                each(&block);
-                line(Entry { height: *height, hash, file, offset: 0, size: block.payload.len() as u32 }, out)?;
-            }
-        }
-        Source::Map(map) => bail!("{} is already a block map", map.path.display()),
-        Source::Text(_) | Source::Rpc { .. } => bail!("{}: only block files and HEIGHT.bin files are mapped", source.describe()),
-    }
-    out.flush()?;
-    ensure!(extent.count > 0, "{}: no block in {range}", source.describe());
-    Ok(extent)
-}
-
-/// The one directory every file is in.
-fn common_dir(paths: &[PathBuf]) -> Result<PathBuf> {
-    let dir = |p: &PathBuf| std::path::absolute(p.parent().unwrap_or(Path::new("."))).with_context(|| format!("the directory of {}", p.display()));
-    let first = dir(&paths[0])?;
-    for path in &paths[1..] {
-        ensure!(dir(path)? == first, "{} is not in {} with the other block files", path.display(), first.display());
-    }
-    Ok(first)
-}
-
-fn write_header(out: &mut impl Write, dir: &Path, xor: [u8; 8], files: &[PathBuf]) -> Result<()> {
+/// Writes the map's header: where its files are, their XOR key, their names in order.
+pub(crate) fn write_header(out: &mut impl Write, dir: &Path, xor: [u8; 8], files: &[PathBuf]) -> Result<()> {
     let dir = dir.to_str().with_context(|| format!("{}: a block map needs a UTF-8 path", dir.display()))?;
     ensure!(!dir.contains('\n'), "{dir}: a path with a newline");
     writeln!(out, "{MAGIC_LINE}\ndir {dir}\nxor {}", hex::encode(xor))?;
@@ -112,6 +62,12 @@ fn write_header(out: &mut impl Write, dir: &Path, xor: [u8; 8], files: &[PathBuf
         ensure!(!name.contains(char::is_whitespace), "{name}: a block file name with white space");
         writeln!(out, "file {name}")?;
     }
+    Ok(())
+}
+
+/// Writes one block's line.
+pub(crate) fn write_entry(out: &mut dyn Write, entry: &Entry) -> Result<()> {
+    writeln!(out, "block {} {} {} {} {}", entry.height, display(&entry.hash), entry.file, entry.offset, entry.size)?;
     Ok(())
 }
 

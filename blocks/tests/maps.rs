@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use blocks::blk::Start;
-use blocks::map::{self, BlockMap, Extent};
+use blocks::map::{BlockMap, Extent};
 use blocks::{Block, BlockStream, HeightRange, Source};
 
 fn testdata(name: &str) -> PathBuf {
@@ -20,7 +20,7 @@ fn write_map(source: &Source, range: HeightRange, dir: &Path) -> (PathBuf, Exten
     let path = dir.join("blocks.map");
     let mut seen = Vec::new();
     let mut out = std::fs::File::create(&path).unwrap();
-    let extent = map::write(source, range, Start::Genesis, &mut out, |b| seen.push(b.clone())).unwrap();
+    let extent = blocks::write_map(source, range, Start::Genesis, &mut out, |b| seen.push(b.clone())).unwrap();
     (path, extent, seen)
 }
 
@@ -115,6 +115,6 @@ fn text_and_rpc_sources_are_not_mapped() {
     let text = temp.path().join("blocks.txt");
     std::fs::write(&text, "1 00\n").unwrap();
     let mut out = Vec::new();
-    let err = error(map::write(&Source::detect(&text).unwrap(), HeightRange::default(), Start::Genesis, &mut out, |_| {}));
+    let err = error(blocks::write_map(&Source::detect(&text).unwrap(), HeightRange::default(), Start::Genesis, &mut out, |_| {}));
     assert!(err.ends_with("only block files and HEIGHT.bin files are mapped"), "{err}");
 }

@@ -105,7 +105,7 @@ impl Blocks {
     fn mapped(found: &Source, flags: &blocks::BlockArgs) -> Result<Self> {
         let mut map = Vec::new();
         let mut hasher = Fingerprint::default();
-        let extent = blocks::map::write(found, flags.range()?, flags.start()?, &mut map, |block| hasher.add(block))?;
+        let extent = blocks::write_map(found, flags.range()?, flags.start()?, &mut map, |block| hasher.add(block))?;
         let map = String::from_utf8(map)?;
         let dir = map.lines().find_map(|l| l.strip_prefix("dir ")).map(PathBuf::from).unwrap_or_default();
         let read: Vec<PathBuf> = map.lines().filter_map(|l| l.strip_prefix("file ")).map(|name| dir.join(name)).collect();

@@ -64,8 +64,8 @@ enum Command {
 
 /// Runs the command line of this process; the exit code says how it went.
 pub fn main() -> ExitCode {
-    // Before any thread starts (an inherited RLIMIT_AS; see the function).
-    crate::process::share_malloc_arenas_under_an_address_space_limit();
+    // Before any thread starts (see the function).
+    crate::process::share_one_malloc_arena();
     match execute(Cli::parse().command) {
         Ok(code) => code,
         Err(error) => {

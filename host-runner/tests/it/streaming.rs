@@ -22,7 +22,7 @@ fn chain(dir: &Path, count: u32, range: HeightRange) -> (PathBuf, PathBuf) {
     }
     let map = dir.join(format!("{range}.map").replace([' ', '-'], ""));
     let mut out = std::fs::File::create(&map).unwrap();
-    blocks::map::write(&Source::detect(&file).unwrap(), range, Start::Genesis, &mut out, |_| {}).unwrap();
+    blocks::write_map(&Source::detect(&file).unwrap(), range, Start::Genesis, &mut out, |_| {}).unwrap();
     (file, map)
 }
 

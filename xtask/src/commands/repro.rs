@@ -16,7 +16,7 @@ use crate::backend::BackendChoice;
 use crate::config::{Policy, ReproConfig};
 use crate::exit::Exit;
 use crate::flags::{self, InputFlags};
-use crate::harness::Harness;
+use crate::harness::{Harness, Input};
 use crate::input::Blocks;
 use crate::judge::comparison::compare_profiles;
 use crate::judge::profile::ProfileReport;
@@ -90,49 +90,12 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     harness.check_blocks(&blocks)?;
 
     let base = args.out_dir.clone().unwrap_or_else(|| root.join("target/repro"));
-    let record = RunRecord::of(config, &blocks, &harness);
-    let (run_dir, input) = match &args.resume {
-        Some(dir) => {
-            let run_dir = resumed_dir(&base, dir)?;
-            record.check_resumable(&run_dir)?;
-            let input = harness.input_written(&run_dir, &blocks);
-            (run_dir, input)
-        }
-        None => {
-            let run_dir = new_run_dir(base)?;
-            record.write(&run_dir)?;
-            let mut input = harness.write_input(&run_dir, &blocks)?;
-            if let Some(snapshot) = &args.from_db {
-                let prepared = harness.prepare_snapshot(&run_dir, snapshot, &blocks, Duration::from_secs(config.timeout_secs));
-                // A snapshot that cannot be replayed leaves nothing behind.
-                input.snapshot = Some(prepared.inspect_err(|_| drop(std::fs::remove_dir_all(&run_dir)))?);
-            }
-            (run_dir, input)
-        }
-    };
+    let (run_dir, input) = run_dir_and_input(&harness, &args, &base, &blocks)?;
     if let Some(prepared) = &input.snapshot {
-        blocks.description += &format!(", replayed from the {} state of {} as of height {}", prepared.report.layout, args.from_db.as_ref().map_or(String::new(), |s| s.source.display().to_string()), prepared.report.height);
+        let source = args.from_db.as_ref().map_or(String::new(), |s| s.source.display().to_string());
+        blocks.description += &format!(", replayed from the {} state of {source} as of height {}", prepared.report.layout, prepared.report.height);
     }
-    let mut profiles = Vec::new();
-    for (i, profile) in config.profiles.iter().enumerate() {
-        let what = format!("profile `{}`: {} ({})", profile.name, profile.limits(), config.describe_run(profile));
-        let ended = match args.resume.is_some() {
-            true => harness.ended_profile(&input, profile, config)?,
-            false => None,
-        };
-        let report = match ended {
-            Some(report) => {
-                eprintln!("==> [{}/{total}] {what}\n    ended before the interruption: kept", 3 + i);
-                report
-            }
-            None => {
-                let log = input.profile_dir(profile).join("run.log");
-                following(3 + i, total, &what, Some(&log), || harness.run_profile(&input, profile, config, args.resume.is_some()))?
-            }
-        };
-        eprintln!("    {}", report.summary());
-        profiles.push(report);
-    }
+    let profiles = run_profiles(&harness, &input, config, args.resume.is_some(), total)?;
 
     let report = phase(total, total, "compare", || {
         let comparisons = compare_profiles(&run_dir, &profiles)?;
@@ -154,6 +117,52 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     })?;
     publish(&run_dir, &report)?;
     Ok(report)
+}
+
+/// The run directory and what its profiles are given: a new one (with a snapshot made ready
+/// for `--from-db`), or the one `--resume` continues.
+fn run_dir_and_input(harness: &Harness, args: &ReproArgs, base: &Path, blocks: &Blocks) -> Result<(PathBuf, Input)> {
+    let record = RunRecord::of(&args.config, blocks, harness);
+    if let Some(dir) = &args.resume {
+        let run_dir = resumed_dir(base, dir)?;
+        record.check_resumable(&run_dir)?;
+        let input = harness.input_written(&run_dir, blocks);
+        return Ok((run_dir, input));
+    }
+    let run_dir = new_run_dir(base.to_path_buf())?;
+    record.write(&run_dir)?;
+    let mut input = harness.write_input(&run_dir, blocks)?;
+    if let Some(snapshot) = &args.from_db {
+        let prepared = harness.prepare_snapshot(&run_dir, snapshot, blocks, Duration::from_secs(args.config.timeout_secs));
+        // A snapshot that cannot be replayed leaves nothing behind.
+        input.snapshot = Some(prepared.inspect_err(|_| drop(std::fs::remove_dir_all(&run_dir)))?);
+    }
+    Ok((run_dir, input))
+}
+
+/// Each profile run (phases 3.. of `total`); under `resume`, those that ended kept as they were.
+fn run_profiles(harness: &Harness, input: &Input, config: &ReproConfig, resume: bool, total: usize) -> Result<Vec<ProfileReport>> {
+    let mut profiles = Vec::new();
+    for (i, profile) in config.profiles.iter().enumerate() {
+        let what = format!("profile `{}`: {} ({})", profile.name, profile.limits(), config.describe_run(profile));
+        let ended = match resume {
+            true => harness.ended_profile(input, profile, config)?,
+            false => None,
+        };
+        let report = match ended {
+            Some(report) => {
+                eprintln!("==> [{}/{total}] {what}\n    ended before the interruption: kept", 3 + i);
+                report
+            }
+            None => {
+                let log = input.profile_dir(profile).join("run.log");
+                following(3 + i, total, &what, Some(&log), || harness.run_profile(input, profile, config, resume))?
+            }
+        };
+        eprintln!("    {}", report.summary());
+        profiles.push(report);
+    }
+    Ok(profiles)
 }
 
 /// What a run directory was made for, kept as `run.json`: a resumed run must be the same run.

@@ -17,7 +17,7 @@ pub struct Layers {
 
 /// Every crate of the workspace. A crate whose folder does not exist yet is skipped.
 pub const TABLE: &[Layers] = &[
-    Layers { folder: "blocks", ranks: &[&["block", "bitcoin"], &["text", "bin_dir", "blk", "rpc", "generate"], &["source"], &["args", "index"], &["stand_in"]] },
+    Layers { folder: "blocks", ranks: &[&["block", "bitcoin"], &["text", "bin_dir", "blk", "rpc", "generate"], &["map"], &["source", "stream"], &["args", "index", "mapping"], &["stand_in"]] },
     Layers { folder: "cgroup", ranks: &[] },
     Layers { folder: "chain-guest", ranks: &[] },
     Layers { folder: "guest", ranks: &[] },
