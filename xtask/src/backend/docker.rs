@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::supervise::{wait_or_kill, RunExit};
+use super::supervise::{open_log, wait_or_kill, RunExit};
 use crate::config::ByteSize;
 
 /// Whether a Docker daemon answers at all.
@@ -105,7 +105,7 @@ pub fn run_args(spec: &ContainerSpec) -> Vec<String> {
 pub fn run_container(sh: &Shell, spec: &ContainerSpec) -> Result<RunExit> {
     let name = &spec.name;
     let _ = cmd!(sh, "docker rm -f {name}").quiet().ignore_stdout().ignore_stderr().run();
-    let log = std::fs::File::create(&spec.log).with_context(|| format!("creating {}", spec.log.display()))?;
+    let log = open_log(&spec.log)?;
     let mut child = Command::new("docker")
         .args(run_args(spec))
         .stdin(Stdio::null())

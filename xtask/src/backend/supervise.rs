@@ -49,6 +49,11 @@ pub fn wait_or_kill(child: &mut Child, timeout: Duration, kill: impl FnOnce()) -
     }
 }
 
+/// A run's log, opened to append: a resumed run's output goes on after the interrupted one's.
+pub fn open_log(path: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))
+}
+
 /// An exit status as one number: the code, or 128 + the signal.
 pub fn exit_code(status: ExitStatus) -> i64 {
     use std::os::unix::process::ExitStatusExt;

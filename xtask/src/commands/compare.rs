@@ -11,7 +11,7 @@ use schema::RunResult;
 use crate::exit::Exit;
 use crate::flags;
 use crate::judge::comparison::compare_profiles;
-use crate::judge::profile::ProfileReport;
+use crate::judge::profile::{block_reports, ProfileReport};
 use crate::judge::report::{publish, Machine, Report};
 use crate::judge::verdict::decide;
 use crate::run_dir::new_run_dir;
@@ -114,7 +114,8 @@ fn placed(source: &Source, profile: &ProfileReport) -> Result<ProfileReport> {
     placed.name = format!("{}.{}", source.label, profile.name);
     placed.dump = profile.dump.as_ref().map(|dump| source.dir.join(dump).display().to_string());
     let dir = source.dir.join(&profile.dir);
-    placed.blocks = std::fs::read_to_string(dir.join("result.json")).ok().and_then(|text| RunResult::from_json(&text).ok()).map(|r| r.blocks);
+    let result = std::fs::read_to_string(dir.join("result.json")).ok().and_then(|text| RunResult::from_json(&text).ok());
+    placed.blocks = result.map(|r| block_reports(r, &dir)).transpose()?;
     placed.dir = dir.display().to_string();
     Ok(placed)
 }

@@ -96,8 +96,8 @@ impl ProfileReport {
 }
 
 /// The run's block reports: in its result, or in the file it appended them to (every run of a
-/// resumed profile's, in order).
-fn block_reports(result: RunResult, dir: &Path) -> Result<Vec<schema::BlockReport>> {
+/// resumed profile's, in order); `dir` is the profile's directory.
+pub fn block_reports(result: RunResult, dir: &Path) -> Result<Vec<schema::BlockReport>> {
     if result.block_reports.is_none() {
         return Ok(result.blocks);
     }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use cgroup::CreatedCgroup;
 
 use super::limit::{create_cgroup, unit_name, LocalLimit};
-use crate::backend::supervise::{exit_code, wait_or_kill, RunExit};
+use crate::backend::supervise::{exit_code, open_log, wait_or_kill, RunExit};
 use crate::config::ByteSize;
 
 /// Runs `runner args` to its end (or kills it at the timeout) under `memory`, enforced by `how`.
@@ -24,7 +24,7 @@ pub fn run_local(
     timeout: Duration,
     log: &Path,
 ) -> Result<RunExit> {
-    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file = open_log(log)?;
     let mut spawned = Spawned::start(runner, name, memory, how, args, log_file)?;
     let killer = spawned.killer();
     let (status, harness_timeout, wall) = wait_or_kill(&mut spawned.child, timeout, || killer.kill())?;
