@@ -33,9 +33,14 @@ fn the_report_names_the_metashrew_engine_and_its_aborted_block() {
     assert_eq!(report["verdict"], "identical");
     for profile in report["profiles"].as_array().unwrap() {
         assert_eq!((&profile["engine"], &profile["outcome"]), (&Value::from("metashrew"), &Value::from("completed")), "{profile}");
-        let result = read_json(&run_dir(out.path()).join(profile["dir"].as_str().unwrap()).join("result.json"));
+        let dir = run_dir(out.path()).join(profile["dir"].as_str().unwrap());
+        let result = read_json(&dir.join("result.json"));
         assert_eq!(result["policy"]["engine"], "metashrew");
-        assert_eq!(result["blocks"][1]["outcome"]["status"], "aborted");
+        assert_eq!((&result["totals"]["run"], &result["totals"]["aborted"]), (&Value::from(3), &Value::from(1)));
+        // Each block's report, a line each in the profile's blocks.jsonl.
+        let reports = std::fs::read_to_string(dir.join("blocks.jsonl")).unwrap();
+        let second: Value = serde_json::from_str(reports.lines().nth(1).unwrap()).unwrap();
+        assert_eq!((&second["height"], &second["outcome"]["status"]), (&Value::from(2), &Value::from("aborted")));
     }
     let dump = run_dir(out.path()).join(report["profiles"][0]["dump"].as_str().unwrap());
     assert_eq!(std::fs::read_to_string(dump).unwrap(), "\"k1\" = \"v\"\n\"k3\" = \"v\"\n", "block 2 wrote nothing, block 3 was indexed");
