@@ -122,11 +122,16 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
 /// The run directory and what its profiles are given: a new one (with a snapshot made ready
 /// for `--from-db`), or the one `--resume` continues.
 fn run_dir_and_input(harness: &Harness, args: &ReproArgs, base: &Path, blocks: &Blocks) -> Result<(PathBuf, Input)> {
-    let record = RunRecord::of(&args.config, blocks, harness);
+    let record = RunRecord::of(&args.config, blocks, harness, args.from_db.as_ref());
     if let Some(dir) = &args.resume {
         let run_dir = resumed_dir(base, dir)?;
         record.check_resumable(&run_dir)?;
         let input = harness.input_written(&run_dir, blocks);
+        ensure!(
+            args.from_db.is_none() || input.snapshot.is_some(),
+            "{}: its snapshot was not made ready before the interruption: start the run again, without --resume",
+            run_dir.display()
+        );
         return Ok((run_dir, input));
     }
     let run_dir = new_run_dir(base.to_path_buf())?;
@@ -173,13 +178,21 @@ struct RunRecord {
     /// Each profile's name and settings.
     profiles: Vec<String>,
     policy: String,
+    /// What each profile starts from and commits in: an empty database or a snapshot, the layout.
+    #[serde(default)]
+    start: String,
 }
 
 const RUN_RECORD: &str = "run.json";
 
 impl RunRecord {
-    fn of(config: &ReproConfig, blocks: &Blocks, harness: &Harness) -> Self {
+    fn of(config: &ReproConfig, blocks: &Blocks, harness: &Harness, from_db: Option<&Snapshot>) -> Self {
+        let start = match from_db {
+            Some(snapshot) => format!("the state of {} as of {:?}, label {:?}", snapshot.source.display(), snapshot.at, snapshot.label),
+            None => format!("an empty database, layout {:?}", config.layout),
+        };
         Self {
+            start,
             blocks_sha256: blocks.sha256.clone(),
             wasm_sha256: hex::encode(Sha256::digest(&harness.wasm_bytes)),
             profiles: config.profiles.iter().map(|p| format!("{}: {} ({})", p.name, p.limits(), config.describe_run(p))).collect(),
@@ -200,6 +213,7 @@ impl RunRecord {
             ("blocks", &recorded.blocks_sha256, &self.blocks_sha256),
             ("guest", &recorded.wasm_sha256, &self.wasm_sha256),
             ("policy", &recorded.policy, &self.policy),
+            ("start", &recorded.start, &self.start),
         ] {
             ensure!(then == now, "{} ran other {what} ({then}, now {now}): resume it with the command that started it", run_dir.display());
         }
