@@ -120,7 +120,7 @@ fn read_raw(file: &mut File, offset: u64, len: usize) -> std::io::Result<Vec<u8>
 }
 
 /// Reads `len` bytes at `offset`, de-obfuscated.
-pub(crate) fn read_at(file: &mut File, key: &[u8; 8], offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+fn read_at(file: &mut File, key: &[u8; 8], offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let mut bytes = read_raw(file, offset, len)?;
     xor_in_place(&mut bytes, key, offset);
     Ok(bytes)
@@ -261,25 +261,36 @@ fn check_start_height(files: &BlockFiles, start: &Record, height: u32, network: 
     }
 }
 
-/// Reads located blocks, one file open at a time (a range may span thousands of files), each
-/// block decoded and checked as it is read.
+/// One block file open at a time (a range may span thousands of files): the one reads at an
+/// offset come from, reopened only when the file changes.
+#[derive(Default)]
+pub(crate) struct OpenFile(Option<(usize, File)>);
+
+impl OpenFile {
+    /// `len` bytes at `offset` of file number `index` (at `path`), de-obfuscated with `key`.
+    pub(crate) fn read(&mut self, index: usize, path: &Path, key: &[u8; 8], offset: u64, len: usize) -> Result<Vec<u8>> {
+        if self.0.as_ref().is_none_or(|(open, _)| *open != index) {
+            self.0 = Some((index, File::open(path).with_context(|| format!("opening {}", path.display()))?));
+        }
+        let file = &mut self.0.as_mut().expect("opened above").1;
+        read_at(file, key, offset, len).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+/// Reads located blocks, each decoded and checked as it is read.
 pub struct Reader<'a> {
     files: &'a BlockFiles,
-    open: Option<(usize, File)>,
+    open: OpenFile,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(files: &'a BlockFiles) -> Self {
-        Self { files, open: None }
+        Self { files, open: OpenFile::default() }
     }
 
     pub fn read(&mut self, located: &Located) -> Result<Block> {
         let path = &self.files.files[located.file];
-        if self.open.as_ref().is_none_or(|(index, _)| *index != located.file) {
-            self.open = Some((located.file, File::open(path).with_context(|| format!("opening {}", path.display()))?));
-        }
-        let file = &mut self.open.as_mut().expect("opened above").1;
-        let payload = read_at(file, &self.files.xor_key, located.offset, located.size as usize).with_context(|| format!("reading {}", path.display()))?;
+        let payload = self.open.read(located.file, path, &self.files.xor_key, located.offset, located.size as usize)?;
         let place = || format!("block {} ({}) in {} at byte {}", located.height, display(&located.hash), path.display(), located.offset - 8);
         let header = decode_block(&payload).with_context(place)?;
         anyhow::ensure!(header.hash == located.hash, "{}: it changed since the files were scanned", place());

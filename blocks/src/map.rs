@@ -170,7 +170,7 @@ impl BlockMap {
     pub fn blocks(&self, after: Option<u32>) -> Result<MapBlocks> {
         let mut file = File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
         file.seek(SeekFrom::Start(self.body))?;
-        Ok(MapBlocks { map: self.clone(), lines: BufReader::new(file).lines(), after, open: None, previous: None })
+        Ok(MapBlocks { map: self.clone(), lines: BufReader::new(file).lines(), after, open: blk::OpenFile::default(), previous: None })
     }
 
     pub fn describe(&self) -> String {
@@ -183,18 +183,14 @@ pub struct MapBlocks {
     map: BlockMap,
     lines: std::io::Lines<BufReader<File>>,
     after: Option<u32>,
-    open: Option<(usize, File)>,
+    open: blk::OpenFile,
     previous: Option<(u32, BlockHash)>,
 }
 
 impl MapBlocks {
     fn read(&mut self, entry: &Entry) -> Result<Block> {
         let path = self.map.dir.join(&self.map.files[entry.file]);
-        if self.open.as_ref().is_none_or(|(i, _)| *i != entry.file) {
-            self.open = Some((entry.file, File::open(&path).with_context(|| format!("opening {}", path.display()))?));
-        }
-        let file = &mut self.open.as_mut().expect("opened above").1;
-        let payload = blk::read_at(file, &self.map.xor, entry.offset, entry.size as usize).with_context(|| format!("reading block {} from {}", entry.height, path.display()))?;
+        let payload = self.open.read(entry.file, &path, &self.map.xor, entry.offset, entry.size as usize)?;
         let place = || format!("block {} ({}) in {} at byte {}", entry.height, display(&entry.hash), path.display(), entry.offset);
         let header = decode_block(&payload).with_context(place)?;
         ensure!(header.hash == entry.hash, "{}: it changed since the map was written (it hashes to {})", place(), display(&header.hash));

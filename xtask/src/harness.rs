@@ -49,10 +49,7 @@ impl<'a> Harness<'a> {
 
     /// Refuses block files the runs could not read, before any run directory is made.
     pub fn check_blocks(&self, blocks: &Blocks) -> Result<()> {
-        match &blocks.feed {
-            Feed::Map { files, read, .. } => self.backend.check_readable(files, read),
-            Feed::Text(_) => Ok(()),
-        }
+        blocks.mounted().map_or(Ok(()), |(files, read)| self.backend.check_readable(files, read))
     }
 
     /// `dir/input/`: the guest and the blocks every profile of a run is given (their text, or
@@ -61,17 +58,11 @@ impl<'a> Harness<'a> {
         let input_dir = dir.join("input");
         std::fs::create_dir_all(&input_dir)?;
         std::fs::copy(&self.wasm, input_dir.join("guest.wasm"))?;
-        let files = match &blocks.feed {
-            Feed::Text(text) => {
-                std::fs::write(input_dir.join(BLOCKS_TEXT), text)?;
-                None
-            }
-            Feed::Map { map, files, .. } => {
-                std::fs::write(input_dir.join(BLOCKS_MAP), map)?;
-                Some(files.clone())
-            }
-        };
-        Ok(Input { dir: input_dir, files, snapshot: None })
+        match &blocks.feed {
+            Feed::Text(text) => std::fs::write(input_dir.join(BLOCKS_TEXT), text)?,
+            Feed::Map { map, .. } => std::fs::write(input_dir.join(BLOCKS_MAP), map)?,
+        }
+        Ok(Input { dir: input_dir, files: blocks.mounted().map(|(files, _)| files.clone()), snapshot: None })
     }
 
     /// `dir/snapshot/db`: a copy of `snapshot`'s database holding its state as of its height
@@ -90,10 +81,11 @@ impl<'a> Harness<'a> {
         let (name, log) = (unique_name("snapshot"), base.join("snapshot.log"));
         let call = RunnerCall { name: &name, memory: None, input_dir: None, blocks: None, dir: &base, timeout, log: &log };
         let exit = self.backend.run(self.sh, &call, args)?;
-        let report = match read_json(&base.join("snapshot.json"), |text| serde_json::from_str::<schema::SnapshotReport>(text))? {
-            Some(report) if exit.exit_code == 0 => report,
+        let prepared = match Prepared::read(dir)? {
+            Some(prepared) if exit.exit_code == 0 => prepared,
             _ => bail!("--from-db {}: {}", snapshot.source.display(), last_line(&log)),
         };
+        let report = &prepared.report;
         let (first, last) = blocks.heights;
         let next = report.height + 1;
         ensure!(
@@ -102,18 +94,12 @@ impl<'a> Harness<'a> {
             snapshot.source.display(),
             report.height
         );
-        Ok(Prepared { db: base.join("db"), report })
+        Ok(prepared)
     }
 
     /// The input an earlier run wrote to `dir/input/` (a resumed run's).
-    pub fn input_written(&self, dir: &Path, blocks: &Blocks) -> Input {
-        let files = match &blocks.feed {
-            Feed::Text(_) => None,
-            Feed::Map { files, .. } => Some(files.clone()),
-        };
-        let base = dir.join("snapshot");
-        let report = read_json(&base.join("snapshot.json"), |text| serde_json::from_str::<schema::SnapshotReport>(text)).ok().flatten();
-        Input { dir: dir.join("input"), files, snapshot: report.map(|report| Prepared { db: base.join("db"), report }) }
+    pub fn input_written(&self, dir: &Path, blocks: &Blocks) -> Result<Input> {
+        Ok(Input { dir: dir.join("input"), files: blocks.mounted().map(|(files, _)| files.clone()), snapshot: Prepared::read(dir)? })
     }
 
     /// One profile in one container (or local process), classified, with the state it committed.
@@ -199,6 +185,13 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The snapshot made ready in run directory `dir` (`snapshot/`), if it was.
+    fn read(dir: &Path) -> Result<Option<Self>> {
+        let base = dir.join("snapshot");
+        let report = read_json(&base.join("snapshot.json"), |text| serde_json::from_str::<schema::SnapshotReport>(text))?;
+        Ok(report.map(|report| Prepared { db: base.join("db"), report }))
+    }
+
     /// The runner's arguments that commit in the snapshot's layout, after its height.
     fn run_args(&self) -> Vec<String> {
         let mut args = vec!["--layout".to_string(), self.report.layout.clone()];

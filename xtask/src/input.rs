@@ -144,6 +144,15 @@ impl Blocks {
             Feed::Map { .. } => None,
         }
     }
+
+    /// For a mapped feed: what the runs mount (a directory or the one file), and the files in
+    /// it they read.
+    pub fn mounted(&self) -> Option<(&PathBuf, &[PathBuf])> {
+        match &self.feed {
+            Feed::Map { files, read, .. } => Some((files, read)),
+            Feed::Text(_) => None,
+        }
+    }
 }
 
 /// `source: heights A..=B, N blocks, BYTES bytes`.

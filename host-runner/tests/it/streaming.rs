@@ -3,7 +3,7 @@
 //! several heights ending with exactly the state of an uninterrupted run.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use blocks::blk::Start;
@@ -26,23 +26,18 @@ fn chain(dir: &Path, count: u32, range: HeightRange) -> (PathBuf, PathBuf) {
     (file, map)
 }
 
+/// `host-runner run` of the chain guest over `blocks` into `db`.
+fn chain_run(blocks: &Path, db: &Path) -> Command {
+    let mut command = runner();
+    command.arg("run").arg("--wasm").arg(chain_guest_wasm()).arg("--blocks").arg(blocks).arg("--db").arg(db);
+    command
+}
+
 /// `host-runner run` of the chain guest; its result.
 fn run(blocks: &Path, db: &Path, extra: &[&str]) -> (std::process::Output, Option<RunResult>) {
     let out = db.with_extension("json");
     let _ = std::fs::remove_file(&out);
-    let output = runner()
-        .arg("run")
-        .arg("--wasm")
-        .arg(chain_guest_wasm())
-        .arg("--blocks")
-        .arg(blocks)
-        .arg("--db")
-        .arg(db)
-        .arg("--out")
-        .arg(&out)
-        .args(extra)
-        .output()
-        .unwrap();
+    let output = chain_run(blocks, db).arg("--out").arg(&out).args(extra).output().unwrap();
     let result = std::fs::read_to_string(&out).ok().map(|t| RunResult::from_json(&t).unwrap());
     (output, result)
 }
@@ -106,14 +101,7 @@ fn a_run_killed_at_several_heights_and_resumed_ends_with_the_uninterrupted_state
 /// Starts (or resumes) the run, SIGKILLs it once its reports pass `reported` lines, and returns
 /// the tip its database was left at.
 fn kill_after(map: &Path, db: &Path, reports: &Path, reported: usize) -> u32 {
-    let mut child = runner()
-        .arg("run")
-        .arg("--wasm")
-        .arg(chain_guest_wasm())
-        .arg("--blocks")
-        .arg(map)
-        .arg("--db")
-        .arg(db)
+    let mut child = chain_run(map, db)
         .args(["--resume", "--block-reports"])
         .arg(reports)
         .stdout(Stdio::null())

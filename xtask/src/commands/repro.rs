@@ -126,7 +126,7 @@ fn run_dir_and_input(harness: &Harness, args: &ReproArgs, base: &Path, blocks: &
     if let Some(dir) = &args.resume {
         let run_dir = resumed_dir(base, dir)?;
         record.check_resumable(&run_dir)?;
-        let input = harness.input_written(&run_dir, blocks);
+        let input = harness.input_written(&run_dir, blocks)?;
         ensure!(
             args.from_db.is_none() || input.snapshot.is_some(),
             "{}: its snapshot was not made ready before the interruption: start the run again, without --resume",
