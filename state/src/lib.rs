@@ -8,7 +8,8 @@
 //! - [`Database`]: any layout behind one type, which the host reads and the runner commits
 //!   through; [`DbLayout`] names the layouts;
 //! - [`dump`]: the state as the dump text (`schema::dump`), streamed; [`files`]: writing a file
-//!   atomically; [`parallel`]: a commit's hashing and reads spread over the cores.
+//!   atomically; [`parallel`]: a commit's hashing and reads spread over the cores; [`rocks`]: what
+//!   every RocksDB open asks of a directory and of the process's file limit.
 
 mod database;
 pub mod dump;
@@ -16,7 +17,7 @@ pub mod files;
 mod layout;
 pub mod metashrew;
 pub mod parallel;
-mod rocks;
+pub mod rocks;
 pub mod trie;
 
 pub use database::{Database, Value};

@@ -66,10 +66,11 @@ enum Command {
 pub fn main() -> ExitCode {
     // Before any thread starts (see the function).
     crate::process::share_one_malloc_arena();
+    crate::process::raise_open_files_limit();
     match execute(Cli::parse().command) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("host-runner: error: {error:#}");
+            eprintln!("host-runner: error: {:#}", ::state::rocks::explain_out_of_files(error));
             ExitCode::from(schema::runner_exit::FAILED)
         }
     }

@@ -7,6 +7,7 @@ mod big_state;
 mod chain_guest;
 mod crash_safety;
 mod engines;
+mod file_limits;
 mod fuzz_corpus;
 mod hostile;
 mod metashrew_db;

@@ -25,7 +25,7 @@ impl MetashrewDb {
     pub fn open(dir: &Path, label: Option<&str>, secondary: Option<&Path>) -> Result<Self> {
         anyhow::ensure!(dir.join("CURRENT").exists(), "{} is not a RocksDB directory (no CURRENT file)", dir.display());
         let mut options = Options::default();
-        options.set_max_open_files(256);
+        options.set_max_open_files(crate::rocks::table_files()?);
         let db = match secondary {
             None => DB::open_for_read_only(&options, dir, false),
             Some(own) => DB::open_as_secondary(&options, dir, own).and_then(|db| db.try_catch_up_with_primary().map(|()| db)),

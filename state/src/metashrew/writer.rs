@@ -44,7 +44,7 @@ impl MetashrewStore {
         if dir.join("CURRENT").exists() {
             refuse_another_layout(dir, label, version)?;
         }
-        let db = DB::open(&options(), dir).with_context(|| format!("opening the metashrew-layout database {}", dir.display()))?;
+        let db = DB::open(&options()?, dir).with_context(|| format!("opening the metashrew-layout database {}", dir.display()))?;
         Ok(Self { node: MetashrewDb::with_db(db, label, version) })
     }
 
@@ -160,15 +160,15 @@ fn block_hash(payload: &[u8]) -> Option<[u8; 32]> {
 /// The options a metashrew layout is written with: tables a node's RocksDB reads. Format
 /// version 5 is read by every RocksDB from 6.6 on, so by the 8.x that metashrew's rocksdb crate
 /// 0.21 links (the default of ours, 7, is refused there); no compression, which every build reads.
-fn options() -> Options {
+fn options() -> Result<Options> {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_format_version(TABLE_FORMAT_VERSION);
     let mut options = Options::default();
     options.create_if_missing(true);
-    options.set_max_open_files(256);
+    options.set_max_open_files(crate::rocks::table_files()?);
     options.set_compression_type(rocksdb::DBCompressionType::None);
     options.set_block_based_table_factory(&table);
-    options
+    Ok(options)
 }
 
 /// The block-based table format our metashrew-layout tables are written in.
