@@ -23,8 +23,6 @@ pub mod memory {
     /// partitioned (4 KiB partitions, the top level pinned): a whole index or filter of a large
     /// table would be megabytes, evicted and read again at every lookup in a cache this size.
     pub const BLOCK_CACHE: usize = 16 << 20;
-    /// Table files open at once (each holds a little beside the cache).
-    pub const OPEN_FILES: i32 = 256;
     /// Values from this size on are kept in blob files (RocksDB's integrated BlobDB). Flushing a
     /// memtable builds table blocks in memory, and a block holding a large value holds it whole,
     /// twice (measured: a 180 MiB value took the flush to three copies of it); a blob file is
@@ -33,15 +31,16 @@ pub mod memory {
     pub const BLOB_FROM: u64 = 64 << 10;
 }
 
-/// DB-wide options: memory as in [`memory`], reads through the cache (no mmap).
-pub(super) fn db_options() -> Options {
+/// DB-wide options: memory as in [`memory`], reads through the cache (no mmap), table files as
+/// the process's file limit allows.
+pub(super) fn db_options() -> Result<Options> {
     let mut options = Options::default();
     options.set_write_buffer_manager(&rocksdb::WriteBufferManager::new_write_buffer_manager(memory::ALL_MEMTABLES, false));
-    options.set_max_open_files(memory::OPEN_FILES);
+    options.set_max_open_files(crate::rocks::table_files()?);
     options.set_allow_mmap_reads(false);
     options.set_allow_mmap_writes(false);
     options.set_max_background_jobs(2);
-    options
+    Ok(options)
 }
 
 /// A family's options, sharing `cache`. Trie lookups often miss (an empty side): a Bloom filter
@@ -80,7 +79,7 @@ pub(super) fn families() -> Vec<ColumnFamilyDescriptor> {
 /// what a commit is measured against (`host-runner bench commit` writes the same pairs into it
 /// in one plain batch).
 pub fn open_plain_db(dir: &Path) -> Result<DB> {
-    let mut options = db_options();
+    let mut options = db_options()?;
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     DB::open_cf_descriptors(&options, dir, families()).with_context(|| format!("creating RocksDB in {}", dir.display()))

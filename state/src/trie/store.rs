@@ -59,7 +59,7 @@ impl TrieStore {
             Self::create(dir)?;
         }
         check_families(dir)?;
-        let db = DB::open_cf_descriptors(&db_options(), dir, families())
+        let db = DB::open_cf_descriptors(&db_options()?, dir, families())
             .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
         Ok(Self::with(db))
     }
@@ -69,7 +69,7 @@ impl TrieStore {
     pub(super) fn create(dir: &Path) -> Result<()> {
         let creating = dir.with_extension("creating");
         let _ = std::fs::remove_dir_all(&creating);
-        let mut options = db_options();
+        let mut options = db_options()?;
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         let db = DB::open_cf_descriptors(&options, &creating, families())
@@ -88,7 +88,7 @@ impl TrieStore {
             dir.display()
         );
         check_families(dir)?;
-        let db = DB::open_cf_descriptors_read_only(&db_options(), dir, families(), false)
+        let db = DB::open_cf_descriptors_read_only(&db_options()?, dir, families(), false)
             .with_context(|| format!("opening RocksDB in {} read-only", dir.display()))?;
         Ok(Self::with(db))
     }
