@@ -15,14 +15,16 @@ pub(super) const FAMILIES: [&str; 3] = ["default", NODES, META];
 /// `cargo xtask bench` measures the runner's baseline with these settings).
 pub mod memory {
     /// One memtable of a column family; a write past it starts a new one and a flush.
-    pub const WRITE_BUFFER: usize = 8 << 20;
+    pub const WRITE_BUFFER: usize = 4 << 20;
     /// All memtables of all families together (RocksDB's write buffer manager flushes past it).
-    pub const ALL_MEMTABLES: usize = 16 << 20;
+    /// With the block cache, what the runner's memory grows by as its state grows from nothing
+    /// (`cargo xtask bench --only streaming`: flat within 16 MiB from 1,000 blocks on).
+    pub const ALL_MEMTABLES: usize = 8 << 20;
     /// The one block cache of all families. Index and filter blocks live in it too (not beside
     /// it, per open table file), so reading a large state costs no more than this. They are
     /// partitioned (4 KiB partitions, the top level pinned): a whole index or filter of a large
     /// table would be megabytes, evicted and read again at every lookup in a cache this size.
-    pub const BLOCK_CACHE: usize = 16 << 20;
+    pub const BLOCK_CACHE: usize = 8 << 20;
     /// Values from this size on are kept in blob files (RocksDB's integrated BlobDB). Flushing a
     /// memtable builds table blocks in memory, and a block holding a large value holds it whole,
     /// twice (measured: a 180 MiB value took the flush to three copies of it); a blob file is
