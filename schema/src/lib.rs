@@ -274,6 +274,10 @@ pub enum BlockOutcome {
     Trapped { message: String },
     /// `_start` ran past the block time limit and was interrupted; nothing was committed.
     TimedOut { message: String },
+    /// The host could not give the block's instance what it needs (its linear memory's address
+    /// space: RLIMIT_AS, or the kernel's overcommit refused the mapping); nothing was committed.
+    /// A limit of the host, never the guest's outcome.
+    HostLimit { message: String },
     /// Metashrew engine only: the guest marked the block failed without trapping (`abort()`, or
     /// a flush that did not decode) and `_start` returned. The block is done with nothing of it
     /// written (its flushes dropped), and the run moves on to the next block, as metashrew does.
@@ -293,6 +297,9 @@ pub enum RunOutcome {
         node: Option<String>,
     },
     TimedOut { height: u32, message: String },
+    /// The host could not instantiate the guest for the block at `height` (see
+    /// `BlockOutcome::HostLimit`).
+    HostLimit { height: u32, message: String },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

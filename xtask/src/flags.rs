@@ -182,8 +182,8 @@ pub struct Repro {
     /// rockshrew-mono's command line).
     #[arg(long, requires = "node", value_name = "TEMPLATE")]
     pub node_args: Option<String>,
-    /// Seconds a node may make no progress before it is stopped and reported stalled.
-    #[arg(long, requires = "node")]
+    /// Seconds a run (or a node) may commit no block before it is killed and reported stalled.
+    #[arg(long)]
     pub stall_secs: Option<u64>,
     #[command(flatten)]
     pub run: RunFlags,

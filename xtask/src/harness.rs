@@ -19,7 +19,7 @@ use crate::input::{Blocks, Feed, Guest};
 use crate::snapshot::{link_copy, Snapshot};
 use crate::judge::profile::{ProfileReport, BLOCK_REPORTS, DUMP};
 use crate::progress::phase;
-use crate::run_dir::read_json;
+use crate::run_dir::{read_json, write_atomically};
 
 /// What every run needs: the engine checked, the guest and the runner built.
 pub struct Harness<'a> {
@@ -57,10 +57,10 @@ impl<'a> Harness<'a> {
     pub fn write_input(&self, dir: &Path, blocks: &Blocks) -> Result<Input> {
         let input_dir = dir.join("input");
         std::fs::create_dir_all(&input_dir)?;
-        std::fs::copy(&self.wasm, input_dir.join("guest.wasm"))?;
+        write_atomically(&input_dir.join("guest.wasm"), &self.wasm_bytes)?;
         match &blocks.feed {
-            Feed::Text(text) => std::fs::write(input_dir.join(BLOCKS_TEXT), text)?,
-            Feed::Map { map, .. } => std::fs::write(input_dir.join(BLOCKS_MAP), map)?,
+            Feed::Text(text) => write_atomically(&input_dir.join(BLOCKS_TEXT), text)?,
+            Feed::Map { map, .. } => write_atomically(&input_dir.join(BLOCKS_MAP), map)?,
         }
         Ok(Input { dir: input_dir, files: blocks.mounted().map(|(files, _)| files.clone()), snapshot: None })
     }
@@ -79,7 +79,7 @@ impl<'a> Harness<'a> {
             args
         };
         let (name, log) = (unique_name("snapshot"), base.join("snapshot.log"));
-        let call = RunnerCall { name: &name, memory: None, input_dir: None, blocks: None, dir: &base, timeout, log: &log };
+        let call = RunnerCall { name: &name, memory: None, input_dir: None, blocks: None, dir: &base, timeout, stall: None, log: &log };
         let exit = self.backend.run(self.sh, &call, args)?;
         let prepared = match Prepared::read(dir)? {
             Some(prepared) if exit.exit_code == 0 => prepared,
@@ -120,8 +120,9 @@ impl<'a> Harness<'a> {
             link_copy(&snapshot.db, &dir.join("db"))?;
         }
         let after_a_state = resume || input.snapshot.is_some();
-        let log = dir.join("run.log");
-        let call = RunnerCall { name: &name, memory: Some(profile.memory), input_dir: Some(&input.dir), blocks: input.files.as_deref(), dir: &dir, timeout, log: &log };
+        let (log, reports) = (dir.join("run.log"), dir.join(BLOCK_REPORTS));
+        let stall = Some((Duration::from_secs(config.stall_secs), reports.as_path()));
+        let call = RunnerCall { name: &name, memory: Some(profile.memory), input_dir: Some(&input.dir), blocks: input.files.as_deref(), dir: &dir, timeout, stall, log: &log };
         let exit = self.backend.run(self.sh, &call, |paths| {
             let mut args = run_args(paths, input.files.is_some(), profile, config);
             args.extend(after_a_state.then(|| "--resume".to_string()));
@@ -131,7 +132,7 @@ impl<'a> Harness<'a> {
             }
             args
         })?;
-        std::fs::write(dir.join(EXIT), serde_json::to_string_pretty(&exit)?)?;
+        write_atomically(&dir.join(EXIT), serde_json::to_string_pretty(&exit)?)?;
         self.report(&dir, profile, &exit, &name, timeout)
     }
 
@@ -160,11 +161,11 @@ impl<'a> Harness<'a> {
             ["state", "--db", &db, "--out", &json, "--dump", &dump].map(String::from).to_vec()
         };
         let (name, log) = (format!("{name}-state"), dir.join("state.log"));
-        let call = RunnerCall { name: &name, memory: None, input_dir: None, blocks: None, dir, timeout, log: &log };
+        let call = RunnerCall { name: &name, memory: None, input_dir: None, blocks: None, dir, timeout, stall: None, log: &log };
         let exit = self.backend.run(self.sh, &call, args)?;
         match read_json(&dir.join("state.json"), |text| serde_json::from_str::<StoredState>(text))? {
             Some(state) if exit.exit_code == i64::from(schema::runner_exit::COMPLETED) => Ok(state),
-            _ => bail!("reading back the state left in {} failed; see {}", dir.join("db").display(), dir.join("state.log").display()),
+            _ => bail!("reading back the state left in {} failed: {} (see {})", dir.join("db").display(), last_line(&log), log.display()),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! The modules in layers, lowest first; a module imports only from layers below its own, and
 //! `cargo xtask tidy` checks it (`commands/tidy/layers.rs`):
 //!
+//! 0. `interrupt`: Ctrl-C and SIGTERM, noted and honoured where the xtask waits;
 //! 1. `exit`, `units`, `config`, `run_dir`, `progress`, `artifacts`, `plot`: values, files,
 //!    output and cargo builds, knowing nothing of runs;
 //! 2. `input`, `snapshot`: the guest and its blocks, the database a run starts from;
@@ -21,6 +22,7 @@ mod exit;
 mod flags;
 mod harness;
 mod input;
+mod interrupt;
 mod judge;
 mod lab;
 mod plot;
@@ -42,7 +44,16 @@ use workspace::Workspace;
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    if let Err(error) = interrupt::install() {
+        eprintln!("error: installing the Ctrl-C handler: {error}");
+        return Exit::HarnessError.into();
+    }
     let exit = Workspace::open(flags.backend, flags.image_build).and_then(|ws| run(&ws, flags.command));
+    // An interruption wins over whatever the command made of it: no verdict, exit 130.
+    if let Some(interrupted) = interrupt::received() {
+        eprintln!("{interrupted}: stopped; what this run started is removed");
+        return ExitCode::from(interrupt::EXIT_CODE);
+    }
     match exit {
         Ok(exit) => exit.into(),
         Err(error) => {

@@ -13,6 +13,8 @@ pub fn phase<T>(number: usize, total: usize, what: &str, work: impl FnOnce() -> 
     eprintln!("==> [{number}/{total}] {what}");
     let started = Instant::now();
     let value = work()?;
+    // A Ctrl-C during a step that cannot be stopped half-way (a build) ends the command after it.
+    crate::interrupt::check()?;
     eprintln!("    done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(value)
 }

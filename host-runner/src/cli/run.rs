@@ -85,7 +85,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     println!("STATE ROOT: {}", result.state_root);
     Ok(ExitCode::from(match result.outcome {
         RunOutcome::Completed => runner_exit::COMPLETED,
-        RunOutcome::Trapped { .. } | RunOutcome::TimedOut { .. } => runner_exit::BLOCK_FAILED,
+        RunOutcome::Trapped { .. } | RunOutcome::TimedOut { .. } | RunOutcome::HostLimit { .. } => runner_exit::BLOCK_FAILED,
     }))
 }
 

@@ -111,7 +111,7 @@ impl Guest {
     ) -> Execution<T> {
         let mut store = self.new_store(HostState::new(height, input, state.clone(), block, self.policy));
         let started = Instant::now();
-        let instance = self.pre.instantiate(&mut store);
+        let instance = self.pre.instantiate(&mut store).map_err(name_host_limit);
         let instantiate_ms = elapsed_ms(started);
         let started = Instant::now();
         let mut seen = Seen::default();
@@ -186,6 +186,29 @@ fn call_export<R: wasmtime::WasmResults, T>(
     let returned = func.call(&mut *store, ())?;
     read(memory.data(&*store), returned)
 }
+
+/// An instantiation the host could not map memory for (wasmtime's `mmap failed to reserve` or
+/// `to allocate`: RLIMIT_AS, or the kernel's overcommit) is a [`HostLimit`]; any other failure
+/// to instantiate is the guest's.
+fn name_host_limit(error: wasmtime::Error) -> wasmtime::Error {
+    match error.chain().any(|cause| cause.to_string().starts_with("mmap failed to ")) {
+        true => wasmtime::Error::new(HostLimit(format!("{error:#}"))),
+        false => error,
+    }
+}
+
+/// The host could not instantiate the guest: a limit of the host, not the guest's outcome.
+#[derive(Debug)]
+pub struct HostLimit(pub String);
+
+impl std::fmt::Display for HostLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let limit = crate::process::address_space_limit().map_or(String::new(), |bytes| format!(" (RLIMIT_AS {} MiB)", bytes >> 20));
+        write!(f, "the host could not map the instance's memory{limit}: {}", self.0)
+    }
+}
+
+impl std::error::Error for HostLimit {}
 
 /// A call ran past its wall-clock limit (epoch interruption).
 #[derive(Debug)]

@@ -14,5 +14,5 @@ pub mod policy;
 pub mod stack_limit;
 
 pub use config::{check_engine_settings, engine, engine_from, EngineSettings};
-pub use guest::{Execution, FuelExhausted, Guest, TimeLimitExceeded};
+pub use guest::{Execution, FuelExhausted, Guest, HostLimit, TimeLimitExceeded};
 pub use policy::{preflight, LinearMemory, MemoryPolicy, Refusal};

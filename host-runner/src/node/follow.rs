@@ -75,7 +75,7 @@ fn index(config: &NodeConfig, guest: &Guest, db: &Database, conduct: &dyn Conduc
         let report = conduct.commit(config.settings.policy, db, block, execution)?;
         match report.outcome {
             BlockOutcome::Completed | BlockOutcome::Aborted { .. } => return Ok(()),
-            BlockOutcome::Trapped { message } | BlockOutcome::TimedOut { message } => {
+            BlockOutcome::Trapped { message } | BlockOutcome::TimedOut { message } | BlockOutcome::HostLimit { message } => {
                 eprintln!("host-runner node: block {} failed: {message}; run again in {} s", block.height, RETRY_AFTER.as_secs());
                 std::thread::sleep(RETRY_AFTER);
             }

@@ -12,7 +12,7 @@ use state::Database;
 use super::progress::Progress;
 use super::request::{Indexed, Reports, RunRequest};
 use super::result::{trap_message, Finished};
-use crate::engine::{check_engine_settings, engine, preflight, Execution, Guest, MemoryPolicy, TimeLimitExceeded};
+use crate::engine::{check_engine_settings, engine, preflight, Execution, Guest, HostLimit, MemoryPolicy, TimeLimitExceeded};
 use crate::process::{current_rss, elapsed_ms, limit_address_space};
 
 /// Runs the blocks. Fails with a [`crate::engine::Refusal`] before anything is written when this
@@ -103,6 +103,7 @@ pub fn commit_block(policy: MemoryPolicy, store: &Database, block: &Block, execu
             Err(error) => return Err(error),
         },
         Err(error) if error.is::<TimeLimitExceeded>() => BlockOutcome::TimedOut { message: error.to_string() },
+        Err(error) if error.is::<HostLimit>() => BlockOutcome::HostLimit { message: error.to_string() },
         Err(trap) => BlockOutcome::Trapped { message: trap_message(&trap) },
     };
     Ok(BlockReport {
@@ -126,5 +127,6 @@ fn stop_at(outcome: &BlockOutcome, height: u32, engine: EngineKind) -> Option<Ru
         BlockOutcome::Completed | BlockOutcome::Aborted { .. } => None,
         BlockOutcome::Trapped { message } => Some(RunOutcome::Trapped { height, message: message.clone(), node: engine.after_trap(height) }),
         BlockOutcome::TimedOut { message } => Some(RunOutcome::TimedOut { height, message: message.clone() }),
+        BlockOutcome::HostLimit { message } => Some(RunOutcome::HostLimit { height, message: message.clone() }),
     }
 }

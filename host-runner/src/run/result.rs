@@ -129,5 +129,8 @@ pub fn summary_line(result: &RunResult) -> String {
         RunOutcome::TimedOut { height, message } => {
             format!("RESULT: WASM timed out at height {height}: {message} (nothing of that block committed; stored: {stored})")
         }
+        RunOutcome::HostLimit { height, message } => {
+            format!("RESULT: host limit at height {height}: {message} (not the guest's outcome; nothing of that block committed; stored: {stored})")
+        }
     }
 }

@@ -106,10 +106,14 @@ fn policy_flags_are_checked() {
 fn an_address_space_limit_fails_instantiation_with_default_reservations_and_growth_with_small_memories() -> TestResult {
     let dir = tempfile::tempdir()?;
     let payload = stress_payload(50, 20, &[]);
-    // wasmtime's default reservation (4 GiB + guard) does not fit 3 GiB of address space.
+    // wasmtime's default reservation (4 GiB + guard) does not fit 3 GiB of address space: a limit
+    // of the host, reported as one (never as the guest's trap).
     let reserved = run_with(&["--address-space-limit", "3g"], &payload, &dir.path().join("a"));
     assert_eq!(reserved.code(), Some(1), "{}", reserved.stderr());
-    assert!(reserved.trap().contains("mmap failed to reserve"), "{}", reserved.trap());
+    let schema::RunOutcome::HostLimit { height, message } = &reserved.result().outcome else { panic!("{:?}", reserved.result().outcome) };
+    assert_eq!(*height, 1);
+    assert!(message.starts_with("the host could not map the instance's memory (RLIMIT_AS 3072 MiB): ") && message.contains("mmap failed to reserve"), "{message}");
+    assert!(reserved.stdout().contains("RESULT: host limit at height 1: "), "{}", reserved.stdout());
     assert!(reserved.result().dump.is_empty());
     // Small movable memories: instantiation succeeds and growth past the address space left
     // returns -1 inside the guest, at a point that depends on the host's own use of address

@@ -2,13 +2,14 @@
 //! `docker run` with the evidence Docker keeps about how it ended.
 
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::supervise::{open_log, wait_or_kill, RunExit};
+use super::supervise::{open_log, wait_or_kill, Deadline, RunExit};
 use crate::config::ByteSize;
 
 /// Whether a Docker daemon answers at all.
@@ -71,6 +72,8 @@ pub struct ContainerSpec<'a> {
     pub mounts: Vec<Mount>,
     pub args: Vec<String>,
     pub timeout: Duration,
+    /// Killed when this file (its block reports) has not grown for this long.
+    pub stall: Option<(Duration, PathBuf)>,
     /// Where the container's stdout and stderr go.
     pub log: PathBuf,
 }
@@ -100,30 +103,57 @@ pub fn run_args(spec: &ContainerSpec) -> Vec<String> {
     args
 }
 
-/// Runs the container to its end (or kills it at the timeout), then reads Docker's record of it
-/// and removes it.
+/// Runs the container to its end (or kills it at the deadline, or on Ctrl-C), then reads
+/// Docker's record of it and removes it, whichever way the wait ended.
 pub fn run_container(sh: &Shell, spec: &ContainerSpec) -> Result<RunExit> {
     let name = &spec.name;
     let _ = cmd!(sh, "docker rm -f {name}").quiet().ignore_stdout().ignore_stderr().run();
     let log = open_log(&spec.log)?;
+    // Its own process group: a Ctrl-C at the terminal reaches the xtask alone, which stops the
+    // container itself.
     let mut child = Command::new("docker")
         .args(run_args(spec))
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
         .context("starting docker run")?;
-    let (_, harness_timeout, wall) = wait_or_kill(&mut child, spec.timeout, || {
+    let deadline = Deadline { timeout: spec.timeout, stall: spec.stall.as_ref().map(|(after, file)| (*after, file.as_path())) };
+    let waited = wait_or_kill(&mut child, &deadline, || {
         let _ = cmd!(sh, "docker kill {name}").quiet().ignore_stdout().ignore_stderr().run();
-    })?;
+    });
     let format = "{{.State.ExitCode}} {{.State.OOMKilled}}";
-    let state = cmd!(sh, "docker inspect --format {format} {name}").quiet().read();
+    let state = waited.is_ok().then(|| cmd!(sh, "docker inspect --format {format} {name}").quiet().read());
     let _ = cmd!(sh, "docker rm -f {name}").quiet().ignore_stdout().ignore_stderr().run();
-    let state = state.with_context(|| {
-        format!("docker did not create container {name}; see {}", spec.log.display())
-    })?;
+    let waited = waited?;
+    let client_exit = super::supervise::exit_code(waited.status);
+    let Ok(state) = state.expect("inspected after a wait that ended") else {
+        bail!("{}", lost_run(name, client_exit, &spec.log, "it has no record of the container"));
+    };
     let (code, oom) = state.trim().split_once(' ').context("unexpected docker inspect output")?;
-    Ok(RunExit { exit_code: code.parse()?, docker_oom_killed: Some(oom == "true"), harness_timeout, wall })
+    let exit_code: i64 = code.parse()?;
+    // `docker run` exits with its container's code; anything else is the client's own error.
+    if client_exit != exit_code {
+        bail!("{}", lost_run(name, client_exit, &spec.log, &format!("its record says the container exited {exit_code}")));
+    }
+    Ok(RunExit {
+        exit_code,
+        docker_oom_killed: Some(oom == "true"),
+        harness_timeout: waited.harness_timeout,
+        harness_stall: waited.harness_stall,
+        wall: waited.wall,
+    })
+}
+
+/// Why a run whose `docker run` client and Docker's record disagree is no evidence: the daemon
+/// went away under it (stopped or restarted), or never created the container.
+fn lost_run(name: &str, client_exit: i64, log: &Path, record: &str) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let said = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(nothing)").trim();
+    format!(
+        "the Docker daemon lost the run of container {name}: `docker run` exited {client_exit} (it said: {said}) and {record}; was the daemon restarted or stopped? Nothing of this run is evidence: run it again (`--resume` goes on from its last committed block)"
+    )
 }
 
 /// Lets the container's non-root user write `dir`.
@@ -148,6 +178,7 @@ mod tests {
             mounts: vec![Mount { host: "/w/g.wasm".into(), container: "/guest/guest.wasm".into(), read_only: true }],
             args: vec!["--version".into()],
             timeout: Duration::from_secs(1),
+            stall: None,
             log: "/dev/null".into(),
         };
         let args = run_args(&spec).join(" ");

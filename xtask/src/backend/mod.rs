@@ -20,7 +20,7 @@ use crate::units::mib;
 use docker::{check_engine, container_user, docker_answers, make_writable_for_container, run_container, ContainerSpec, Mount};
 use image::{runner_image, ImageBuild, RunnerImage};
 use local::{run_local, LocalLimit};
-use supervise::{Enforcement, RunExit};
+use supervise::{Deadline, Enforcement, RunExit};
 
 /// Where the runner runs (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,6 +93,8 @@ pub struct RunnerCall<'a> {
     /// The run's own directory (`/out` in a container).
     pub dir: &'a Path,
     pub timeout: Duration,
+    /// Killed when this file (its block reports) has not grown for this long.
+    pub stall: Option<(Duration, &'a Path)>,
     /// Where its stdout and stderr go.
     pub log: &'a Path,
 }
@@ -177,6 +179,7 @@ impl Backend {
                     mounts,
                     args: args(&paths),
                     timeout: call.timeout,
+                    stall: call.stall.map(|(after, file)| (after, file.to_path_buf())),
                     log: call.log.to_path_buf(),
                 };
                 run_container(sh, &spec)
@@ -186,7 +189,7 @@ impl Backend {
                 let shown = |path: Option<&Path>| path.map_or(String::new(), |p| p.display().to_string());
                 let blocks = call.blocks.map(|files| if files.is_dir() { files } else { files.parent().unwrap_or(Path::new(".")) });
                 let paths = Paths { input: shown(call.input_dir), out: shown(Some(call.dir)), blocks: shown(blocks) };
-                run_local(runner, call.name, call.memory, *limit, args(&paths), call.timeout, call.log)
+                run_local(runner, call.name, call.memory, *limit, args(&paths), &Deadline { timeout: call.timeout, stall: call.stall }, call.log)
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Waiting for one run, whichever backend started it: the one poll-and-kill loop, how the run
 //! ended as seen from outside, and what enforced its memory limit.
 
+use std::path::Path;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,9 @@ pub struct RunExit {
     pub docker_oom_killed: Option<bool>,
     /// Set when the harness killed the run because it ran past this timeout.
     pub harness_timeout: Option<Duration>,
+    /// Set when the harness killed the run because it committed no block for this long.
+    #[serde(default)]
+    pub harness_stall: Option<Duration>,
     pub wall: Duration,
 }
 
@@ -29,23 +33,69 @@ pub enum Enforcement {
     AddressSpace,
 }
 
-/// Waits for `child`, calling `kill` once `timeout` has passed; the exit status, whether `kill`
-/// was called, and the time from the start.
-pub fn wait_or_kill(child: &mut Child, timeout: Duration, kill: impl FnOnce()) -> Result<(ExitStatus, Option<Duration>, Duration)> {
+/// When the harness stops a run before it ends: past `timeout`, or when `progress` (the run's
+/// block reports, a line per committed block) has not grown for `stall`.
+pub struct Deadline<'a> {
+    pub timeout: Duration,
+    pub stall: Option<(Duration, &'a Path)>,
+}
+
+/// How the wait ended: the exit status, why the harness killed the run (if it did), the time
+/// from the start.
+pub struct Waited {
+    pub status: ExitStatus,
+    pub harness_timeout: Option<Duration>,
+    pub harness_stall: Option<Duration>,
+    pub wall: Duration,
+}
+
+/// Waits for `child`, calling `kill` once the deadline passes; on Ctrl-C or SIGTERM to the
+/// xtask, calls `kill`, waits for the child to end and returns the interruption as the error.
+pub fn wait_or_kill(child: &mut Child, deadline: &Deadline, kill: impl FnOnce()) -> Result<Waited> {
     let started = Instant::now();
     let mut kill = Some(kill);
-    let mut killed_at = None;
+    let (mut harness_timeout, mut harness_stall) = (None, None);
+    let mut progress = Progress::new(deadline.stall);
     loop {
         if let Some(status) = child.try_wait().context("waiting for the run")? {
-            return Ok((status, killed_at, started.elapsed()));
+            crate::interrupt::check()?;
+            return Ok(Waited { status, harness_timeout, harness_stall, wall: started.elapsed() });
         }
-        if started.elapsed() > timeout {
+        let interrupted = crate::interrupt::received().is_some();
+        if started.elapsed() > deadline.timeout && kill.is_some() && !interrupted {
+            harness_timeout = Some(deadline.timeout);
+        } else if progress.stalled() && kill.is_some() && !interrupted {
+            harness_stall = deadline.stall.map(|(after, _)| after);
+        }
+        if interrupted || harness_timeout.is_some() || harness_stall.is_some() {
             if let Some(kill) = kill.take() {
-                killed_at = Some(timeout);
                 kill();
             }
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// When a run last made progress: its progress file last grew.
+struct Progress<'a> {
+    stall: Option<(Duration, &'a Path)>,
+    len: u64,
+    at: Instant,
+}
+
+impl<'a> Progress<'a> {
+    fn new(stall: Option<(Duration, &'a Path)>) -> Self {
+        Self { stall, len: 0, at: Instant::now() }
+    }
+
+    /// Whether the file has not grown for the stall time.
+    fn stalled(&mut self) -> bool {
+        let Some((after, file)) = self.stall else { return false };
+        let len = std::fs::metadata(file).map_or(0, |m| m.len());
+        if len != self.len {
+            (self.len, self.at) = (len, Instant::now());
+        }
+        self.at.elapsed() > after
     }
 }
 

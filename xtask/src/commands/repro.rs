@@ -19,12 +19,13 @@ use crate::flags::{self, InputFlags};
 use crate::harness::{Harness, Input};
 use crate::input::Blocks;
 use crate::judge::comparison::compare_profiles;
+use crate::judge::outcome::Kind;
 use crate::judge::profile::ProfileReport;
 use crate::judge::report::{publish, Machine, Report};
 use crate::judge::verdict::decide;
 use crate::lab::{run_lab, LabArgs};
 use crate::progress::{following, phase};
-use crate::run_dir::{new_run_dir, read_json};
+use crate::run_dir::{new_run_dir, read_json, write_atomically};
 use crate::snapshot::Snapshot;
 use crate::workspace::Workspace;
 
@@ -40,6 +41,8 @@ pub fn run(ws: &Workspace, flags: flags::Repro) -> Result<Exit> {
     }
     config.height = flags.height.unwrap_or(config.height);
     config.timeout_secs = flags.timeout_secs.unwrap_or(config.timeout_secs);
+    config.stall_secs = flags.stall_secs.unwrap_or(config.stall_secs);
+    config.check()?;
     config.layout = flags.layout.or(config.layout);
     let from_db = flags.from_db.map(|path| Snapshot::check(&path, flags.at, flags.db_label)).transpose()?;
     let args = ReproArgs { config, input: flags.input, image_build: ws.image_build, backend: ws.backend, out_dir: flags.run.out_dir, resume: flags.resume.map(Option::unwrap_or_default), from_db };
@@ -95,7 +98,9 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
         let source = args.from_db.as_ref().map_or(String::new(), |s| s.source.display().to_string());
         blocks.description += &format!(", replayed from the {} state of {source} as of height {}", prepared.report.layout, prepared.report.height);
     }
-    let profiles = run_profiles(&harness, &input, config, args.resume.is_some(), total)?;
+    let profiles = run_profiles(&harness, &input, config, args.resume.is_some(), total).inspect_err(|_| note_interruption(&run_dir))?;
+    // No verdict after Ctrl-C, even one the runs would allow.
+    crate::interrupt::check().inspect_err(|_| note_interruption(&run_dir))?;
 
     let report = phase(total, total, "compare", || {
         let comparisons = compare_profiles(&run_dir, &profiles)?;
@@ -119,6 +124,18 @@ pub fn repro(sh: &Shell, root: &Path, args: ReproArgs) -> Result<Report> {
     Ok(report)
 }
 
+/// The file that says a run directory's run was interrupted, and how to continue it.
+const INTERRUPTED: &str = "interrupted";
+
+/// When a signal stopped the run: says so in `run_dir`, and how to go on.
+fn note_interruption(run_dir: &Path) {
+    let Some(interrupted) = crate::interrupt::received() else { return };
+    let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let next = format!("cargo xtask repro --resume {} (with the same flags) continues it", run_dir.display());
+    let _ = std::fs::write(run_dir.join(INTERRUPTED), format!("{interrupted} at {at}; {next}\n"));
+    eprintln!("    {interrupted}: no verdict; {next}");
+}
+
 /// The run directory and what its profiles are given: a new one (with a snapshot made ready
 /// for `--from-db`), or the one `--resume` continues.
 fn run_dir_and_input(harness: &Harness, args: &ReproArgs, base: &Path, blocks: &Blocks) -> Result<(PathBuf, Input)> {
@@ -126,6 +143,7 @@ fn run_dir_and_input(harness: &Harness, args: &ReproArgs, base: &Path, blocks: &
     if let Some(dir) = &args.resume {
         let run_dir = resumed_dir(base, dir)?;
         record.check_resumable(&run_dir)?;
+        let _ = std::fs::remove_file(run_dir.join(INTERRUPTED));
         let input = harness.input_written(&run_dir, blocks)?;
         ensure!(
             args.from_db.is_none() || input.snapshot.is_some(),
@@ -135,8 +153,9 @@ fn run_dir_and_input(harness: &Harness, args: &ReproArgs, base: &Path, blocks: &
         return Ok((run_dir, input));
     }
     let run_dir = new_run_dir(base.to_path_buf())?;
-    record.write(&run_dir)?;
+    // The record last: a directory `--resume` accepts has its whole input.
     let mut input = harness.write_input(&run_dir, blocks)?;
+    record.write(&run_dir)?;
     if let Some(snapshot) = &args.from_db {
         let prepared = harness.prepare_snapshot(&run_dir, snapshot, blocks, Duration::from_secs(args.config.timeout_secs));
         // A snapshot that cannot be replayed leaves nothing behind.
@@ -145,13 +164,14 @@ fn run_dir_and_input(harness: &Harness, args: &ReproArgs, base: &Path, blocks: &
     Ok((run_dir, input))
 }
 
-/// Each profile run (phases 3.. of `total`); under `resume`, those that ended kept as they were.
+/// Each profile run (phases 3.. of `total`); under `resume`, those that ended kept as they were
+/// (but for a run the harness failed, e.g. on a full disk: it goes on after its last block).
 fn run_profiles(harness: &Harness, input: &Input, config: &ReproConfig, resume: bool, total: usize) -> Result<Vec<ProfileReport>> {
     let mut profiles = Vec::new();
     for (i, profile) in config.profiles.iter().enumerate() {
         let what = format!("profile `{}`: {} ({})", profile.name, profile.limits(), config.describe_run(profile));
         let ended = match resume {
-            true => harness.ended_profile(input, profile, config)?,
+            true => harness.ended_profile(input, profile, config)?.filter(|report| report.outcome.kind() != Kind::HarnessError),
             false => None,
         };
         let report = match ended {
@@ -201,7 +221,7 @@ impl RunRecord {
     }
 
     fn write(&self, run_dir: &Path) -> Result<()> {
-        Ok(std::fs::write(run_dir.join(RUN_RECORD), serde_json::to_string_pretty(self)?)?)
+        write_atomically(&run_dir.join(RUN_RECORD), serde_json::to_string_pretty(self)?)
     }
 
     /// Whether `run_dir` was made for this same run and has no verdict yet.

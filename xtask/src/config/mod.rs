@@ -166,6 +166,9 @@ pub struct ReproConfig {
     #[serde(default)]
     pub fuel: Option<u64>,
     pub timeout_secs: u64,
+    /// Seconds a run may commit no block before the harness kills it as stalled.
+    #[serde(default = "default_stall_secs")]
+    pub stall_secs: u64,
     pub profiles: Vec<Profile>,
     /// The profiles `cargo xtask matrix` runs under every policy.
     pub matrix_profiles: Vec<Profile>,
@@ -178,6 +181,12 @@ pub struct ReproConfig {
     /// The database layout the runs commit in (`repro --layout`); ours when absent.
     #[serde(default)]
     pub layout: Option<Layout>,
+}
+
+/// Past the runner's own limit on one block (300 s, which ends a guest's endless loop as the
+/// guest's outcome, `timed-out`), and its compile of a large guest.
+fn default_stall_secs() -> u64 {
+    420
 }
 
 /// A database layout the runner commits in (`--layout`).
@@ -246,6 +255,7 @@ impl ReproConfig {
         check_profiles(&self.profiles, "profiles")?;
         check_profiles(&self.matrix_profiles, "matrix_profiles")?;
         ensure!(self.timeout_secs > 0, "timeout_secs must be positive");
+        ensure!(self.stall_secs > 0, "stall_secs must be positive");
         if let Some(lab) = &self.node {
             lab.check()?;
         }

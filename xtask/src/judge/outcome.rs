@@ -20,12 +20,19 @@ pub enum Outcome {
     /// A block ran past the runner's wall-clock limit and was interrupted (nothing of it
     /// committed). Depends on the host's speed.
     TimedOut { height: u32, message: String },
+    /// The host could not instantiate the guest for the block at `height` (address space:
+    /// RLIMIT_AS, or the kernel's overcommit): a limit of the host, not the guest's outcome.
+    HostLimit { height: u32, message: String },
     /// The run's cgroup reached its limit and its OOM killer killed the run, as the cgroup's own
     /// counters show.
     OomKilled { evidence: String },
     /// The runner refused to start: the host cannot back the deterministic budget. Nothing ran,
     /// nothing was committed: safe, the node would not start.
     Refused { reason: String },
+    /// The run committed no block for the configured time (`stall_secs`) and the harness
+    /// killed it; `height` is the block it was at (the one after the last it committed), when
+    /// what it left could be read.
+    Stalled { height: Option<u32>, after_secs: u64 },
     /// Something else ended the run (a signal from outside, a host-wide OOM, the harness's
     /// timeout): what was seen, and what was missing to say more.
     Killed { reason: String },
@@ -50,7 +57,7 @@ impl Outcome {
     pub fn kind(&self) -> Kind {
         match self {
             Self::Completed | Self::Trapped { .. } => Kind::Deterministic,
-            Self::TimedOut { .. } | Self::OomKilled { .. } | Self::Killed { .. } => Kind::HostEvent,
+            Self::TimedOut { .. } | Self::HostLimit { .. } | Self::OomKilled { .. } | Self::Stalled { .. } | Self::Killed { .. } => Kind::HostEvent,
             Self::Refused { .. } => Kind::Refused,
             Self::HarnessError { .. } => Kind::HarnessError,
         }
@@ -72,8 +79,10 @@ impl Outcome {
             Self::Completed => "completed",
             Self::Trapped { .. } => "trapped",
             Self::TimedOut { .. } => "timed-out",
+            Self::HostLimit { .. } => "host-limit",
             Self::OomKilled { .. } => "oom-killed",
             Self::Refused { .. } => "refused",
+            Self::Stalled { .. } => "stalled",
             Self::Killed { .. } => "killed",
             Self::HarnessError { .. } => "harness-error",
         }
@@ -84,6 +93,9 @@ impl Outcome {
         match self {
             Self::Trapped { height, message } => format!("trapped at height {height}: {message}"),
             Self::TimedOut { height, .. } => format!("timed out at height {height}"),
+            Self::HostLimit { height, .. } => format!("host limit at height {height}"),
+            Self::Stalled { height: Some(height), .. } => format!("stalled at height {height}"),
+            Self::Stalled { height: None, .. } => "stalled before its first block".into(),
             other => other.label().to_string(),
         }
     }
@@ -97,8 +109,13 @@ impl Outcome {
                 None => self.describe(),
             },
             Self::TimedOut { height, message } => format!("timed out at height {height} (the runner's wall clock: depends on the host): {message}"),
+            Self::HostLimit { height, message } => format!("host limit at height {height} (a limit of this host, not the guest's outcome: never compared): {message}"),
             Self::OomKilled { evidence } => evidence.clone(),
             Self::Refused { reason } => format!("{reason} (safe: this node would not start)"),
+            Self::Stalled { after_secs, .. } => format!(
+                "{}: no block committed for {after_secs} s (stall_secs), so the harness killed it (a host event, never compared)",
+                self.describe()
+            ),
             Self::Killed { reason } | Self::HarnessError { reason } => reason.clone(),
         }
     }
@@ -140,6 +157,10 @@ const BLOCK_FAILED: i32 = schema::runner_exit::BLOCK_FAILED as i32;
 const REFUSED: i32 = schema::runner_exit::REFUSED as i32;
 
 pub fn classify(evidence: &Evidence) -> Outcome {
+    if let Some(stall) = evidence.exit.harness_stall {
+        // The height is what the run committed, read back afterwards.
+        return Outcome::Stalled { height: None, after_secs: stall.as_secs() };
+    }
     if let Some(timeout) = evidence.exit.harness_timeout {
         return Outcome::Killed { reason: format!("harness timeout after {} s: the harness killed the run", timeout.as_secs()) };
     }
@@ -156,6 +177,7 @@ pub fn classify(evidence: &Evidence) -> Outcome {
             RunOutcome::Completed => Outcome::Completed,
             RunOutcome::Trapped { height, message, .. } => Outcome::Trapped { height: *height, message: message.clone() },
             RunOutcome::TimedOut { height, message } => Outcome::TimedOut { height: *height, message: message.clone() },
+            RunOutcome::HostLimit { height, message } => Outcome::HostLimit { height: *height, message: message.clone() },
         },
         (code, _) => Outcome::HarnessError {
             reason: format!("host-runner exited {code:?} without a result: {}", evidence.log_tail),
@@ -261,7 +283,7 @@ mod tests {
     use std::time::Duration;
 
     fn exit(exit_code: i64, docker_oom_killed: bool) -> RunExit {
-        RunExit { exit_code, docker_oom_killed: Some(docker_oom_killed), harness_timeout: None, wall: Duration::from_secs(3) }
+        RunExit { exit_code, docker_oom_killed: Some(docker_oom_killed), harness_timeout: None, harness_stall: None, wall: Duration::from_secs(3) }
     }
 
     fn events(limit_hits: u64, oom_kills: u64) -> Option<CgroupEvents> {

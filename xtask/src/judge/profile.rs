@@ -63,7 +63,7 @@ impl ProfileReport {
         let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
         let log_tail = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)").to_string();
         let evidence = Evidence { limit: profile.memory, enforced_by, exit, watch: watch.as_ref(), result: result.as_ref(), log_tail: &log_tail };
-        let outcome = classify(&evidence);
+        let mut outcome = classify(&evidence);
 
         // The committed state: from the result, or read back from what a killed run left behind.
         let dump = || Some(format!("{}/{DUMP}", profile.name));
@@ -75,6 +75,9 @@ impl ProfileReport {
             None if matches!(outcome, Outcome::Refused { .. }) => (None, None, None),
             None => {
                 let state = read_back()?;
+                if let Outcome::Stalled { height, .. } = &mut outcome {
+                    *height = state.tip.map(|tip| tip + 1);
+                }
                 (root(&state.state_root, &state.db_layout), state.tip.and_then(|_| dump()), state.stress_result)
             }
         };

@@ -186,7 +186,7 @@ pub fn markdown(report: &Report) -> String {
 
 /// Writes report.json, summary.md and the diffs, and prints the table, details and diffs.
 pub fn publish(run_dir: &Path, report: &Report) -> Result<()> {
-    std::fs::write(run_dir.join("report.json"), serde_json::to_string_pretty(report)?)?;
+    crate::run_dir::write_atomically(&run_dir.join("report.json"), serde_json::to_string_pretty(report)?)?;
     let summary = markdown(report);
     std::fs::write(run_dir.join("summary.md"), &summary)?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {

@@ -9,7 +9,7 @@
 //! | not compared | 3 | fewer than two runs to compare (one profile, the rest refused), or every run ended by a host event |
 //!
 //! A run refused by the deterministic preflight is safe (that node would not start) and is never
-//! compared. Host events (oom-killed, killed, timed-out) are never a deterministic ending: next to
+//! compared. Host events (oom-killed, killed, stalled, timed-out, host-limit) are never a deterministic ending: next to
 //! a run that completed or trapped they are a difference; on their own they prove nothing.
 
 use serde::{Deserialize, Serialize};
@@ -182,14 +182,16 @@ mod tests {
     use crate::judge::outcome::Outcome;
     use crate::judge::profile::tests::profile;
 
-    fn classes() -> [(&'static str, Outcome); 8] {
+    fn classes() -> [(&'static str, Outcome); 10] {
         let trap = |height| Outcome::Trapped { height, message: "wasm `unreachable` instruction executed".into() };
         [
             ("C", Outcome::Completed),
             ("T2", trap(2)),
             ("T3", trap(3)),
             ("TO", Outcome::TimedOut { height: 2, message: "time limit".into() }),
+            ("HL", Outcome::HostLimit { height: 2, message: "mmap failed to reserve 0x180000000 bytes".into() }),
             ("OOM", Outcome::OomKilled { evidence: "SIGKILL; failcnt +3, oom_kill +1".into() }),
+            ("ST", Outcome::Stalled { height: Some(2), after_secs: 420 }),
             ("K", Outcome::Killed { reason: "signal 9 and no watcher report".into() }),
             ("R", Outcome::Refused { reason: "needs 448 MiB".into() }),
             ("H", Outcome::HarnessError { reason: "MEMORY LIMIT NOT ENFORCED".into() }),
@@ -198,16 +200,18 @@ mod tests {
 
     /// Two profiles with byte-identical state and equal roots: the verdict for every pair of
     /// outcome classes (rows and columns in the order of `classes`).
-    const TABLE: [[&str; 8]; 8] = [
-        //  C     T2    T3    TO    OOM   K     R     H
-        ["I", "D", "D", "D", "D", "D", "N", "H"], // C
-        ["D", "I", "D", "D", "D", "D", "N", "H"], // T2
-        ["D", "D", "I", "D", "D", "D", "N", "H"], // T3
-        ["D", "D", "D", "N", "N", "N", "N", "H"], // TO
-        ["D", "D", "D", "N", "N", "N", "N", "H"], // OOM
-        ["D", "D", "D", "N", "N", "N", "N", "H"], // K
-        ["N", "N", "N", "N", "N", "N", "N", "H"], // R
-        ["H", "H", "H", "H", "H", "H", "H", "H"], // H
+    const TABLE: [[&str; 10]; 10] = [
+        //  C     T2    T3    TO    HL    OOM   ST    K     R     H
+        ["I", "D", "D", "D", "D", "D", "D", "D", "N", "H"], // C
+        ["D", "I", "D", "D", "D", "D", "D", "D", "N", "H"], // T2
+        ["D", "D", "I", "D", "D", "D", "D", "D", "N", "H"], // T3
+        ["D", "D", "D", "N", "N", "N", "N", "N", "N", "H"], // TO
+        ["D", "D", "D", "N", "N", "N", "N", "N", "N", "H"], // HL
+        ["D", "D", "D", "N", "N", "N", "N", "N", "N", "H"], // OOM
+        ["D", "D", "D", "N", "N", "N", "N", "N", "N", "H"], // ST
+        ["D", "D", "D", "N", "N", "N", "N", "N", "N", "H"], // K
+        ["N", "N", "N", "N", "N", "N", "N", "N", "N", "H"], // R
+        ["H", "H", "H", "H", "H", "H", "H", "H", "H", "H"], // H
     ];
 
     fn decide_pair(a: Outcome, b: Outcome, diff: &str, roots: (&str, &str)) -> Decision {

@@ -73,6 +73,10 @@ impl Drive<'_> {
         self.refresh_address();
         let end = loop {
             std::thread::sleep(POLL);
+            if let Err(interrupted) = crate::interrupt::check() {
+                self.node.kill()?;
+                return Err(interrupted.into());
+            }
             let state = self.node.state()?;
             if !state.running {
                 break NodeEnd::Finished { code: state.exit_code, stopped_at_tip: false, docker_oom_killed: state.oom_killed };

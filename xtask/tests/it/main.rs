@@ -15,6 +15,7 @@ mod local_backend;
 mod metashrew_engine;
 mod node_diff;
 mod node_lab;
+mod pipeline_faults;
 mod real_blocks;
 mod repro;
 mod resume;

@@ -139,6 +139,7 @@ mod tests {
     use super::*;
     use crate::backend::local::limit::{create_cgroup, unit_name, SystemdScope};
     use crate::backend::local::run::run_local;
+    use crate::backend::supervise::Deadline;
 
     fn strings(argv: &[&str]) -> Vec<String> {
         argv.iter().map(|s| s.to_string()).collect()
@@ -178,7 +179,7 @@ mod tests {
             let name = name.clone();
             std::thread::spawn(move || {
                 let args = strings(&["-c", "cat /proc/self/cgroup; sleep 3"]);
-                run_local(Path::new("/bin/sh"), &name, Some("96m".parse().unwrap()), how, args, Duration::from_secs(30), &log).unwrap()
+                run_local(Path::new("/bin/sh"), &name, Some("96m".parse().unwrap()), how, args, &Deadline { timeout: Duration::from_secs(30), stall: None }, &log).unwrap()
             })
         };
         let started = Instant::now();
@@ -198,7 +199,7 @@ mod tests {
         assert!(events.limit_hits.is_some() && events.ooms.is_some() && events.oom_kills.is_some(), "{events:?}");
         assert_eq!(runner.join().unwrap().exit_code, 0);
 
-        let killed = run_local(Path::new("/bin/sleep"), &format!("{name}-k"), Some("96m".parse().unwrap()), how, strings(&["30"]), Duration::from_millis(500), &log).unwrap();
+        let killed = run_local(Path::new("/bin/sleep"), &format!("{name}-k"), Some("96m".parse().unwrap()), how, strings(&["30"]), &Deadline { timeout: Duration::from_millis(500), stall: None }, &log).unwrap();
         assert!(killed.harness_timeout.is_some() && killed.exit_code == 128 + 9 && killed.wall < Duration::from_secs(10), "{killed:?}");
     }
 

@@ -4,13 +4,12 @@
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cgroup::CreatedCgroup;
 
 use super::limit::{create_cgroup, unit_name, LocalLimit};
-use crate::backend::supervise::{exit_code, open_log, wait_or_kill, RunExit};
+use crate::backend::supervise::{exit_code, open_log, wait_or_kill, Deadline, RunExit};
 use crate::config::ByteSize;
 
 /// Runs `runner args` to its end (or kills it at the timeout) under `memory`, enforced by `how`.
@@ -21,15 +20,16 @@ pub fn run_local(
     memory: Option<ByteSize>,
     how: LocalLimit,
     args: Vec<String>,
-    timeout: Duration,
+    deadline: &Deadline,
     log: &Path,
 ) -> Result<RunExit> {
     let log_file = open_log(log)?;
     let mut spawned = Spawned::start(runner, name, memory, how, args, log_file)?;
     let killer = spawned.killer();
-    let (status, harness_timeout, wall) = wait_or_kill(&mut spawned.child, timeout, || killer.kill())?;
+    let waited = wait_or_kill(&mut spawned.child, deadline, || killer.kill());
     drop(spawned);
-    Ok(RunExit { exit_code: exit_code(status), docker_oom_killed: None, harness_timeout, wall })
+    let waited = waited?;
+    Ok(RunExit { exit_code: exit_code(waited.status), docker_oom_killed: None, harness_timeout: waited.harness_timeout, harness_stall: waited.harness_stall, wall: waited.wall })
 }
 
 /// A program started as a local child under its limit, in its own process group.
@@ -137,6 +137,8 @@ impl Limited {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -145,7 +147,7 @@ mod tests {
         let log = dir.path().join("log");
         // `echo` stands in for the runner: it prints the arguments it was given.
         let args = ["watch", "--report", "r.json", "--", "run"].map(String::from).to_vec();
-        let exit = run_local(Path::new("/bin/echo"), "t", Some("512m".parse().unwrap()), LocalLimit::AddressSpace, args, Duration::from_secs(5), &log).unwrap();
+        let exit = run_local(Path::new("/bin/echo"), "t", Some("512m".parse().unwrap()), LocalLimit::AddressSpace, args, &Deadline { timeout: Duration::from_secs(5), stall: None }, &log).unwrap();
         assert_eq!(exit.exit_code, 0);
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "watch --address-space-limit 536870912 --report r.json -- run\n");
     }
@@ -153,8 +155,22 @@ mod tests {
     #[test]
     fn a_run_past_its_timeout_is_killed() {
         let dir = tempfile::tempdir().unwrap();
-        let exit = run_local(Path::new("/bin/sleep"), "t", None, LocalLimit::AddressSpace, vec!["30".into()], Duration::from_millis(200), &dir.path().join("log")).unwrap();
+        let deadline = Deadline { timeout: Duration::from_millis(200), stall: None };
+        let exit = run_local(Path::new("/bin/sleep"), "t", None, LocalLimit::AddressSpace, vec!["30".into()], &deadline, &dir.path().join("log")).unwrap();
         assert!(exit.harness_timeout == Some(Duration::from_millis(200)) && exit.exit_code == 128 + 9, "{exit:?}");
         assert!(exit.wall < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_run_whose_progress_file_stops_growing_is_killed_as_stalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let progress = dir.path().join("blocks.jsonl");
+        // Three lines 100 ms apart, then silence: killed 500 ms after the last line, not before.
+        let script = format!("for i in 1 2 3; do echo $i >> {}; sleep 0.1; done; sleep 30", progress.display());
+        let deadline = Deadline { timeout: Duration::from_secs(20), stall: Some((Duration::from_millis(500), &progress)) };
+        let exit = run_local(Path::new("/bin/sh"), "t", None, LocalLimit::AddressSpace, vec!["-c".into(), script], &deadline, &dir.path().join("log")).unwrap();
+        assert_eq!((exit.harness_stall, exit.harness_timeout, exit.exit_code), (Some(Duration::from_millis(500)), None, 128 + 9), "{exit:?}");
+        assert_eq!(std::fs::read_to_string(&progress).unwrap(), "1\n2\n3\n");
+        assert!(exit.wall >= Duration::from_millis(800) && exit.wall < Duration::from_secs(5), "{exit:?}");
     }
 }

@@ -122,7 +122,7 @@ fn pod_report(profile: &Profile, dir: &Path) -> Result<ProfileReport> {
         });
     };
     let exit_code = watch.exit_code.map_or_else(|| 128 + i64::from(watch.signal.unwrap_or(0)), i64::from);
-    let exit = RunExit { exit_code, docker_oom_killed: None, harness_timeout: None, wall: std::time::Duration::from_secs_f64(watch.wall_ms / 1000.0) };
+    let exit = RunExit { exit_code, docker_oom_killed: None, harness_timeout: None, harness_stall: None, wall: std::time::Duration::from_secs_f64(watch.wall_ms / 1000.0) };
     ProfileReport::read(profile, dir, &exit, Enforcement::Cgroup, || {
         Ok(read_json(&dir.join("state.json"), |t| serde_json::from_str::<schema::StoredState>(t))?.unwrap_or_default())
     })

@@ -28,6 +28,7 @@ pub const TABLE: &[Layers] = &[
     Layers {
         folder: "xtask",
         ranks: &[
+            &["interrupt"],
             &["exit", "units", "config", "run_dir", "progress", "artifacts", "plot"],
             &["input", "snapshot"],
             &["backend"],
