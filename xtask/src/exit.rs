@@ -1,4 +1,5 @@
-//! How `cargo xtask` exits: one meaning per code, the same for every command.
+//! How `cargo xtask` exits: one meaning per code, the same for every command (and 130 when
+//! interrupted: `interrupt.rs`).
 
 use std::process::ExitCode;
 
