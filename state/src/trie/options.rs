@@ -14,17 +14,20 @@ pub(super) const FAMILIES: [&str; 3] = ["default", NODES, META];
 /// memory is bounded by construction (the deterministic policy's preflight counts on it, and
 /// `cargo xtask bench` measures the runner's baseline with these settings).
 pub mod memory {
-    /// One memtable of a column family; a write past it starts a new one and a flush.
-    pub const WRITE_BUFFER: usize = 4 << 20;
+    /// One memtable of a column family; a write past it starts a new one and a flush. A large
+    /// block's batch (tens of thousands of trie nodes) fits one without a flush mid-commit
+    /// (measured: 4 MiB memtables made the commit of the large real blocks 40% slower).
+    pub const WRITE_BUFFER: usize = 8 << 20;
     /// All memtables of all families together (RocksDB's write buffer manager flushes past it).
-    /// With the block cache, what the runner's memory grows by as its state grows from nothing
-    /// (`cargo xtask bench --only streaming`: flat within 16 MiB from 1,000 blocks on).
-    pub const ALL_MEMTABLES: usize = 8 << 20;
-    /// The one block cache of all families. Index and filter blocks live in it too (not beside
-    /// it, per open table file), so reading a large state costs no more than this. They are
-    /// partitioned (4 KiB partitions, the top level pinned): a whole index or filter of a large
-    /// table would be megabytes, evicted and read again at every lookup in a cache this size.
-    pub const BLOCK_CACHE: usize = 8 << 20;
+    /// They are charged to the block cache: memtables and cached blocks share [`BLOCK_CACHE`].
+    pub const ALL_MEMTABLES: usize = 12 << 20;
+    /// The one block cache of all families, memtables included: the most the runner's memory
+    /// grows by as its state grows from nothing (`cargo xtask bench --only streaming`: +10 MiB
+    /// from 1,000 blocks to 50,000). Index and filter blocks live in it too (not beside it, per
+    /// open table file), so reading a large state costs no more than this. They are partitioned
+    /// (4 KiB partitions, the top level pinned): a whole index or filter of a large table would
+    /// be megabytes, evicted and read again at every lookup in a cache this size.
+    pub const BLOCK_CACHE: usize = 12 << 20;
     /// Values from this size on are kept in blob files (RocksDB's integrated BlobDB). Flushing a
     /// memtable builds table blocks in memory, and a block holding a large value holds it whole,
     /// twice (measured: a 180 MiB value took the flush to three copies of it); a blob file is
@@ -33,11 +36,19 @@ pub mod memory {
     pub const BLOB_FROM: u64 = 64 << 10;
 }
 
+/// How the store is opened: the DB-wide options and every family's, sharing one block cache
+/// that the memtables are charged to.
+pub(super) fn open_options() -> Result<(Options, Vec<ColumnFamilyDescriptor>)> {
+    let cache = rocksdb::Cache::new_lru_cache(memory::BLOCK_CACHE);
+    let families = FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, &cache))).collect();
+    Ok((db_options(cache)?, families))
+}
+
 /// DB-wide options: memory as in [`memory`], reads through the cache (no mmap), table files as
 /// the process's file limit allows.
-pub(super) fn db_options() -> Result<Options> {
+fn db_options(cache: rocksdb::Cache) -> Result<Options> {
     let mut options = Options::default();
-    options.set_write_buffer_manager(&rocksdb::WriteBufferManager::new_write_buffer_manager(memory::ALL_MEMTABLES, false));
+    options.set_write_buffer_manager(&rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(memory::ALL_MEMTABLES, false, cache));
     options.set_max_open_files(crate::rocks::table_files()?);
     options.set_allow_mmap_reads(false);
     options.set_allow_mmap_writes(false);
@@ -72,19 +83,14 @@ pub(super) fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     options
 }
 
-pub(super) fn families() -> Vec<ColumnFamilyDescriptor> {
-    let cache = rocksdb::Cache::new_lru_cache(memory::BLOCK_CACHE);
-    FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, &cache))).collect()
-}
-
 /// A new RocksDB in `dir` with the store's options and column families and nothing else in it:
 /// what a commit is measured against (`host-runner bench commit` writes the same pairs into it
 /// in one plain batch).
 pub fn open_plain_db(dir: &Path) -> Result<DB> {
-    let mut options = db_options()?;
+    let (mut options, families) = open_options()?;
     options.create_if_missing(true);
     options.create_missing_column_families(true);
-    DB::open_cf_descriptors(&options, dir, families()).with_context(|| format!("creating RocksDB in {}", dir.display()))
+    DB::open_cf_descriptors(&options, dir, families).with_context(|| format!("creating RocksDB in {}", dir.display()))
 }
 
 /// Refuses a database made by another layout (e.g. an older host-runner's) with a clear message.

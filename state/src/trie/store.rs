@@ -9,7 +9,7 @@ use rocksdb::{IteratorMode, WriteBatch, DB};
 
 use super::hash::{leaf_hash, path_of, Hash};
 use super::node::{Node, NodeWriter, BATCH_ENTRY_OVERHEAD};
-use super::options::{check_families, db_options, families, memory, FAMILIES, META, NODES};
+use super::options::{check_families, memory, open_options, FAMILIES, META, NODES};
 use super::reads::Nodes;
 use super::update::TrieUpdate;
 use crate::parallel;
@@ -59,7 +59,8 @@ impl TrieStore {
             Self::create(dir)?;
         }
         check_families(dir)?;
-        let db = DB::open_cf_descriptors(&db_options()?, dir, families())
+        let (options, families) = open_options()?;
+        let db = DB::open_cf_descriptors(&options, dir, families)
             .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
         Ok(Self::with(db))
     }
@@ -69,10 +70,10 @@ impl TrieStore {
     pub(super) fn create(dir: &Path) -> Result<()> {
         let creating = dir.with_extension("creating");
         let _ = std::fs::remove_dir_all(&creating);
-        let mut options = db_options()?;
+        let (mut options, families) = open_options()?;
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let db = DB::open_cf_descriptors(&options, &creating, families())
+        let db = DB::open_cf_descriptors(&options, &creating, families)
             .with_context(|| format!("creating RocksDB in {}", creating.display()))?;
         let meta = db.cf_handle(META).expect("created with its families");
         db.put_cf(meta, VALUE_LENGTHS, b"1").context("marking the new store")?;
@@ -88,7 +89,8 @@ impl TrieStore {
             dir.display()
         );
         check_families(dir)?;
-        let db = DB::open_cf_descriptors_read_only(&db_options()?, dir, families(), false)
+        let (options, families) = open_options()?;
+        let db = DB::open_cf_descriptors_read_only(&options, dir, families, false)
             .with_context(|| format!("opening RocksDB in {} read-only", dir.display()))?;
         Ok(Self::with(db))
     }

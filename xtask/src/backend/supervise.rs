@@ -61,16 +61,21 @@ pub fn wait_or_kill(child: &mut Child, deadline: &Deadline, kill: impl FnOnce())
             crate::interrupt::check()?;
             return Ok(Waited { status, harness_timeout, harness_stall, wall: started.elapsed() });
         }
-        let interrupted = crate::interrupt::received().is_some();
-        if started.elapsed() > deadline.timeout && kill.is_some() && !interrupted {
-            harness_timeout = Some(deadline.timeout);
-        } else if progress.stalled() && kill.is_some() && !interrupted {
-            harness_stall = deadline.stall.map(|(after, _)| after);
-        }
-        if interrupted || harness_timeout.is_some() || harness_stall.is_some() {
-            if let Some(kill) = kill.take() {
-                kill();
-            }
+        // Killed once, for the first reason that comes; then waited for.
+        let stop = kill.is_some()
+            && if crate::interrupt::received().is_some() {
+                true
+            } else if started.elapsed() > deadline.timeout {
+                harness_timeout = Some(deadline.timeout);
+                true
+            } else if progress.stalled() {
+                harness_stall = deadline.stall.map(|(after, _)| after);
+                true
+            } else {
+                false
+            };
+        if stop {
+            (kill.take().expect("not killed yet"))();
         }
         std::thread::sleep(Duration::from_millis(50));
     }
