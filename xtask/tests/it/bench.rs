@@ -79,7 +79,7 @@ fn bench_measures_the_chain_guest_over_the_real_blocks() {
     assert_eq!(
         names,
         [
-            "commit vs plain WriteBatch (real blocks)",
+            "commit vs its floor (real blocks)",
             "runner overhead (chain guest, the large blocks)",
             "runner overhead (chain guest, mainnet 0..589)",
             "blocks/s (chain guest, mainnet 0..589)"

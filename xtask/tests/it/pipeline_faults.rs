@@ -272,7 +272,7 @@ fn a_disk_that_fills_mid_run_is_a_harness_error_and_resume_with_space_ends_as_an
         eprintln!("a_disk_that_fills_mid_run: mounting a tmpfs needs root or passwordless sudo, which this user has neither of: the root pass covers it");
         return;
     };
-    let disk = SmallDisk::mount(&temp.path().join("small"), 64, prefix);
+    let disk = SmallDisk::mount(&temp.path().join("small"), 256, prefix);
     let out = disk.dir.join("out");
     // A little room: the input and a few hundred blocks of the first profile's database.
     let filler = disk.fill_leaving(3 << 20);
@@ -309,11 +309,13 @@ fn as_root() -> Option<Vec<String>> {
     }
 }
 
-/// A Docker daemon of the test's own, on its own socket, data, exec root and containerd
-/// namespace: restarting it touches no other test's containers.
+/// A Docker daemon of the test's own, on its own socket, data, exec root, containerd namespace
+/// and bridge: restarting it touches no other test's containers. (Not `--bridge=none`: a daemon
+/// started so deletes the machine's `docker0`, which the other daemon's containers use.)
 struct PrivateDaemon {
     dir: PathBuf,
     prefix: Vec<String>,
+    bridge: String,
     daemon: Option<Child>,
 }
 
@@ -322,7 +324,15 @@ impl PrivateDaemon {
         std::fs::create_dir_all(dir).unwrap();
         // Its own configuration: none of the machine's daemon.json.
         std::fs::write(dir.join("daemon.json"), "{}").unwrap();
-        let mut daemon = Self { dir: dir.to_path_buf(), prefix, daemon: None };
+        let bridge = format!("mrt{}", std::process::id() % 100_000);
+        for command in [
+            vec!["ip", "link", "add", bridge.as_str(), "type", "bridge"],
+            vec!["ip", "addr", "add", "10.254.254.1/24", "dev", bridge.as_str()],
+            vec!["ip", "link", "set", bridge.as_str(), "up"],
+        ] {
+            assert!(privileged(&prefix, &command).success(), "{command:?}");
+        }
+        let mut daemon = Self { dir: dir.to_path_buf(), prefix, bridge, daemon: None };
         daemon.launch();
         daemon
     }
@@ -338,7 +348,7 @@ impl PrivateDaemon {
         args.extend(
             [
                 "dockerd", &format!("--config-file={dir}/daemon.json"), &format!("--host={}", self.host()), &format!("--data-root={dir}/data"), &format!("--exec-root={dir}/exec"),
-                &format!("--pidfile={dir}/docker.pid"), "--bridge=none", "--iptables=false", "--ip-masq=false", "--storage-driver=vfs",
+                &format!("--pidfile={dir}/docker.pid"), &format!("--bridge={}", self.bridge), "--iptables=false", "--ip-masq=false", "--storage-driver=vfs",
                 &format!("--containerd-namespace={namespace}"), &format!("--containerd-plugins-namespace={namespace}-plugins"), "--group=docker",
             ]
             .map(String::from),
@@ -372,6 +382,7 @@ impl PrivateDaemon {
 impl Drop for PrivateDaemon {
     fn drop(&mut self) {
         self.stop();
+        privileged(&self.prefix, &["ip", "link", "del", &self.bridge]);
         // The daemon's files are root's (vfs layers): removed as root.
         privileged(&self.prefix, &["rm", "-rf", self.dir.to_str().unwrap()]);
     }

@@ -57,24 +57,31 @@ pub(super) fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -
     let commit_runs = (runs * 5).to_string();
     let commits = runner_bench(runner, &["commit", "--wasm", &chain_guest, "--blocks", &large, "--runs", &commit_runs])?;
     let blocks = commits["blocks"].as_array().context("bench commit: no blocks")?;
+    // The floor (issue 27): the plain batch of the same pairs, plus the root's hashing spread
+    // over every core of this machine.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let floor_ratio = |b: &serde_json::Value| {
+        let number = |field: &str| b[field].as_f64().unwrap_or(f64::NAN);
+        number("commit_ms") / (number("plain_ms") + number("hash_ms") / cores)
+    };
     let per_block: Vec<String> = blocks
         .iter()
         .map(|b| {
             let number = |field: &str| b[field].as_f64().unwrap_or(f64::NAN);
             format!(
-                "{} ({} keys) {:.1}/{:.1} ms = {:.1}x (the root's hashing alone, on one core: {:.1} ms = {:.1}x)",
+                "{} ({} keys) {:.1} ms = {:.1}x its floor {:.1} ms (plain batch {:.1} ms + the root's hashing {:.1} ms on one core / {cores})",
                 b["height"],
                 b["keys"],
                 number("commit_ms"),
+                floor_ratio(b),
+                number("plain_ms") + number("hash_ms") / cores,
                 number("plain_ms"),
-                number("ratio"),
                 number("hash_ms"),
-                number("hash_ms") / number("plain_ms")
             )
         })
         .collect();
-    let worst = blocks.iter().filter_map(|b| b["ratio"].as_f64()).fold(0.0, f64::max);
-    let commit = goal("commit vs plain WriteBatch (real blocks)", per_block.join("; "), "<= 2x each", worst <= 2.0, commits.clone());
+    let worst = blocks.iter().map(floor_ratio).fold(0.0, f64::max);
+    let commit = goal("commit vs its floor (real blocks)", per_block.join("; "), "<= 1.5x each", worst <= 1.5, commits.clone());
 
     let runs = runs.to_string();
     let overhead_over = |what: &str, blocks: &str| -> Result<(Figure, f64)> {
