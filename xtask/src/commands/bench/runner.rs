@@ -56,32 +56,7 @@ pub(super) fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -
     section("real blocks: each large block's commit against a plain WriteBatch of its pairs");
     let commit_runs = (runs * 5).to_string();
     let commits = runner_bench(runner, &["commit", "--wasm", &chain_guest, "--blocks", &large, "--runs", &commit_runs])?;
-    let blocks = commits["blocks"].as_array().context("bench commit: no blocks")?;
-    // The floor (issue 27): the plain batch of the same pairs, plus the root's hashing spread
-    // over every core of this machine.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let floor_ratio = |b: &serde_json::Value| {
-        let number = |field: &str| b[field].as_f64().unwrap_or(f64::NAN);
-        number("commit_ms") / (number("plain_ms") + number("hash_ms") / cores)
-    };
-    let per_block: Vec<String> = blocks
-        .iter()
-        .map(|b| {
-            let number = |field: &str| b[field].as_f64().unwrap_or(f64::NAN);
-            format!(
-                "{} ({} keys) {:.1} ms = {:.1}x its floor {:.1} ms (plain batch {:.1} ms + the root's hashing {:.1} ms on one core / {cores})",
-                b["height"],
-                b["keys"],
-                number("commit_ms"),
-                floor_ratio(b),
-                number("plain_ms") + number("hash_ms") / cores,
-                number("plain_ms"),
-                number("hash_ms"),
-            )
-        })
-        .collect();
-    let worst = blocks.iter().map(floor_ratio).fold(0.0, f64::max);
-    let commit = goal("commit vs its floor (real blocks)", per_block.join("; "), "<= 1.5x each", worst <= 1.5, commits.clone());
+    let commit = commit_against_its_floor(&commits)?;
 
     let runs = runs.to_string();
     let overhead_over = |what: &str, blocks: &str| -> Result<(Figure, f64)> {
@@ -108,4 +83,33 @@ pub(super) fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -
         json!({ "blocks": 590, "secs": chain_secs }),
     );
     Ok(vec![commit, large_overhead, chain_overhead, per_second])
+}
+
+/// Each large block's commit against its floor (issue 27): the plain batch of the same pairs,
+/// plus the root's hashing spread over every core of this machine.
+fn commit_against_its_floor(commits: &serde_json::Value) -> Result<Figure> {
+    let blocks = commits["blocks"].as_array().context("bench commit: no blocks")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let floor_ratio = |b: &serde_json::Value| {
+        let number = |field: &str| b[field].as_f64().unwrap_or(f64::NAN);
+        number("commit_ms") / (number("plain_ms") + number("hash_ms") / cores)
+    };
+    let per_block: Vec<String> = blocks
+        .iter()
+        .map(|b| {
+            let number = |field: &str| b[field].as_f64().unwrap_or(f64::NAN);
+            format!(
+                "{} ({} keys) {:.1} ms = {:.1}x its floor {:.1} ms (plain batch {:.1} ms + the root's hashing {:.1} ms on one core / {cores})",
+                b["height"],
+                b["keys"],
+                number("commit_ms"),
+                floor_ratio(b),
+                number("plain_ms") + number("hash_ms") / cores,
+                number("plain_ms"),
+                number("hash_ms"),
+            )
+        })
+        .collect();
+    let worst = blocks.iter().map(floor_ratio).fold(0.0, f64::max);
+    Ok(goal("commit vs its floor (real blocks)", per_block.join("; "), "<= 1.5x each", worst <= 1.5, commits.clone()))
 }
