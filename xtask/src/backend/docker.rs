@@ -146,14 +146,29 @@ pub fn run_container(sh: &Shell, spec: &ContainerSpec) -> Result<RunExit> {
     })
 }
 
-/// Why a run whose `docker run` client and Docker's record disagree is no evidence: the daemon
-/// went away under it (stopped or restarted), or never created the container.
+/// Why a run whose `docker run` client and Docker's record disagree is no evidence, from what
+/// can be seen: a full disk under its log, the daemon gone under it (the client's own error
+/// code, 125, or no record), or the client failing otherwise.
 fn lost_run(name: &str, client_exit: i64, log: &Path, record: &str) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let said = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(nothing)").trim();
-    format!(
-        "the Docker daemon lost the run of container {name}: `docker run` exited {client_exit} (it said: {said}) and {record}; was the daemon restarted or stopped? Nothing of this run is evidence: run it again (`--resume` goes on from its last committed block)"
-    )
+    let dir = log.parent().unwrap_or(Path::new("."));
+    let next = "Nothing of this run is evidence: run it again (`--resume` goes on from its last committed block)";
+    if disk_is_full(dir) {
+        return format!("`docker run` of container {name} exited {client_exit} and {record}: the disk under {} is full (No space left on device). {next}", dir.display());
+    }
+    match client_exit == 125 || record.starts_with("it has no record") {
+        true => format!("the Docker daemon lost the run of container {name}: `docker run` exited {client_exit} (it said: {said}) and {record}; was the daemon restarted or stopped? {next}"),
+        false => format!("`docker run` of container {name} failed on its own: it exited {client_exit} (it said: {said}) and {record}. {next}"),
+    }
+}
+
+/// Whether `dir`'s filesystem refuses 64 KiB more (ENOSPC).
+fn disk_is_full(dir: &Path) -> bool {
+    let probe = dir.join(".space-probe");
+    let written = std::fs::write(&probe, vec![0u8; 64 << 10]);
+    let _ = std::fs::remove_file(&probe);
+    matches!(written, Err(e) if e.raw_os_error() == Some(28))
 }
 
 /// Lets the container's non-root user write `dir`.
