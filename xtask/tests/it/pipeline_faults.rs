@@ -6,18 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use blocks::generate::{write_chain, Recipe};
-
 use crate::support::*;
 
 const BLOCKS: u32 = 1500;
-
-fn generated_chain(dir: &Path) -> PathBuf {
-    let file = dir.join("chain.blk");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-    write_chain(Recipe { blocks: BLOCKS, seed: 9, max_transactions: 10 }, &mut out).unwrap();
-    file
-}
 
 /// `repro` of the chain guest over `chain` under 256m and 1g, plus `extra`.
 fn chain_repro(chain: &Path, extra: &[&str]) -> Vec<String> {
@@ -106,7 +97,7 @@ fn assert_interrupted(output: &Output, pid: u32, run: &Path, by: &str) {
 #[test]
 fn ctrl_c_and_sigterm_stop_a_repro_removing_what_it_started_and_resume_finishes_it() {
     let temp = tempfile::tempdir().unwrap();
-    let chain = generated_chain(temp.path());
+    let chain = generated_chain(temp.path(), BLOCKS, 9);
     let args = chain_repro(&chain, &[]);
     let out = temp.path().join("out");
 
@@ -141,10 +132,11 @@ fn ctrl_c_and_sigterm_stop_a_repro_removing_what_it_started_and_resume_finishes_
 #[test]
 fn a_run_that_commits_nothing_for_stall_secs_is_killed_and_reported_stalled_at_its_height() {
     let temp = tempfile::tempdir().unwrap();
-    let chain = generated_chain(temp.path());
+    let chain = generated_chain(temp.path(), BLOCKS, 9);
     let out = temp.path().join("out");
     let args = chain_repro(&chain, &["--stall-secs", "5"]);
     let mut child = start(&args, &out, &temp.path().join("logs"));
+    let pid = child.id();
     let run = wait_for_blocks(&mut child, &out, "256m", 100);
     // A hang, as a stuck disk or a deadlock would leave it: every process of the container frozen.
     let container = std::fs::read_to_string(run.join("256m/container")).unwrap();
@@ -167,19 +159,13 @@ fn a_run_that_commits_nothing_for_stall_secs_is_killed_and_reported_stalled_at_i
     assert!(reason.starts_with(&format!("`256m` stalled at height {} but `1g` completed", tip + 1)), "{reason}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("no block committed for 5 s (stall_secs), so the harness killed it"), "{stdout}");
-    assert_eq!(containers_of(child_pid(&run)), Vec::<String>::new());
-}
-
-/// The pid of the xtask that made `run` (its containers' names carry it).
-fn child_pid(run: &Path) -> u32 {
-    let name = std::fs::read_to_string(run.join("256m/container")).unwrap();
-    name.trim().split('-').nth(1).unwrap().parse().unwrap()
+    assert_eq!(containers_of(pid), Vec::<String>::new());
 }
 
 #[test]
 fn two_repros_at_once_keep_to_their_own_and_one_interrupted_leaves_the_other_whole() {
     let temp = tempfile::tempdir().unwrap();
-    let chain = generated_chain(temp.path());
+    let chain = generated_chain(temp.path(), BLOCKS, 9);
     let args = chain_repro(&chain, &[]);
     // The same output directory, started in the same second.
     let out = temp.path().join("out");
@@ -226,7 +212,6 @@ impl SmallDisk {
         let filler = self.dir.join("filler");
         let free = fs_free(&self.dir);
         let file = std::fs::File::create(&filler).unwrap();
-        file.set_len(0).unwrap();
         use std::io::Write;
         let mut writer = std::io::BufWriter::new(file);
         let chunk = vec![0xA5u8; 1 << 20];
@@ -260,7 +245,7 @@ fn privileged(prefix: &[String], command: &[&str]) -> std::process::ExitStatus {
 #[test]
 fn a_disk_that_fills_mid_run_is_a_harness_error_and_resume_with_space_ends_as_an_uninterrupted_run() {
     let temp = tempfile::tempdir().unwrap();
-    let chain = generated_chain(temp.path());
+    let chain = generated_chain(temp.path(), BLOCKS, 9);
     let args = chain_repro(&chain, &[]);
     let whole = temp.path().join("whole");
     let output = xtask(&args.iter().map(String::as_str).collect::<Vec<_>>(), &whole);
@@ -395,7 +380,7 @@ fn a_docker_daemon_restarted_mid_run_is_a_harness_error_naming_it_never_a_verdic
         return;
     };
     let temp = tempfile::tempdir().unwrap();
-    let chain = generated_chain(temp.path());
+    let chain = generated_chain(temp.path(), BLOCKS, 9);
     let mut daemon = PrivateDaemon::start(&temp.path().join("d"), prefix);
     let out = temp.path().join("out");
     let logs = temp.path().join("logs");

@@ -4,22 +4,13 @@
 //! the leftover container is removed, each profile goes on after its last committed block, and the
 //! verdict and every state root are those of an uninterrupted run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-use blocks::generate::{write_chain, Recipe};
 
 use crate::support::*;
 
 const BLOCKS: u32 = 2500;
-
-fn generated_chain(dir: &Path) -> PathBuf {
-    let file = dir.join("chain.blk");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-    write_chain(Recipe { blocks: BLOCKS, seed: 5, max_transactions: 10 }, &mut out).unwrap();
-    file
-}
 
 fn repro_args(chain: &Path) -> Vec<String> {
     ["repro", "--guest", "chain", "--blocks", chain.to_str().unwrap(), "--limit", "256m", "--limit", "1g"].map(String::from).to_vec()
@@ -60,7 +51,7 @@ fn kill_during(args: &[String], out: &Path, profile: usize, reported: usize) {
 fn a_repro_killed_in_each_profile_and_resumed_ends_as_an_uninterrupted_one() {
     let _gibs = memory_hungry();
     let temp = tempfile::tempdir().unwrap();
-    let chain = generated_chain(temp.path());
+    let chain = generated_chain(temp.path(), BLOCKS, 5);
     let args = repro_args(&chain);
     let whole = temp.path().join("whole");
     let output = xtask(&args.iter().map(String::as_str).collect::<Vec<_>>(), &whole);

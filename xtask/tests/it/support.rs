@@ -12,6 +12,14 @@ pub fn memory_hungry() -> std::sync::MutexGuard<'static, ()> {
     GIBS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A generated chain of `blocks` blocks (up to 10 transactions each) from `seed`, as `dir/chain.blk`.
+pub fn generated_chain(dir: &Path, blocks: u32, seed: u64) -> std::path::PathBuf {
+    let file = dir.join("chain.blk");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    blocks::generate::write_chain(blocks::generate::Recipe { blocks, seed, max_transactions: 10 }, &mut out).unwrap();
+    file
+}
+
 /// The xtask binary, kept out of the CI job's summary: what the tests run is not the job's result.
 pub fn xtask_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
