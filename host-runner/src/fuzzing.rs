@@ -62,7 +62,7 @@ fn abi_harness() -> &'static AbiHarness {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = TrieStore::open(&dir.path().join("db")).expect("database");
         // Something for __get to find.
-        store.commit_block(1, vec![(b"abcd".to_vec().into(), b"value".to_vec().into())], None).expect("commit");
+        store.commit_block(1, vec![(b"abcd".to_vec().into(), b"value".to_vec().into())]).expect("commit");
         AbiHarness { engine, pre, store, _dir: dir }
     })
 }

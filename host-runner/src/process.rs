@@ -70,9 +70,14 @@ pub fn peak_rss() -> Option<u64> {
 }
 
 /// The resident set now (`/proc/self/statm`'s second field, in pages): cheap enough to read
-/// after every block.
+/// after every block (the file is opened once and read again from its start).
 pub fn current_rss() -> Option<u64> {
-    let statm = fs::read_to_string("/proc/self/statm").ok()?;
+    use std::os::unix::fs::FileExt;
+    static STATM: std::sync::OnceLock<Option<fs::File>> = std::sync::OnceLock::new();
+    let file = STATM.get_or_init(|| fs::File::open("/proc/self/statm").ok()).as_ref()?;
+    let mut buffer = [0; 256];
+    let read = file.read_at(&mut buffer, 0).ok()?;
+    let statm = std::str::from_utf8(&buffer[..read]).ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     // SAFETY: sysconf has no preconditions.

@@ -118,9 +118,9 @@ impl Database {
 
     /// Commits block `height` in one batch: its `pairs` in flush order (`payload` gives
     /// metashrew's layout the block hash). Returns the layout's root after it.
-    pub fn commit_block(&self, height: u32, payload: &[u8], pairs: Vec<(Bytes, Bytes)>, node_allowance: Option<u64>) -> Result<Hash> {
+    pub fn commit_block(&self, height: u32, payload: &[u8], pairs: Vec<(Bytes, Bytes)>) -> Result<Hash> {
         match self {
-            Database::Trie(store) => store.commit_block(height, pairs, node_allowance),
+            Database::Trie(store) => store.commit_block(height, pairs),
             Database::Metashrew(store) => store.commit_block(height, payload, &pairs),
         }
     }

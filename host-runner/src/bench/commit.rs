@@ -1,6 +1,7 @@
 //! A block's commit against its floor: the same pairs in one plain RocksDB `WriteBatch`, and the
 //! hashing the state root asks of them alone.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -8,7 +9,7 @@ use blocks::Block;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use state::rocksdb;
-use state::trie::{leaf_hash, open_plain_db, path_of, root_of, Hash, TrieStore};
+use state::trie::{open_plain_db, root_of, TrieStore};
 use state::Database;
 
 use super::store::synthetic_blocks;
@@ -27,16 +28,18 @@ pub struct CommitBench {
     pub after: Vec<Block>,
     /// Synthetic keys committed first, untimed ([`super::make_store`]'s shape).
     pub state_keys: u64,
+    /// Synthetic keys committed after the blocks, timed, in blocks of [`super::store::SYNTHETIC_BLOCK`].
+    pub synthetic_keys: u64,
     pub runs: usize,
 }
 
 /// Each block's pairs, exactly as the guest flushes them in `Guest::run_block`, committed by
-/// `TrieStore::commit_block` (pairs, lengths, state trie, root, one batch) against one plain
+/// `TrieStore::commit_block` (pairs, records, lattice, root, one batch) against one plain
 /// `WriteBatch` of the same pairs into a second database with the store's options, and against
 /// the hashing the state root asks of the pairs alone ([`root_from_scratch`]). Every run
-/// starts from new databases holding the same pairs (the plain one without the trie); the two
-/// writes alternate which goes first, and after each block both flush their memtables (untimed)
-/// so the next block finds them alike.
+/// starts from new databases holding the same pairs (the plain one without the records and the
+/// lattice); the two writes alternate which goes first, and after each block both flush their
+/// memtables and finish their compactions (untimed) so the next block finds them alike.
 pub fn commit(bench: &CommitBench) -> Result<Value> {
     let dir = tempfile::tempdir()?;
     let guest = bench_guest(bench, dir.path())?;
@@ -48,8 +51,17 @@ pub fn commit(bench: &CommitBench) -> Result<Value> {
         shapes.clear();
         for (block, times) in bench.blocks.iter().zip(&mut timed) {
             let pairs = flushed(&guest, &stores.trie, block)?;
-            shapes.push(shape(block, &pairs));
-            times.push(stores.time(block, pairs, run % 2 == 1)?);
+            shapes.push(shape(block.height, &pairs));
+            times.push(stores.time(block.height, pairs, run % 2 == 1)?);
+        }
+        let synthetic = bench.state_keys..bench.state_keys + bench.synthetic_keys;
+        for (i, pairs) in synthetic_blocks(synthetic, u64::MAX).enumerate() {
+            let height = SYNTHETIC_HEIGHTS + i as u32;
+            shapes.push(shape(height, &pairs));
+            if timed.len() < shapes.len() {
+                timed.push(Vec::new());
+            }
+            timed[shapes.len() - 1].push(stores.time(height, pairs, run % 2 == 1)?);
         }
     }
     Ok(json!({
@@ -75,6 +87,9 @@ fn bench_guest(bench: &CommitBench, dir: &std::path::Path) -> Result<Guest> {
     Guest::load(&engine(kind, MemoryPolicy::Unbounded, LinearMemory::Reserved, None)?, kind, MemoryPolicy::Unbounded, TIME_LIMIT, &wasm)
 }
 
+/// The heights the timed synthetic blocks are committed at (after any real block's).
+const SYNTHETIC_HEIGHTS: u32 = 1 << 30;
+
 /// One block's times in milliseconds: the commit, the plain batch, the root's hashing alone.
 type Times = [f64; 3];
 
@@ -88,14 +103,14 @@ impl Stores {
     /// New stores in `dir` holding the bench's state before its timed blocks (untimed).
     fn before_the_timed_blocks(dir: &std::path::Path, bench: &CommitBench, guest: &Guest) -> Result<Self> {
         let stores = Stores { trie: TrieStore::open(&dir.join("store"))?, plain: open_plain_db(&dir.join("plain"))? };
-        for (height, pairs) in synthetic_blocks(bench.state_keys, u64::MAX).enumerate() {
+        for (height, pairs) in synthetic_blocks(0..bench.state_keys, u64::MAX).enumerate() {
             plain_batch(&stores.plain, &pairs)?;
-            stores.trie.commit_block(height as u32, pairs, None)?;
+            stores.trie.commit_block(height as u32, pairs)?;
         }
         for block in &bench.after {
             let pairs = flushed(guest, &stores.trie, block)?;
             plain_batch(&stores.plain, &pairs)?;
-            stores.trie.commit_block(block.height, pairs, None)?;
+            stores.trie.commit_block(block.height, pairs)?;
         }
         stores.flush()?;
         Ok(stores)
@@ -103,11 +118,11 @@ impl Stores {
 
     /// Times `block`'s commit of `pairs`, its plain batch and its root's hashing, the commit
     /// first or last; then both flush their memtables (untimed) so the next block finds them alike.
-    fn time(&self, block: &Block, pairs: Vec<(Bytes, Bytes)>, commit_last: bool) -> Result<Times> {
+    fn time(&self, height: u32, pairs: Vec<(Bytes, Bytes)>, commit_last: bool) -> Result<Times> {
         // Given its own copy of the pairs (cheap: `Bytes` are shared) before the clock starts.
         let commit = |pairs: Vec<(Bytes, Bytes)>| -> Result<f64> {
             let started = Instant::now();
-            self.trie.commit_block(block.height, pairs, None)?;
+            self.trie.commit_block(height, pairs)?;
             Ok(elapsed_ms(started))
         };
         let plain_write = |pairs: &[(Bytes, Bytes)]| -> Result<f64> {
@@ -127,19 +142,23 @@ impl Stores {
         Ok(times)
     }
 
+    /// Both memtables written out, and both databases' compactions done: no background work
+    /// left to slow the next block's timing.
     fn flush(&self) -> Result<()> {
         self.trie.sync()?;
-        self.plain.flush().context("flushing the plain database")
+        self.plain.flush().context("flushing the plain database")?;
+        self.trie.wait_for_compactions()?;
+        self.plain.wait_for_compact(&rocksdb::WaitForCompactOptions::default()).context("waiting for the plain database's compactions")
     }
 }
 
 /// A block's height, its pairs, distinct keys and bytes.
-fn shape(block: &Block, pairs: &[(Bytes, Bytes)]) -> Value {
+fn shape(height: u32, pairs: &[(Bytes, Bytes)]) -> Value {
     let mut keys: Vec<&[u8]> = pairs.iter().map(|(key, _)| key.as_ref()).collect();
     keys.sort_unstable();
     keys.dedup();
     let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
-    json!({ "height": block.height, "pairs": pairs.len(), "keys": keys.len(), "pair_bytes": bytes })
+    json!({ "height": height, "pairs": pairs.len(), "keys": keys.len(), "pair_bytes": bytes })
 }
 
 /// A block's `shape` with the medians of its runs' times and the times themselves.
@@ -156,21 +175,14 @@ fn summary(mut shape: Value, times: &[Times]) -> Value {
     shape
 }
 
-/// The hashing the state root's definition asks of `pairs` alone, whatever the store: their
-/// paths and leaves and the root of them (`trie::root_of`), in milliseconds. A floor under
-/// any commit of them.
+/// The hashing the state root's definition asks of `pairs` alone, whatever the store: each
+/// key's last pair's leaf and its vector summed into a lattice (`trie::root_of`), in
+/// milliseconds (the last pair of each key found before the clock starts). A floor under any
+/// commit of them.
 fn root_from_scratch(pairs: &[(Bytes, Bytes)]) -> f64 {
+    let last: BTreeMap<&[u8], &[u8]> = pairs.iter().map(|(key, value)| (key.as_ref(), value.as_ref())).collect();
     let started = Instant::now();
-    // Each key's last pair, found by path (a path is its key's SHA-256).
-    let mut paths: Vec<(Hash, usize)> = pairs.iter().enumerate().map(|(i, (key, _))| (path_of(key), i)).collect();
-    paths.sort_unstable();
-    let mut leaves = Vec::with_capacity(paths.len());
-    for (at, &(path, i)) in paths.iter().enumerate() {
-        if paths.get(at + 1).is_none_or(|next| next.0 != path) {
-            leaves.push((path, leaf_hash(&pairs[i].0, &pairs[i].1)));
-        }
-    }
-    std::hint::black_box(root_of(&mut leaves));
+    std::hint::black_box(root_of(last));
     elapsed_ms(started)
 }
 
@@ -206,7 +218,7 @@ mod tests {
     #[test]
     fn the_commit_bench_times_every_block_against_a_plain_batch_of_its_pairs() {
         let block = |height: u32| Block { height, payload: payload(height) };
-        let figures = commit(&CommitBench { wasm: None, blocks: vec![block(5), block(6)], after: vec![block(4)], state_keys: 1000, runs: 2 }).unwrap();
+        let figures = commit(&CommitBench { wasm: None, blocks: vec![block(5), block(6)], after: vec![block(4)], state_keys: 1000, synthetic_keys: 0, runs: 2 }).unwrap();
         assert_eq!((figures["runs"].as_u64(), figures["state_keys"].as_u64(), figures["after_blocks"].as_u64()), (Some(2), Some(1000), Some(1)));
         let blocks = figures["blocks"].as_array().unwrap();
         assert_eq!(blocks.iter().map(|b| b["height"].as_u64().unwrap()).collect::<Vec<_>>(), [5, 6]);

@@ -1,24 +1,32 @@
-//! The runner against bare wasmtime: the same guest and blocks, `_start` in a fresh instance
-//! each, with imports that store nothing.
+//! The runner against its floor: the same guest and blocks, `_start` in a fresh instance each on
+//! bare wasmtime, and each block's pairs in a plain RocksDB `WriteBatch`.
 
 use std::path::Path;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use blocks::{Block, BlockStream};
+use bytes::Bytes;
 use serde_json::{json, Value};
+use state::rocksdb;
+use state::trie::open_plain_db;
 use wasmtime::{Caller, Engine, Linker, Module, Store};
 
 use super::timing::TIME_LIMIT;
 
+use crate::engine::flush::decode_flush;
+use crate::engine::guest_memory::{address, arraybuffer, span_mut};
 use crate::run::{run, RunRequest};
 
-/// The runner (compile, open RocksDB, run, commit, state root, dump) over `blocks` against a
-/// bare wasmtime run of the same `_start`s (default engine, one instance per block, imports that
-/// store nothing), `runs` times each, alternating so both see the same machine.
+/// The runner (compile, open RocksDB, run, commit, state root, dump) over `blocks` against bare
+/// wasmtime and against its floor ([`bare_run`]: the same `_start`s on bare wasmtime, and plain
+/// batches of their pairs), `runs` times each, in turn so all see the same machine.
 pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
     let mut runner_secs = Vec::new();
     let mut bare_secs = Vec::new();
+    let mut floor_secs = Vec::new();
     let mut last = None;
     for _ in 0..runs {
         let dir = tempfile::tempdir()?;
@@ -30,8 +38,12 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
         last = Some(result);
 
         let started = Instant::now();
-        bare_run(wasm, blocks)?;
+        bare_run(wasm, blocks, None)?;
         bare_secs.push(started.elapsed().as_secs_f64());
+
+        let started = Instant::now();
+        bare_run(wasm, blocks, Some(&dir.path().join("plain")))?;
+        floor_secs.push(started.elapsed().as_secs_f64());
     }
     let result = last.context("no runs")?;
     let sum = |ms: fn(&schema::BlockReport) -> f64| result.blocks.iter().map(ms).sum::<f64>();
@@ -39,6 +51,7 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
         "blocks": blocks.len(),
         "runner_secs": runner_secs,
         "bare_secs": bare_secs,
+        "floor_secs": floor_secs,
         "stored": result.stress_result,
         "wasm_memory_bytes": result.blocks.iter().map(|b| b.wasm_memory_bytes).max(),
         "flushed_pairs": result.blocks.iter().map(|b| b.flushed_pairs).sum::<u64>(),
@@ -50,30 +63,79 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
     }))
 }
 
-/// Each block's `_start` in a fresh instance of one module compiled on wasmtime's default
-/// engine, with the metashrew imports reduced to what the guest needs to run: its input, an
-/// empty state and flushes that are dropped.
-fn bare_run(wasm: &Path, blocks: &[Block]) -> Result<()> {
+/// What a bare block run holds: its input, the plain database it reads and writes (none: an
+/// empty state, flushes dropped), the pairs it flushed.
+struct Bare {
+    input: Vec<u8>,
+    db: Option<Arc<rocksdb::DB>>,
+    pairs: Vec<(Bytes, Bytes)>,
+}
+
+/// Each block's `_start` in a fresh instance of one module compiled on wasmtime's default engine,
+/// with the metashrew imports at their plainest. With `plain_db`, the run's floor (issue 27):
+/// reads straight from a RocksDB with the store's options, and each block's flushes decoded and
+/// written in one plain `WriteBatch` (no policy, no charge, no root, no reports). Without, bare
+/// wasmtime alone: an empty state, flushes dropped.
+fn bare_run(wasm: &Path, blocks: &[Block], plain_db: Option<&Path>) -> Result<()> {
+    let db = plain_db.map(open_plain_db).transpose()?.map(Arc::new);
     let engine = Engine::default();
     let module = Module::from_file(&engine, wasm).map_err(anyhow::Error::from)?;
-    let mut linker: Linker<Vec<u8>> = Linker::new(&engine);
-    let memory = |caller: &mut Caller<'_, Vec<u8>>| caller.get_export("memory").and_then(|e| e.into_memory()).expect("memory");
-    linker.func_wrap("env", "__host_len", |caller: Caller<'_, Vec<u8>>| caller.data().len() as i32)?;
-    linker.func_wrap("env", "__load_input", move |mut caller: Caller<'_, Vec<u8>>, ptr: i32| {
-        let input = caller.data().clone();
-        memory(&mut caller).write(&mut caller, ptr as u32 as usize, &input).map_err(wasmtime::Error::from)
-    })?;
-    linker.func_wrap("env", "__log", |_: Caller<'_, Vec<u8>>, _: i32| {})?;
-    linker.func_wrap("env", "__get_len", |_: Caller<'_, Vec<u8>>, _: i32| 0i32)?;
-    linker.func_wrap("env", "__get", |_: Caller<'_, Vec<u8>>, _: i32, _: i32| {})?;
-    linker.func_wrap("env", "__flush", |_: Caller<'_, Vec<u8>>, _: i32| {})?;
+    let mut linker: Linker<Bare> = Linker::new(&engine);
+    bare_imports(&mut linker)?;
     linker.define_unknown_imports_as_traps(&module)?;
     for block in blocks {
         let input = [&block.height.to_le_bytes()[..], &block.payload].concat();
-        let mut store = Store::new(&engine, input);
+        let mut store = Store::new(&engine, Bare { input, db: db.clone(), pairs: Vec::new() });
         let instance = linker.instantiate(&mut store, &module).map_err(anyhow::Error::from)?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(anyhow::Error::from)?;
         start.call(&mut store, ()).map_err(anyhow::Error::from).with_context(|| format!("bare _start trapped at height {}", block.height))?;
+        if let Some(db) = &db {
+            let mut batch = rocksdb::WriteBatch::default();
+            for (key, value) in &store.data().pairs {
+                batch.put(key, value);
+            }
+            db.write(batch).context("writing the bare run's batch")?;
+        }
     }
+    Ok(())
+}
+
+/// `__host_len`, `__load_input`, `__log`, `__get_len`, `__get` and `__flush`, with no checks
+/// beyond the bounds of guest memory.
+fn bare_imports(linker: &mut Linker<Bare>) -> Result<()> {
+    fn memory(caller: &mut Caller<'_, Bare>) -> wasmtime::Result<wasmtime::Memory> {
+        caller.get_export("memory").and_then(|e| e.into_memory()).ok_or_else(|| wasmtime::Error::msg("no memory"))
+    }
+    fn value(caller: &mut Caller<'_, Bare>, key_ptr: i32) -> wasmtime::Result<Option<Vec<u8>>> {
+        let memory = memory(caller)?;
+        let key = arraybuffer(memory.data(&*caller), key_ptr, "key")?;
+        let Some(db) = &caller.data().db else { return Ok(None) };
+        db.get(key).map_err(wasmtime::Error::new)
+    }
+    linker.func_wrap("env", "__host_len", |caller: Caller<'_, Bare>| caller.data().input.len() as i32)?;
+    linker.func_wrap("env", "__load_input", |mut caller: Caller<'_, Bare>, ptr: i32| {
+        let memory = memory(&mut caller)?;
+        let (data, bare) = memory.data_and_store_mut(&mut caller);
+        span_mut(data, address(ptr), bare.input.len() as u64, "input")?.copy_from_slice(&bare.input);
+        Ok(())
+    })?;
+    linker.func_wrap("env", "__log", |_: Caller<'_, Bare>, _: i32| {})?;
+    linker.func_wrap("env", "__get_len", |mut caller: Caller<'_, Bare>, key_ptr: i32| {
+        Ok(value(&mut caller, key_ptr)?.map_or(0, |value| value.len() as i32))
+    })?;
+    linker.func_wrap("env", "__get", |mut caller: Caller<'_, Bare>, key_ptr: i32, value_ptr: i32| {
+        let value = value(&mut caller, key_ptr)?.unwrap_or_default();
+        let memory = memory(&mut caller)?;
+        span_mut(memory.data_mut(&mut caller), address(value_ptr), value.len() as u64, "value")?.copy_from_slice(&value);
+        Ok(())
+    })?;
+    linker.func_wrap("env", "__flush", |mut caller: Caller<'_, Bare>, ptr: i32| {
+        let memory = memory(&mut caller)?;
+        let (data, bare) = memory.data_and_store_mut(&mut caller);
+        if bare.db.is_some() {
+            bare.pairs.extend(decode_flush(arraybuffer(data, ptr, "__flush")?).map_err(wasmtime::Error::new)?);
+        }
+        Ok(())
+    })?;
     Ok(())
 }

@@ -19,18 +19,21 @@ pub fn make_store(db: &Path, keys: u64, changed: u64, layout: &DbLayout) -> Resu
     let every = if changed == 0 { u64::MAX } else { (keys / changed).max(1) };
     let started = Instant::now();
     let mut root = [0; 32];
-    for (height, pairs) in synthetic_blocks(keys, every).enumerate() {
-        root = store.commit_block(height as u32, &[], pairs, None)?;
+    for (height, pairs) in synthetic_blocks(0..keys, every).enumerate() {
+        root = store.commit_block(height as u32, &[], pairs)?;
     }
     store.sync()?;
     Ok(json!({ "keys": keys, "changed": changed, "secs": started.elapsed().as_secs_f64(), "state_root": hex::encode(root) }))
 }
 
-/// `keys` synthetic pairs (`/bench/{i:08}` → 32 bytes) in blocks of 100,000; every `every`th key
-/// from `every / 2` on has another value.
-pub(super) fn synthetic_blocks(keys: u64, every: u64) -> impl Iterator<Item = Vec<(Bytes, Bytes)>> {
-    (0..keys).step_by(100_000).map(move |start| {
-        (start..keys.min(start + 100_000))
+/// Synthetic pairs `keys` (`/bench/{i:08}` → 32 bytes) in blocks of [`SYNTHETIC_BLOCK`]; every
+/// `every`th key from `every / 2` on has another value.
+/// Keys in a synthetic block.
+pub(super) const SYNTHETIC_BLOCK: u64 = 100_000;
+
+pub(super) fn synthetic_blocks(keys: std::ops::Range<u64>, every: u64) -> impl Iterator<Item = Vec<(Bytes, Bytes)>> {
+    keys.clone().step_by(SYNTHETIC_BLOCK as usize).map(move |start| {
+        (start..keys.end.min(start + SYNTHETIC_BLOCK))
             .map(|i| {
                 let seed = if i % every == every / 2 { i | 1 << 63 } else { i };
                 (Bytes::from(format!("/bench/{i:08}")), Bytes::from(Sha256::digest(seed.to_le_bytes()).to_vec()))

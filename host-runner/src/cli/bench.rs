@@ -40,13 +40,16 @@ pub enum BenchCommand {
         wasm: Option<PathBuf>,
         /// The blocks timed, as `run --blocks` reads them.
         #[arg(long)]
-        blocks: PathBuf,
+        blocks: Option<PathBuf>,
         /// Blocks run and committed first, untimed (the state the timed blocks go into).
         #[arg(long)]
         after: Option<PathBuf>,
         /// Synthetic keys committed first, untimed.
         #[arg(long, default_value_t = 0)]
         into_state: u64,
+        /// Synthetic keys committed after the blocks, timed, in blocks of 100,000.
+        #[arg(long, default_value_t = 0)]
+        synthetic: u64,
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
@@ -74,9 +77,10 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
             measure::overhead(&wasm, &blocks, runs)?
         }
         BenchCommand::Blocks { count } => measure::blocks(count)?,
-        BenchCommand::Commit { wasm, blocks, after, into_state, runs } => measure::commit(&CommitBench {
+        BenchCommand::Commit { wasm, blocks, after, into_state, synthetic, runs } => measure::commit(&CommitBench {
             wasm,
-            blocks: read_blocks_file(&blocks)?,
+            blocks: blocks.as_deref().map(read_blocks_file).transpose()?.unwrap_or_default(),
+            synthetic_keys: synthetic,
             after: after.as_deref().map(read_blocks_file).transpose()?.unwrap_or_default(),
             state_keys: into_state,
             runs,

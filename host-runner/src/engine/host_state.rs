@@ -55,13 +55,13 @@ impl HostState {
 
 /// What the host is charged for one flushed pair beside its key and value: its entry in the
 /// host's list of pairs (64 bytes, twice while the list grows), the commit's sort buffer (32) and
-/// leaf (64), and the batch's and memtable's bookkeeping for its entry (about 60). Fixed, so the
-/// charge depends on the guest and the blocks alone, never on the host. The trie nodes a block
-/// rewrites depend on the state too: the commit charges them as it writes them
-/// (`state::trie::node_charge`). `cargo xtask bench` checks the bound with adversarial guests.
+/// leaf (32), and the batch's bookkeeping for its entries (about 30). Fixed, so the charge depends
+/// on the guest and the blocks alone, never on the host or the state: a commit holds nothing that
+/// grows with the state.
+/// `cargo xtask bench` checks the bound with adversarial guests.
 pub const PAIR_OVERHEAD: u64 = 256;
 
-/// The charge of one flushed pair: its key twice (the key itself, and its value-length record),
+/// The charge of one flushed pair: its key twice (the key itself, and its record in `leaves`),
 /// its value, plus [`PAIR_OVERHEAD`]. While the guest runs, the host holds one copy of them; the
 /// commit, which runs after the guest's memory is freed, holds at most two (the batch, then
 /// RocksDB's memtable copy), within twice the charge.

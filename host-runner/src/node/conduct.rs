@@ -9,7 +9,7 @@ use blocks::Block;
 use schema::BlockReport;
 use state::Database;
 
-use crate::engine::{Execution, MemoryPolicy};
+use crate::engine::Execution;
 use crate::run::index::commit_block;
 
 /// A `metashrew_view` call as the node answered it.
@@ -27,8 +27,8 @@ pub trait Conduct: Send + Sync {
     }
 
     /// Commits what the block's run flushed, the block hash and the tip, in one batch.
-    fn commit(&self, policy: MemoryPolicy, db: &Database, block: &Block, execution: Execution<()>) -> Result<BlockReport> {
-        commit_block(policy, db, block, execution, &mut [0; 32])
+    fn commit(&self, db: &Database, block: &Block, execution: Execution<()>) -> Result<BlockReport> {
+        commit_block(db, block, execution, &mut [0; 32])
     }
 
     /// Called after each view answered; a view writes nothing to the indexed state.

@@ -39,7 +39,7 @@ pub fn follow(config: &NodeConfig, guest: &Guest, db: &Database, conduct: &dyn C
             continue;
         }
         let block = fetch(&client, next)?;
-        index(config, guest, db, conduct, &block)?;
+        index(guest, db, conduct, &block)?;
         if said.elapsed() >= PROGRESS_EVERY {
             eprintln!("host-runner node: indexed height {next}");
             said = Instant::now();
@@ -69,10 +69,10 @@ fn fetch(client: &Client, height: u32) -> Result<Block> {
 }
 
 /// Runs and commits `block`, retrying it until it is done.
-fn index(config: &NodeConfig, guest: &Guest, db: &Database, conduct: &dyn Conduct, block: &Block) -> Result<()> {
+fn index(guest: &Guest, db: &Database, conduct: &dyn Conduct, block: &Block) -> Result<()> {
     loop {
         let execution = guest.run_block(db, block.height, &block.payload);
-        let report = conduct.commit(config.settings.policy, db, block, execution)?;
+        let report = conduct.commit(db, block, execution)?;
         match report.outcome {
             BlockOutcome::Completed | BlockOutcome::Aborted { .. } => return Ok(()),
             BlockOutcome::Trapped { message } | BlockOutcome::TimedOut { message } | BlockOutcome::HostLimit { message } => {

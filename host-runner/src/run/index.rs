@@ -6,18 +6,19 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use blocks::Block;
 use schema::{BlockOutcome, BlockReport, EngineKind, RunOutcome, RunResult, Timings};
-use state::trie::{Hash, NodeBudgetExceeded};
+use state::trie::Hash;
 use state::Database;
 
 use super::progress::Progress;
 use super::request::{Indexed, Reports, RunRequest};
-use super::result::{trap_message, Finished};
-use crate::engine::{check_engine_settings, engine, preflight, Execution, Guest, HostLimit, MemoryPolicy, TimeLimitExceeded};
+use super::result::{identity, trap_message, Finished};
+use crate::engine::{check_engine_settings, engine, preflight, Execution, Guest, HostLimit, TimeLimitExceeded};
 use crate::process::{current_rss, elapsed_ms, limit_address_space};
 
 /// Runs the blocks. Fails with a [`crate::engine::Refusal`] before anything is written when this
 /// host cannot back the policy's budget.
 pub fn run(request: &RunRequest) -> Result<RunResult> {
+    let identity = std::thread::Builder::new().spawn(identity).ok();
     check_engine_settings(request.engine, request.policy, request.linear_memory, request.native_stack)?;
     if let Some(limit) = request.address_space_limit {
         limit_address_space(limit)?;
@@ -34,7 +35,7 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     let indexed = index_blocks(request, &guest, &store)?;
     // Durable before the result says what was committed.
     store.sync()?;
-    Finished { request, guest: &guest, wasm_bytes: &wasm_bytes, preflight_ms, indexed }.into_result(store)
+    Finished { request, guest: &guest, wasm_bytes: &wasm_bytes, preflight_ms, indexed, identity }.into_result(store)
 }
 
 /// Runs and commits the blocks in order, up to the first that fails; under `resume`, after the
@@ -59,7 +60,7 @@ fn index_blocks(request: &RunRequest, guest: &Guest, store: &Database) -> Result
         }
         let execution = guest.run_block(store, block.height, &block.payload);
         indexed.wasm_memory_bytes = execution.wasm_memory_bytes;
-        let report = commit_block(request.policy, store, &block, execution, &mut indexed.root)?;
+        let report = commit_block(store, &block, execution, &mut indexed.root)?;
         // The instance is gone: what is resident now is the runner's own.
         indexed.runner_rss_bytes = indexed.runner_rss_bytes.max(current_rss());
         let stop = stop_at(&report.outcome, block.height, request.engine);
@@ -83,23 +84,21 @@ fn remaining(extent: &blocks::map::Extent, after: Option<u32>) -> u64 {
 
 /// Commits what `execution` flushed for `block` when its `_start` returned (a block the guest
 /// marked failed under the metashrew engine is done with none of its flushes), and reports it.
-pub fn commit_block(policy: MemoryPolicy, store: &Database, block: &Block, execution: Execution<()>, root: &mut Hash) -> Result<BlockReport> {
+pub fn commit_block(store: &Database, block: &Block, execution: Execution<()>, root: &mut Hash) -> Result<BlockReport> {
     let started = Instant::now();
     let flushed_pairs = execution.pairs.len() as u64;
     // The commit runs after the guest's memory is freed: its pairs take at most twice their
-    // charge, and its trie nodes what is left of twice the budget.
-    let node_allowance = policy.budget().map(|budget| (2 * budget).saturating_sub(2 * execution.charged_bytes));
+    // charge.
     let (pairs, failed) = match execution.failed {
         Some(why) => (Vec::new(), Some(why)),
         None => (execution.pairs, None),
     };
     let outcome = match execution.result {
-        Ok(()) => match store.commit_block(block.height, &block.payload, pairs, node_allowance) {
+        Ok(()) => match store.commit_block(block.height, &block.payload, pairs) {
             Ok(new_root) => {
                 *root = new_root;
                 failed.map_or(BlockOutcome::Completed, |message| BlockOutcome::Aborted { message })
             }
-            Err(error) if error.is::<NodeBudgetExceeded>() => BlockOutcome::Trapped { message: error.to_string() },
             Err(error) => return Err(error),
         },
         Err(error) if error.is::<TimeLimitExceeded>() => BlockOutcome::TimedOut { message: error.to_string() },

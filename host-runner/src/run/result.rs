@@ -17,13 +17,16 @@ pub struct Finished<'a> {
     pub wasm_bytes: &'a [u8],
     pub preflight_ms: f64,
     pub indexed: Indexed,
+    /// [`identity`], worked out beside the run (it reads the whole executable); here, when no
+    /// thread could be started for it.
+    pub identity: Option<std::thread::JoinHandle<schema::RunnerIdentity>>,
 }
 
 impl Finished<'_> {
     /// The result, with the state's dump (inline or streamed to the requested file); closes
     /// `store`.
     pub fn into_result(self, store: Database) -> Result<RunResult> {
-        let Finished { request, guest, wasm_bytes, preflight_ms, indexed } = self;
+        let Finished { request, guest, wasm_bytes, preflight_ms, indexed, identity: hashing } = self;
         let (blocks, block_reports, totals) = indexed.reports.finish();
         let stress_result = stress_result(&store, totals.last_height)?;
         let (dump, dump_file) = store.dump_inline_or_to(request.dump_file.as_deref())?;
@@ -31,7 +34,7 @@ impl Finished<'_> {
         Ok(RunResult {
             schema_version: schema::SCHEMA_VERSION,
             runner_version: env!("CARGO_PKG_VERSION").to_string(),
-            runner: identity(),
+            runner: hashing.and_then(|thread| thread.join().ok()).unwrap_or_else(identity),
             wasm: schema::WasmInfo {
                 path: request.wasm.display().to_string(),
                 sha256: hex::encode(Sha256::digest(wasm_bytes)),

@@ -22,7 +22,7 @@ use blocks::Block;
 use bytes::Bytes;
 use clap::Parser;
 use host_runner::cli::node::NodeArgs;
-use host_runner::engine::{Execution, MemoryPolicy};
+use host_runner::engine::Execution;
 use host_runner::node::{run_node, Conduct, ViewCall};
 use host_runner::run::index::commit_block;
 use schema::BlockReport;
@@ -84,9 +84,9 @@ impl CacheFromMemory {
 }
 
 impl Conduct for CacheFromMemory {
-    fn commit(&self, policy: MemoryPolicy, db: &Database, block: &Block, mut execution: Execution<()>) -> Result<BlockReport> {
+    fn commit(&self, db: &Database, block: &Block, mut execution: Execution<()>) -> Result<BlockReport> {
         execution.pairs.truncate(self.entries);
-        commit_block(policy, db, block, execution, &mut [0; 32])
+        commit_block(db, block, execution, &mut [0; 32])
     }
 }
 
@@ -96,9 +96,9 @@ struct ViewWrites {
 }
 
 impl Conduct for ViewWrites {
-    fn commit(&self, policy: MemoryPolicy, db: &Database, block: &Block, mut execution: Execution<()>) -> Result<BlockReport> {
+    fn commit(&self, db: &Database, block: &Block, mut execution: Execution<()>) -> Result<BlockReport> {
         execution.pairs.append(&mut self.pending.lock().unwrap());
-        commit_block(policy, db, block, execution, &mut [0; 32])
+        commit_block(db, block, execution, &mut [0; 32])
     }
 
     fn after_view(&self, _db: &Database, call: &ViewCall, answer: &[u8]) -> Result<()> {
@@ -111,24 +111,24 @@ impl Conduct for ViewWrites {
 struct TwoBatches;
 
 impl Conduct for TwoBatches {
-    fn commit(&self, policy: MemoryPolicy, db: &Database, block: &Block, mut execution: Execution<()>) -> Result<BlockReport> {
+    fn commit(&self, db: &Database, block: &Block, mut execution: Execution<()>) -> Result<BlockReport> {
         let second = execution.pairs.split_off(execution.pairs.len() / 2);
-        commit_block(policy, db, block, execution, &mut [0; 32])?;
+        commit_block(db, block, execution, &mut [0; 32])?;
         std::thread::sleep(Duration::from_millis(20));
         let rest = Execution { pairs: second, ..empty_execution() };
-        commit_block(policy, db, block, rest, &mut [0; 32])
+        commit_block(db, block, rest, &mut [0; 32])
     }
 }
 
 struct EmfileRetry;
 
 impl Conduct for EmfileRetry {
-    fn commit(&self, policy: MemoryPolicy, db: &Database, block: &Block, execution: Execution<()>) -> Result<BlockReport> {
+    fn commit(&self, db: &Database, block: &Block, execution: Execution<()>) -> Result<BlockReport> {
         loop {
             match std::fs::File::open("/dev/null") {
                 Ok(journal) => {
                     std::mem::forget(journal);
-                    return commit_block(policy, db, block, execution, &mut [0; 32]);
+                    return commit_block(db, block, execution, &mut [0; 32]);
                 }
                 Err(error) => {
                     eprintln!("faulty-node: block {}: {error}; retrying", block.height);
@@ -156,18 +156,18 @@ impl Pipelined {
 }
 
 impl Conduct for Pipelined {
-    fn commit(&self, policy: MemoryPolicy, db: &Database, block: &Block, execution: Execution<()>) -> Result<BlockReport> {
+    fn commit(&self, db: &Database, block: &Block, execution: Execution<()>) -> Result<BlockReport> {
         if !self.pipelined {
-            return commit_block(policy, db, block, execution, &mut [0; 32]);
+            return commit_block(db, block, execution, &mut [0; 32]);
         }
         let mut waiting = self.waiting.lock().unwrap();
         if let Some((before, pairs)) = waiting.take() {
-            commit_block(policy, db, &before, Execution { pairs, ..empty_execution() }, &mut [0; 32])?;
+            commit_block(db, &before, Execution { pairs, ..empty_execution() }, &mut [0; 32])?;
         }
         if Some(block.height) == self.exit_at {
-            return commit_block(policy, db, block, execution, &mut [0; 32]);
+            return commit_block(db, block, execution, &mut [0; 32]);
         }
-        let report = commit_block(policy, db, block, Execution { pairs: Vec::new(), ..empty_execution() }, &mut [0; 32]);
+        let report = commit_block(db, block, Execution { pairs: Vec::new(), ..empty_execution() }, &mut [0; 32]);
         *waiting = Some((block.clone(), execution.pairs));
         report
     }

@@ -7,27 +7,25 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use rocksdb::{IteratorMode, WriteBatch, DB};
 
-use super::hash::{leaf_hash, path_of, Hash};
-use super::node::{Node, NodeWriter, BATCH_ENTRY_OVERHEAD};
-use super::options::{check_families, memory, open_options, FAMILIES, META, NODES};
-use super::reads::Nodes;
-use super::update::TrieUpdate;
+use super::options::{check_families, memory, open_options, DEFAULT, FAMILIES, LEAVES, META};
+use super::root::{leaf_hash, Hash, Lattice};
 use crate::parallel;
 
 pub(super) const TIP: &[u8] = b"tip";
-/// In `meta`: present when the store keeps every value's length (`len/` ++ key = u32 LE).
-pub(super) const VALUE_LENGTHS: &[u8] = b"value-lengths";
-
-pub(super) const LENGTH_PREFIX: &[u8] = b"len/";
-
-pub(super) fn length_key(key: &[u8]) -> Vec<u8> {
-    [LENGTH_PREFIX, key].concat()
-}
-/// Leaves hashed, or trie nodes looked up, from which another core is worth a thread.
-pub(super) const LEAVES_PER_THREAD: usize = 1024;
-/// Batch capacity reserved for the trie nodes a pair adds (a node is about 70 bytes; a block of
-/// N keys rewrites about N × (log2(state / N) + 2) of them).
-pub(super) const NODES_RESERVED_PER_PAIR: usize = 8 * 80;
+/// In `meta`: the state's lattice (see [`super::root`]), 2,048 bytes.
+pub(super) const LATTICE: &[u8] = b"lattice";
+/// A batch entry's bytes beside its key and value: a tag and two length varints.
+const BATCH_ENTRY_OVERHEAD: usize = 11;
+/// A key's record in `leaves`: its value's length (u32 LE), then its leaf.
+const RECORD_BYTES: usize = 4 + 32;
+/// Values from this size on have a record in `leaves`. A smaller value is read to learn its length
+/// or its leaf; a larger one never is (its length is charged before it is read, and a commit
+/// never loads the values it replaces). Most values are smaller: their pairs are a block's only
+/// entries, as in a plain batch.
+pub(super) const RECORDED_FROM: usize = 256;
+/// Pairs a commit hashes (and whose former leaves it looks up) in one piece of work: enough for
+/// another core to be worth a thread, few enough that the lookups' results stay small.
+pub(super) const PAIRS_PER_CHUNK: usize = 256;
 
 /// Sorts `pairs` by key and keeps, for each key, the pair flushed last.
 pub(super) fn keep_last_per_key(pairs: &mut Vec<(Bytes, Bytes)>) {
@@ -47,9 +45,6 @@ pub(super) fn keep_last_per_key(pairs: &mut Vec<(Bytes, Bytes)>) {
 #[derive(Clone)]
 pub struct TrieStore {
     pub(super) db: Arc<DB>,
-    /// Whether every committed value has its length in `meta` (stores made by this runner
-    /// version on); older stores read the value to learn its length.
-    pub(super) value_lengths: bool,
 }
 
 impl TrieStore {
@@ -62,7 +57,7 @@ impl TrieStore {
         let (options, families) = open_options()?;
         let db = DB::open_cf_descriptors(&options, dir, families)
             .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
-        Ok(Self::with(db))
+        Ok(Self { db: Arc::new(db) })
     }
 
     /// Creates an empty store with all its column families beside `dir` and renames it into
@@ -75,8 +70,6 @@ impl TrieStore {
         options.create_missing_column_families(true);
         let db = DB::open_cf_descriptors(&options, &creating, families)
             .with_context(|| format!("creating RocksDB in {}", creating.display()))?;
-        let meta = db.cf_handle(META).expect("created with its families");
-        db.put_cf(meta, VALUE_LENGTHS, b"1").context("marking the new store")?;
         drop(db);
         std::fs::rename(&creating, dir).with_context(|| format!("moving the new database into {}", dir.display()))
     }
@@ -92,22 +85,17 @@ impl TrieStore {
         let (options, families) = open_options()?;
         let db = DB::open_cf_descriptors_read_only(&options, dir, families, false)
             .with_context(|| format!("opening RocksDB in {} read-only", dir.display()))?;
-        Ok(Self::with(db))
-    }
-
-    pub(super) fn with(db: DB) -> Self {
-        let value_lengths = db.cf_handle(META).is_some_and(|meta| matches!(db.get_cf(meta, VALUE_LENGTHS), Ok(Some(_))));
-        Self { db: Arc::new(db), value_lengths }
+        Ok(Self { db: Arc::new(db) })
     }
 
     /// The length of the value under `key` without loading the value (so a read can be charged
     /// before it is made); `None` when there is none.
     pub fn value_len(&self, key: &[u8]) -> Result<Option<u64>> {
-        if !self.value_lengths {
-            return Ok(self.db.get_pinned(key).context("reading from RocksDB")?.map(|v| v.len() as u64));
+        if let Some(record) = self.db.get_pinned_cf(self.cf(LEAVES), key).context("reading a value's length")? {
+            return Ok(Some(Record::decode(&record)?.len.into()));
         }
-        let stored = self.db.get_pinned_cf(self.cf(META), length_key(key)).context("reading a value's length")?;
-        Ok(stored.map(|bytes| u32::from_le_bytes(bytes.as_ref().try_into().unwrap_or_default()).into()))
+        // No record: the value is smaller than `RECORDED_FROM`, or there is none.
+        Ok(self.get_pinned(key)?.map(|value| value.len() as u64))
     }
 
     /// The value under `key`, pinned in RocksDB (not copied out of it).
@@ -131,55 +119,59 @@ impl TrieStore {
 
     /// The root of the committed state.
     pub fn state_root(&self) -> Result<Hash> {
-        Ok(Node::subtree(self.nodes().node(0, &[0; 32])?).hash())
+        Ok(self.lattice()?.root())
+    }
+
+    /// The committed state's lattice.
+    pub(super) fn lattice(&self) -> Result<Lattice> {
+        match self.db.get_pinned_cf(self.cf(META), LATTICE).context("reading the state lattice")? {
+            Some(bytes) => Lattice::from_bytes(&bytes),
+            None => Ok(Lattice::default()),
+        }
     }
 
     /// Commits a block's pairs (in flush order; a later pair for a key wins) in one batch and
-    /// returns the new state root.
+    /// returns the new state root: the pairs, the records of their large values, the new
+    /// lattice, the root and the tip.
     ///
-    /// What it holds at most, beside the flushed pairs it is given: a sort buffer and a leaf
-    /// (64 bytes) per pair, a note of about 40 bytes per trie node it visits (the nodes it
-    /// rewrites, and at most one beside each) and about 60 more per node of the depth it is
-    /// hashing, a few thread stacks while it hashes, then the batch and RocksDB's memtable copy of it.
-    /// The flushed bytes and the notes are freed before the memtable copy is made, and a block
-    /// larger than a memtable is flushed to disk before the next one starts, so no block's
-    /// memtable outlives it.
-    ///
-    /// With a `node_allowance` (the deterministic policy), every trie node written is charged
-    /// [`node_charge`] against it, and a block that would need more fails with
-    /// [`NodeBudgetExceeded`] before it is written: the trie a block rewrites depends on the state
-    /// and the block alone, so it fails the same way on every host.
-    pub fn commit_block(&self, height: u32, pairs: Vec<(Bytes, Bytes)>, node_allowance: Option<u64>) -> Result<Hash> {
-        Ok(self.commit(height, pairs, node_allowance)?.0)
-    }
-
-    /// [`TrieStore::commit_block`], also returning what its trie nodes were charged.
-    pub(super) fn commit(&self, height: u32, mut pairs: Vec<(Bytes, Bytes)>, node_allowance: Option<u64>) -> Result<(Hash, u64)> {
+    /// While this thread puts the pairs into the batch, the other cores look up, a chunk of keys
+    /// at a time, the leaves the pairs replace (a record's, or the small value's hashed), hash the
+    /// new ones and sum what the block adds to the lattice. What it holds beside the flushed
+    /// pairs: a sort buffer, a leaf (32 bytes) per pair, per chunk a lattice (2 KiB) and the small
+    /// values it replaces (under 64 KiB), then the batch and RocksDB's memtable copy of it. The
+    /// flushed pairs are freed before the memtable copy is made, and a block larger than a
+    /// memtable is flushed to disk before the next one starts, so no block's memtable outlives it.
+    pub fn commit_block(&self, height: u32, mut pairs: Vec<(Bytes, Bytes)>) -> Result<Hash> {
         keep_last_per_key(&mut pairs);
-        let pair_bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + BATCH_ENTRY_OVERHEAD).sum();
-        // Reserved once, generously: trie nodes are appended after the pairs, and growing the
-        // batch would copy it. Capacity never written costs address space, not memory.
-        // Bounded: under RLIMIT_AS even reserved capacity counts.
-        let mut batch = WriteBatch::with_capacity_bytes(pair_bytes + (pairs.len() * NODES_RESERVED_PER_PAIR).min(64 << 20) + 1024);
-        // The leaves are hashed on every core while this thread fills the batch.
-        let mut leaves = vec![([0; 32], [0; 32]); pairs.len()];
-        let hash_leaves = |pairs: &[(Bytes, Bytes)], leaves: &mut [(Hash, Hash)]| {
-            for ((key, value), leaf) in pairs.iter().zip(leaves) {
-                *leaf = (path_of(key), leaf_hash(key, value));
+        let pair_bytes: usize = pairs.iter().map(|(k, v)| entry_bytes(k, v) + if v.len() >= RECORDED_FROM { entry_bytes(k, &[0; RECORD_BYTES]) } else { 0 }).sum();
+        let mut batch = WriteBatch::with_capacity_bytes(pair_bytes + 4096);
+        let chunks: Vec<&[(Bytes, Bytes)]> = pairs.chunks(PAIRS_PER_CHUNK).collect();
+        let mut hashed: Vec<Result<Hashed>> = chunks.iter().map(|_| Ok(Hashed::default())).collect();
+        let hash_chunks = |chunks: &[&[(Bytes, Bytes)]], hashed: &mut [Result<Hashed>]| {
+            for (chunk, hashed) in chunks.iter().zip(hashed) {
+                *hashed = self.hash_chunk(chunk);
             }
         };
-        parallel::in_chunks(parallel::cores(), &pairs, &mut leaves, LEAVES_PER_THREAD, hash_leaves, || {
-            pairs.iter().for_each(|(key, value)| self.put_value(&mut batch, key, value))
+        parallel::in_chunks(parallel::cores(), &chunks, &mut hashed, 1, hash_chunks, || {
+            pairs.iter().for_each(|(key, value)| batch.put(key, value))
         });
+        let mut lattice = self.lattice()?;
+        let leaves = self.cf(LEAVES);
+        for (chunk, hashed) in chunks.iter().zip(hashed) {
+            let hashed = hashed?;
+            lattice.merge(&hashed.added);
+            for (((key, value), leaf), recorded) in chunk.iter().zip(&hashed.leaves).zip(&hashed.recorded) {
+                match value.len() >= RECORDED_FROM {
+                    true => batch.put_cf(leaves, key, Record { len: value.len() as u32, leaf: *leaf }.encode()),
+                    false if *recorded => batch.delete_cf(leaves, key),
+                    false => {}
+                }
+            }
+        }
+        drop(chunks);
         drop(pairs);
-        leaves.sort_unstable();
-        let mut nodes = NodeWriter { batch: &mut batch, nodes: self.cf(NODES), allowance: node_allowance, charged: 0 };
-        let root = match leaves.is_empty() {
-            true => self.state_root()?,
-            false => TrieUpdate::read(&self.nodes(), &leaves)?.write(&mut nodes)?.hash(),
-        };
-        let charged = nodes.charged;
-        drop(leaves);
+        let root = lattice.root();
+        batch.put_cf(self.cf(META), LATTICE, lattice.to_bytes());
         batch.put_cf(self.cf(META), format!("root/{height:010}"), root);
         batch.put_cf(self.cf(META), TIP, height.to_le_bytes());
         let batch_bytes = batch.size_in_bytes();
@@ -187,24 +179,53 @@ impl TrieStore {
         if batch_bytes > memory::WRITE_BUFFER {
             self.sync()?;
         }
-        Ok((root, charged))
+        Ok(root)
     }
 
-    /// Puts `value` under `key` into `batch`, with its length record.
-    pub(super) fn put_value(&self, batch: &mut WriteBatch, key: &[u8], value: &[u8]) {
-        batch.put(key, value);
-        batch.put_cf(self.cf(META), length_key(key), (value.len() as u32).to_le_bytes());
+    /// A chunk of a block's pairs (sorted, distinct keys) hashed: each pair's leaf, whether its
+    /// key had a record, and what the chunk adds to the lattice (its leaves, less the stored
+    /// leaves they replace).
+    fn hash_chunk(&self, pairs: &[(Bytes, Bytes)]) -> Result<Hashed> {
+        let records = self.db.batched_multi_get_cf(self.cf(LEAVES), pairs.iter().map(|(key, _)| key), true);
+        let records: Vec<Option<Record>> = records
+            .into_iter()
+            .map(|record| record.context("reading the leaves a block replaces")?.map(|record| Record::decode(&record)).transpose())
+            .collect::<Result<_>>()?;
+        // A key without a record holds a small value, or none: its leaf is hashed from it.
+        let unrecorded = pairs.iter().zip(&records).filter(|(_, record)| record.is_none()).map(|((key, _), _)| key);
+        let mut small_values = self.db.batched_multi_get_cf(self.cf(DEFAULT), unrecorded, true).into_iter();
+        let mut hashed = Hashed { added: Lattice::default(), leaves: Vec::with_capacity(pairs.len()), recorded: Vec::with_capacity(pairs.len()) };
+        for ((key, value), record) in pairs.iter().zip(&records) {
+            let replaced = match record {
+                Some(record) => Some(record.leaf),
+                None => {
+                    let small = small_values.next().expect("a lookup per key without a record");
+                    small.context("reading the values a block replaces")?.map(|old| leaf_hash(key, &old))
+                }
+            };
+            let leaf = leaf_hash(key, value);
+            if replaced != Some(leaf) {
+                hashed.added.insert(&leaf);
+                if let Some(replaced) = replaced {
+                    hashed.added.remove(&replaced);
+                }
+            }
+            hashed.leaves.push(leaf);
+            hashed.recorded.push(record.is_some());
+        }
+        Ok(hashed)
+    }
+
+    /// Returns once no compaction is running or due (for benchmarks: nothing left in the
+    /// background to compete with what is timed next).
+    pub fn wait_for_compactions(&self) -> Result<()> {
+        self.db.wait_for_compact(&rocksdb::WaitForCompactOptions::default()).context("waiting for RocksDB's compactions")
     }
 
     /// Writes every memtable to table files (durable, and the memtables' memory is freed).
     pub fn sync(&self) -> Result<()> {
         let cfs: Vec<_> = FAMILIES.iter().map(|name| self.cf(name)).collect();
         self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default()).context("flushing RocksDB's memtables")
-    }
-
-    /// The stored trie's nodes, for reading.
-    pub(super) fn nodes(&self) -> Nodes<'_> {
-        Nodes { db: &self.db, family: self.cf(NODES) }
     }
 
     /// Every committed pair in key order.
@@ -217,5 +238,44 @@ impl TrieStore {
         self.db
             .iterator_opt(IteratorMode::Start, options)
             .map(|entry| entry.context("iterating the committed state"))
+    }
+}
+
+/// A chunk of a block's pairs, hashed.
+#[derive(Default)]
+struct Hashed {
+    /// The chunk's leaves less the stored leaves they replace.
+    added: Lattice,
+    /// Each pair's leaf, in order.
+    leaves: Vec<Hash>,
+    /// Whether each pair's key had a record.
+    recorded: Vec<bool>,
+}
+
+/// What a pair takes in a batch.
+fn entry_bytes(key: &[u8], value: &[u8]) -> usize {
+    key.len() + value.len() + BATCH_ENTRY_OVERHEAD
+}
+
+/// A key's record in `leaves`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Record {
+    /// Its value's length.
+    pub(super) len: u32,
+    pub(super) leaf: Hash,
+}
+
+impl Record {
+    pub(super) fn encode(self) -> [u8; RECORD_BYTES] {
+        let mut bytes = [0; RECORD_BYTES];
+        bytes[..4].copy_from_slice(&self.len.to_le_bytes());
+        bytes[4..].copy_from_slice(&self.leaf);
+        bytes
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self> {
+        anyhow::ensure!(bytes.len() == RECORD_BYTES, "a key's record of {} bytes is malformed: the database is corrupt", bytes.len());
+        let (len, leaf) = bytes.split_at(4);
+        Ok(Self { len: u32::from_le_bytes(len.try_into()?), leaf: leaf.try_into()? })
     }
 }

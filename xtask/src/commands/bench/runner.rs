@@ -1,5 +1,5 @@
-//! The runner's own measurements (`host-runner bench …`): its overhead against bare wasmtime,
-//! the per-block cost, and the chain guest over real blocks.
+//! The runner's own measurements (`host-runner bench …`): its overhead against bare wasmtime and
+//! against its floor, the per-block cost, and the chain guest over real blocks.
 
 use std::path::Path;
 
@@ -47,7 +47,8 @@ pub(super) fn blocks(runner: &Path, count: u32) -> Result<[Figure; 2]> {
 }
 
 /// The chain guest over the real blocks in `testdata/blocks`, every figure from the same runner
-/// in one run: commits against plain batches, the runner against bare wasmtime, blocks/s.
+/// in one run: commits against their floor, the runner against bare wasmtime and against its
+/// floor, blocks/s.
 pub(super) fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -> Result<Vec<Figure>> {
     let chain_guest = build_guest_package(sh, "chain-guest")?.display().to_string();
     let large = root.join("testdata/blocks/mainnet").display().to_string();
@@ -57,12 +58,15 @@ pub(super) fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -
     let commit_runs = (runs * 5).to_string();
     let commits = runner_bench(runner, &["commit", "--wasm", &chain_guest, "--blocks", &large, "--runs", &commit_runs])?;
     let commit = commit_against_its_floor(&commits)?;
+    section("1,000,000 synthetic keys committed in blocks of 100,000, each against a plain WriteBatch of its pairs");
+    let synthetic = runner_bench(runner, &["commit", "--synthetic", "1000000", "--runs", "1"])?;
+    let synthetic = synthetic_against_their_floor(&synthetic)?;
 
     let runs = runs.to_string();
-    let overhead_over = |what: &str, blocks: &str| -> Result<(Figure, f64)> {
-        section(&format!("real blocks: runner against bare wasmtime, chain guest over {what}, {runs} runs each"));
+    let overhead_over = |what: &str, blocks: &str| -> Result<([Figure; 2], f64)> {
+        section(&format!("real blocks: runner against bare wasmtime and against its floor, chain guest over {what}, {runs} runs each"));
         let figures = runner_bench(runner, &["overhead", "--wasm", &chain_guest, "--blocks", blocks, "--runs", &runs])?;
-        let (runner_secs, bare_secs) = (median(&figures["runner_secs"])?, median(&figures["bare_secs"])?);
+        let (runner_secs, bare_secs, floor_secs) = (median(&figures["runner_secs"])?, median(&figures["bare_secs"])?, median(&figures["floor_secs"])?);
         let ratio = runner_secs / bare_secs;
         let ms = |field: &str| figures["last_run_ms"][field].as_f64().unwrap_or(f64::NAN);
         let figure = format!(
@@ -73,27 +77,67 @@ pub(super) fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -
             ms("execute") / (bare_secs * 1e3),
             ms("commit")
         );
-        Ok((goal(&format!("runner overhead (chain guest, {what})"), figure, "<= 1.10x", ratio <= 1.10, figures), runner_secs))
+        let overhead = goal(&format!("runner overhead (chain guest, {what})"), figure, "<= 1.10x", ratio <= 1.10, figures.clone());
+        let floor_ratio = runner_secs / floor_secs;
+        let figure = format!(
+            "runner {:.0} ms / its floor {:.0} ms = {floor_ratio:.2}x (medians; the floor: bare wasmtime reading a plain RocksDB, each block's pairs in one plain WriteBatch)",
+            runner_secs * 1e3,
+            floor_secs * 1e3
+        );
+        let floor = goal(&format!("runner vs its floor (chain guest, {what})"), figure, "<= 1.2x", floor_ratio <= 1.2, figures);
+        Ok(([overhead, floor], runner_secs))
     };
-    let (large_overhead, _) = overhead_over("the large blocks", &large)?;
-    let (chain_overhead, chain_secs) = overhead_over("mainnet 0..589", &chain)?;
+    let ([large_overhead, large_floor], _) = overhead_over("the large blocks", &large)?;
+    let ([chain_overhead, chain_floor], chain_secs) = overhead_over("mainnet 0..589", &chain)?;
     let per_second = info(
         "blocks/s (chain guest, mainnet 0..589)",
         format!("{:.0} blocks/s: 590 blocks in {:.0} ms, compile, RocksDB open, commits and dump included", 590.0 / chain_secs, chain_secs * 1e3),
         json!({ "blocks": 590, "secs": chain_secs }),
     );
-    Ok(vec![commit, large_overhead, chain_overhead, per_second])
+    Ok(vec![commit, synthetic, large_overhead, large_floor, chain_overhead, chain_floor, per_second])
 }
 
-/// Each large block's commit against its floor (issue 27): the plain batch of the same pairs,
-/// plus the root's hashing spread over every core of this machine.
+/// The cores of this machine, over which a commit's floor spreads its hashing.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// A timed block's floor (issue 27): the plain batch of its pairs, plus the root's hashing of
+/// them spread over every core of this machine.
+fn floor_ms(block: &serde_json::Value) -> f64 {
+    let number = |field: &str| block[field].as_f64().unwrap_or(f64::NAN);
+    number("plain_ms") + number("hash_ms") / cores()
+}
+
+fn floor_ratio(block: &serde_json::Value) -> f64 {
+    block["commit_ms"].as_f64().unwrap_or(f64::NAN) / floor_ms(block)
+}
+
+/// The synthetic blocks' commits against their floors: in all, and the worst block.
+fn synthetic_against_their_floor(commits: &serde_json::Value) -> Result<Figure> {
+    let blocks = commits["blocks"].as_array().context("bench commit: no blocks")?;
+    let total = |field: &str| blocks.iter().map(|b| b[field].as_f64().unwrap_or(f64::NAN)).sum::<f64>();
+    let floor: f64 = blocks.iter().map(floor_ms).sum();
+    let worst = blocks.iter().map(floor_ratio).fold(0.0, f64::max);
+    let last = blocks.last().map_or(f64::NAN, floor_ratio);
+    let figure = format!(
+        "{} blocks: commits {:.0} ms in all = {:.2}x their floor {:.0} ms (plain batches {:.0} ms + the root's hashing {:.0} ms on one core / {}); worst block {worst:.2}x, the last (into {} keys) {last:.2}x",
+        blocks.len(),
+        total("commit_ms"),
+        total("commit_ms") / floor,
+        floor,
+        total("plain_ms"),
+        total("hash_ms"),
+        cores(),
+        blocks.len().saturating_sub(1) * 100_000,
+    );
+    Ok(goal("commit vs its floor (1M keys, 100k a block)", figure, "<= 1.5x each", worst <= 1.5, commits.clone()))
+}
+
+/// Each large block's commit against its floor.
 fn commit_against_its_floor(commits: &serde_json::Value) -> Result<Figure> {
     let blocks = commits["blocks"].as_array().context("bench commit: no blocks")?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let floor_ratio = |b: &serde_json::Value| {
-        let number = |field: &str| b[field].as_f64().unwrap_or(f64::NAN);
-        number("commit_ms") / (number("plain_ms") + number("hash_ms") / cores)
-    };
+    let cores = cores();
     let per_block: Vec<String> = blocks
         .iter()
         .map(|b| {
@@ -104,7 +148,7 @@ fn commit_against_its_floor(commits: &serde_json::Value) -> Result<Figure> {
                 b["keys"],
                 number("commit_ms"),
                 floor_ratio(b),
-                number("plain_ms") + number("hash_ms") / cores,
+                floor_ms(b),
                 number("plain_ms"),
                 number("hash_ms"),
             )
