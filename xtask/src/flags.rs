@@ -314,6 +314,10 @@ pub struct Bench {
     /// Where the figures go (default: target/bench).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// A metashrew-compatible node image (as for `repro --node`) to time against `host-runner
+    /// node` on the same guest and blocks (the node lab's `args` template from Cargo.toml).
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 #[derive(Args)]
@@ -372,4 +376,6 @@ pub enum Section {
     Adversaries,
     RealBlocks,
     Streaming,
+    /// `--node IMAGE` against `host-runner node`.
+    Node,
 }

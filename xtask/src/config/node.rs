@@ -112,6 +112,11 @@ pub struct CrashPlan {
 }
 
 impl NodeProfile {
+    /// A profile with no limits, crashes or views: the quiet run.
+    pub fn quiet(name: &str) -> Self {
+        Self { name: name.into(), memory: None, cpus: None, nofile: None, pids: None, views: None, crash: None }
+    }
+
     /// `memory 512m, cpus 0, nofile 64, pids 64, views 2 x 4 at 50/s, crash at 100 300 + 2 random (seed 7)`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();

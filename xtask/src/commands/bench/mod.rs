@@ -14,16 +14,22 @@
 //!   keys, at two sizes, with its peak memory (the `cargo xtask diff --db A --db B` pass);
 //! - adversaries: the deterministic policy against each hostile guest of `guest/adversaries/`:
 //!   the runner's peak against what its preflight demanded, and its baseline over a large store;
-//! - real-blocks: the chain guest over `testdata/blocks`: each large block's commit against a
-//!   plain `WriteBatch` of the same pairs (`host-runner bench commit`), the runner against bare
-//!   wasmtime over the large blocks and over mainnet 0..589, and that chain's blocks per second;
+//! - real-blocks: the chain guest over `testdata/blocks`: each large block's commit against its
+//!   floor, a plain `WriteBatch` of the same pairs plus the root's hashing of them spread over the
+//!   cores (`host-runner bench commit`), the same for 1,000,000 synthetic keys in blocks of
+//!   100,000, the runner against bare wasmtime and against its floor (bare wasmtime reading and
+//!   writing a plain RocksDB) over the large blocks and over mainnet 0..589, and that chain's
+//!   blocks per second;
 //! - streaming: the runner's peak memory over the first 1,000 blocks of a generated chain and over
-//!   all of it (50,000 by default), streamed from a block map: flat when the two are within 16 MiB.
+//!   all of it (50,000 by default), streamed from a block map: flat when the two are within 16 MiB;
+//! - node: with `--node IMAGE`, that node against `host-runner node`, the chain guest over a
+//!   generated chain of 5,000 blocks run by the node lab: blocks/s and peak memory of each.
 
 mod adversaries;
 mod containers;
 mod figure;
 mod measure;
+mod node;
 mod runner;
 mod stores;
 mod streaming;
@@ -46,6 +52,7 @@ use crate::workspace::Workspace;
 use adversaries::adversaries;
 use containers::{build_times, image, warm_repro};
 use figure::{info, table};
+use node::node_against_ours;
 use runner::{blocks, overhead, real_blocks};
 use stores::{dump_and_compare, node_diff};
 use streaming::streaming;
@@ -61,6 +68,9 @@ pub fn run(ws: &Workspace, flags: flags::Bench) -> Result<Exit> {
         cold_build: flags.cold_build,
         image_build: ws.image_build,
         out_dir: flags.out_dir,
+        // The node lab's template, read only when a node is given.
+        node_args: flags.node.as_ref().map(|_| ws.config()).transpose()?.and_then(|config| config.node.map(|lab| lab.args)),
+        node: flags.node,
     };
     let met = bench(&ws.sh, &ws.root, args).context("bench")?;
     Ok(Exit::passed(met))
@@ -77,6 +87,9 @@ pub struct BenchArgs {
     pub cold_build: bool,
     pub image_build: ImageBuild,
     pub out_dir: Option<PathBuf>,
+    /// `--node IMAGE`, and the node lab's argument template.
+    pub node: Option<String>,
+    pub node_args: Option<String>,
 }
 
 pub fn bench(sh: &Shell, root: &Path, args: BenchArgs) -> Result<bool> {
@@ -121,6 +134,13 @@ pub fn bench(sh: &Shell, root: &Path, args: BenchArgs) -> Result<bool> {
     }
     if wants(Section::Streaming) {
         figures.push(streaming(sh, &runner, &dir, args.chain_blocks)?);
+    }
+    if wants(Section::Node) {
+        figures.push(match (&args.node, docker) {
+            (Some(image), true) => node_against_ours(sh, root, &dir, image, args.node_args.clone(), args.image_build)?,
+            (Some(_), false) => skipped("node mode: the given node vs host-runner node"),
+            (None, _) => info("node mode: the given node vs host-runner node", "skipped: no --node IMAGE given".into(), Value::Null),
+        });
     }
 
     std::fs::write(dir.join("bench.json"), serde_json::to_string_pretty(&figures)?)?;
