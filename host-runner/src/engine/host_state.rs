@@ -61,10 +61,10 @@ impl HostState {
 /// `cargo xtask bench` checks the bound with adversarial guests.
 pub const PAIR_OVERHEAD: u64 = 256;
 
-/// The charge of one flushed pair: its key twice (the key itself, and its record in `leaves`),
-/// its value, plus [`PAIR_OVERHEAD`]. While the guest runs, the host holds one copy of them; the
-/// commit, which runs after the guest's memory is freed, holds at most two (the batch, then
-/// RocksDB's memtable copy), within twice the charge.
+/// The charge of one flushed pair: its key twice (the key itself, and its record in `leaves` if
+/// the value is large), its value, plus [`PAIR_OVERHEAD`]. While the guest runs, the host holds
+/// one copy of them; the commit, which runs after the guest's memory is freed, holds at most two
+/// (the batch, then RocksDB's memtable copy), within twice the charge.
 pub fn pair_charge(key: usize, value: usize) -> u64 {
     (2 * key + value) as u64 + PAIR_OVERHEAD
 }

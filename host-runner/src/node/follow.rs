@@ -28,15 +28,20 @@ pub fn follow(config: &NodeConfig, guest: &Guest, db: &Database, conduct: &dyn C
     let client = client(config)?;
     let mut next = conduct.resume_at(db.tip()?, config.start_block);
     let mut said = Instant::now();
+    // The chain's height as last asked: asked again only once the node has caught up with it.
+    let mut count: Option<u64> = None;
     loop {
         if config.exit_at.is_some_and(|exit_at| next > exit_at) {
             eprintln!("host-runner node: height {} indexed: --exit-at reached", next - 1);
             return Ok(());
         }
-        let count = client.call("getblockcount", json!([]))?.as_u64().context("getblockcount did not answer a number")?;
-        if u64::from(next) > count {
-            std::thread::sleep(POLL);
-            continue;
+        if count.is_none_or(|count| u64::from(next) > count) {
+            let asked = client.call("getblockcount", json!([]))?.as_u64().context("getblockcount did not answer a number")?;
+            count = Some(asked);
+            if u64::from(next) > asked {
+                std::thread::sleep(POLL);
+                continue;
+            }
         }
         let block = fetch(&client, next)?;
         index(guest, db, conduct, &block)?;

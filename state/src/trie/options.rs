@@ -21,14 +21,15 @@ pub mod memory {
     pub const WRITE_BUFFER: usize = 8 << 20;
     /// All memtables of all families together (RocksDB's write buffer manager flushes past it).
     /// They are charged to the block cache: memtables and cached blocks share [`BLOCK_CACHE`].
-    pub const ALL_MEMTABLES: usize = 12 << 20;
+    pub const ALL_MEMTABLES: usize = 8 << 20;
     /// The one block cache of all families, memtables included: the most the runner's memory
-    /// grows by as its state grows from nothing (`cargo xtask bench --only streaming`: +10 MiB
-    /// from 1,000 blocks to 50,000). Index and filter blocks live in it too (not beside it, per
+    /// grows by as its state grows from nothing (`cargo xtask bench --only streaming`: +12 MiB
+    /// from 1,000 blocks to 50,000; with 12 MiB here, +17, the lattice root's smaller state
+    /// filling the cache later than the trie's did). Index and filter blocks live in it too (not beside it, per
     /// open table file), so reading a large state costs no more than this. They are partitioned
     /// (4 KiB partitions, the top level pinned): a whole index or filter of a large table would
     /// be megabytes, evicted and read again at every lookup in a cache this size.
-    pub const BLOCK_CACHE: usize = 12 << 20;
+    pub const BLOCK_CACHE: usize = 8 << 20;
     /// Values from this size on are kept in blob files (RocksDB's integrated BlobDB). Flushing a
     /// memtable builds table blocks in memory, and a block holding a large value holds it whole,
     /// twice (measured: a 180 MiB value took the flush to three copies of it); a blob file is

@@ -59,7 +59,7 @@ pub(super) fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -
     let commits = runner_bench(runner, &["commit", "--wasm", &chain_guest, "--blocks", &large, "--runs", &commit_runs])?;
     let commit = commit_against_its_floor(&commits)?;
     section("1,000,000 synthetic keys committed in blocks of 100,000, each against a plain WriteBatch of its pairs");
-    let synthetic = runner_bench(runner, &["commit", "--synthetic", "1000000", "--runs", "1"])?;
+    let synthetic = runner_bench(runner, &["commit", "--synthetic", "1000000", "--runs", "3"])?;
     let synthetic = synthetic_against_their_floor(&synthetic)?;
 
     let runs = runs.to_string();
