@@ -5,7 +5,7 @@ use crate::metashrew::keys::Version;
 /// A database layout (`--layout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbLayout {
-    /// Ours ([`crate::trie`]): the pairs as flushed, the state trie, the real state root.
+    /// Ours ([`crate::trie`]): the pairs as flushed, the state lattice, the real state root.
     Trie,
     /// metashrew's ([`crate::metashrew`]) in one of its versions, its keys under `LABEL://`
     /// when the node ran with a label.
