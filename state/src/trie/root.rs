@@ -14,7 +14,9 @@
 //! with Homomorphic Hashing", 2019) and used by Solana's accounts lattice hash: finding two sets
 //! with the same sum is as hard as a short-integer-solution lattice problem (their estimate:
 //! over 200 bits of security). A leaf commits to its key and value, so the root commits to the
-//! set of (key, value) pairs.
+//! set of (key, value) pairs. Each key is in the sum once (a commit subtracts the leaf it
+//! replaces), so LtHash's known weakness, an element added 2^16 times summing to nothing, cannot
+//! arise.
 
 use sha2::{Digest, Sha256};
 
