@@ -1,7 +1,7 @@
 //! The state layer: what a run commits and how it is read back, in RocksDB, without wasmtime.
 //!
-//! - [`trie`]: our layout: the pairs as flushed and a binary Merkle trie over them, so every
-//!   block ends with a real state root;
+//! - [`trie`]: our layout: the pairs as flushed and a lattice hash of them, so every block ends
+//!   with a real state root;
 //! - [`metashrew`]: metashrew's layouts (append-only histories, v9 in text and v10 in binary),
 //!   read from a node's database whatever its tables' compression, written by a run that asks
 //!   for it, and two nodes compared;

@@ -40,7 +40,7 @@ pub fn in_chunks<T: Sync, R: Send>(
 }
 
 /// The cores this process may use (its cgroup's CPU quota included), at most [`MAX_THREADS`].
-/// Asked once: the answer reads cgroup files, and a commit asks a few times per depth.
+/// Asked once: the answer reads cgroup files, and every commit asks.
 pub fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get).min(MAX_THREADS))

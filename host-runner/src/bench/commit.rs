@@ -218,15 +218,20 @@ mod tests {
     #[test]
     fn the_commit_bench_times_every_block_against_a_plain_batch_of_its_pairs() {
         let block = |height: u32| Block { height, payload: payload(height) };
-        let figures = commit(&CommitBench { wasm: None, blocks: vec![block(5), block(6)], after: vec![block(4)], state_keys: 1000, synthetic_keys: 0, runs: 2 }).unwrap();
+        let figures = commit(&CommitBench { wasm: None, blocks: vec![block(5), block(6)], after: vec![block(4)], state_keys: 1000, synthetic_keys: 2500, runs: 2 }).unwrap();
         assert_eq!((figures["runs"].as_u64(), figures["state_keys"].as_u64(), figures["after_blocks"].as_u64()), (Some(2), Some(1000), Some(1)));
         let blocks = figures["blocks"].as_array().unwrap();
-        assert_eq!(blocks.iter().map(|b| b["height"].as_u64().unwrap()).collect::<Vec<_>>(), [5, 6]);
-        for block in blocks {
-            // (4000 - 200) / 40 + 1 pairs of 36..70 + 8..120 bytes, all keys distinct.
-            assert_eq!((block["pairs"].as_u64(), block["keys"].as_u64()), (Some(96), Some(96)), "{block}");
-            let bytes = block["pair_bytes"].as_u64().unwrap();
-            assert!((96 * 44..=96 * 190).contains(&bytes), "{block}");
+        let heights: Vec<u64> = blocks.iter().map(|b| b["height"].as_u64().unwrap()).collect();
+        assert_eq!(heights, [5, 6, u64::from(SYNTHETIC_HEIGHTS)]);
+        // The synthetic keys after the blocks, as one block of 2,500, timed in every run.
+        assert_eq!((blocks[2]["pairs"].as_u64(), blocks[2]["keys"].as_u64()), (Some(2500), Some(2500)));
+        for (i, block) in blocks.iter().enumerate() {
+            if i < 2 {
+                // (4000 - 200) / 40 + 1 pairs of 36..70 + 8..120 bytes, all keys distinct.
+                assert_eq!((block["pairs"].as_u64(), block["keys"].as_u64()), (Some(96), Some(96)), "{block}");
+                let bytes = block["pair_bytes"].as_u64().unwrap();
+                assert!((96 * 44..=96 * 190).contains(&bytes), "{block}");
+            }
             for field in ["commit_ms_runs", "plain_ms_runs"] {
                 let runs = block[field].as_array().unwrap();
                 assert!(runs.len() == 2 && runs.iter().all(|ms| ms.as_f64().unwrap() > 0.0), "{block}");

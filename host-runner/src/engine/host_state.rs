@@ -61,7 +61,7 @@ impl HostState {
 /// `cargo xtask bench` checks the bound with adversarial guests.
 pub const PAIR_OVERHEAD: u64 = 256;
 
-/// The charge of one flushed pair: its key twice (the key itself, and its record in `leaves` if
+/// The charge of one flushed pair: its key twice (the key itself, and its record in `records` if
 /// the value is large), its value, plus [`PAIR_OVERHEAD`]. While the guest runs, the host holds
 /// one copy of them; the commit, which runs after the guest's memory is freed, holds at most two
 /// (the batch, then RocksDB's memtable copy), within twice the charge.

@@ -35,7 +35,8 @@ pub fn follow(config: &NodeConfig, guest: &Guest, db: &Database, conduct: &dyn C
             eprintln!("host-runner node: height {} indexed: --exit-at reached", next - 1);
             return Ok(());
         }
-        if count.is_none_or(|count| u64::from(next) > count) {
+        let asked_now = count.is_none_or(|count| u64::from(next) > count);
+        if asked_now {
             let asked = client.call("getblockcount", json!([]))?.as_u64().context("getblockcount did not answer a number")?;
             count = Some(asked);
             if u64::from(next) > asked {
@@ -43,7 +44,15 @@ pub fn follow(config: &NodeConfig, guest: &Guest, db: &Database, conduct: &dyn C
                 continue;
             }
         }
-        let block = fetch(&client, next)?;
+        let block = match fetch(&client, next) {
+            Ok(block) => block,
+            // The chain may have grown shorter since its height was asked: ask again first.
+            Err(_) if !asked_now => {
+                count = None;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         index(guest, db, conduct, &block)?;
         if said.elapsed() >= PROGRESS_EVERY {
             eprintln!("host-runner node: indexed height {next}");

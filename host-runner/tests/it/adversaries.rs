@@ -180,9 +180,10 @@ fn a_value_near_the_budget_commits_within_the_requirement_and_reads_are_charged_
 #[test]
 fn many_tiny_pairs_fail_whole_and_the_same_way_once_their_charge_passes_the_budget() {
     let dir = tempfile::tempdir().unwrap();
-    // 400,000 and 500,000 pairs: their charges fit the budget, and a commit holds nothing
-    // beside them that grows with the block or the state, so both are committed within it.
-    for (name, blocks) in [("a", 4), ("b", 5)] {
+    // 400,000, 500,000 and 700,000 pairs (the last charged 198 MB of the 201 MB budget): their
+    // charges fit, and a commit holds nothing beside them that grows with the state, so each is
+    // committed within the requirement.
+    for (name, blocks) in [("a", 4), ("b", 5), ("near", 7)] {
         let fits = deterministic("tiny_pairs", &dir.path().join(name), 1, &pair(100_000, blocks), &[]);
         assert_eq!(fits.code(), Some(0), "{}", fits.stderr());
         assert_within_requirement(&fits);

@@ -1,6 +1,6 @@
 //! Our own layout: the committed state in RocksDB with a real state root. Column families:
 //! - `default`: the guest's keys and values, exactly as flushed;
-//! - `leaves`: per key whose value has 256 bytes or more, the value's length (u32 LE: a read is
+//! - `records`: per key whose value has 256 bytes or more, the value's length (u32 LE: a read is
 //!   charged before it is made) and its leaf (see [`root`](self::root)); a smaller value is read
 //!   instead, to learn either;
 //! - `meta`: `tip` (last committed height), `lattice` (the state's lattice, whose SHA-256 is the
@@ -14,7 +14,7 @@
 //! process loses nothing: the log is in the OS's hands); [`TrieStore::sync`] makes them
 //! durable, once per run. A machine crash before that may lose the last blocks, never part of
 //! one (RocksDB recovers the log to a consistent point), and `tip` says where to resume. Keys are
-//! never deleted (the ABI //! has no delete).
+//! never deleted (the ABI has no delete).
 
 mod options;
 mod root;

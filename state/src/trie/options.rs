@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 
 pub(super) const DEFAULT: &str = "default";
-pub(super) const LEAVES: &str = "leaves";
+pub(super) const RECORDS: &str = "records";
 pub(super) const META: &str = "meta";
-pub(super) const FAMILIES: [&str; 3] = [DEFAULT, LEAVES, META];
+pub(super) const FAMILIES: [&str; 3] = [DEFAULT, RECORDS, META];
 
 /// Every RocksDB setting that decides how much memory the store holds, so that the runner's
 /// memory is bounded by construction (the deterministic policy's preflight counts on it, and

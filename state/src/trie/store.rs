@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use rocksdb::{IteratorMode, WriteBatch, DB};
 
-use super::options::{check_families, memory, open_options, DEFAULT, FAMILIES, LEAVES, META};
+use super::options::{check_families, memory, open_options, DEFAULT, FAMILIES, RECORDS, META};
 use super::root::{leaf_hash, Hash, Lattice};
 use crate::parallel;
 
@@ -16,9 +16,9 @@ pub(super) const TIP: &[u8] = b"tip";
 pub(super) const LATTICE: &[u8] = b"lattice";
 /// A batch entry's bytes beside its key and value: a tag and two length varints.
 const BATCH_ENTRY_OVERHEAD: usize = 11;
-/// A key's record in `leaves`: its value's length (u32 LE), then its leaf.
+/// A key's record in `records`: its value's length (u32 LE), then its leaf.
 const RECORD_BYTES: usize = 4 + 32;
-/// Values from this size on have a record in `leaves`. A smaller value is read to learn its length
+/// Values from this size on have a record in `records`. A smaller value is read to learn its length
 /// or its leaf; a larger one never is (its length is charged before it is read, and a commit
 /// never loads the values it replaces). Most values are smaller: their pairs are a block's only
 /// entries, as in a plain batch.
@@ -26,6 +26,8 @@ pub(super) const RECORDED_FROM: usize = 256;
 /// Pairs a commit hashes (and whose former leaves it looks up) in one piece of work: enough for
 /// another core to be worth a thread, few enough that the lookups' results stay small.
 pub(super) const PAIRS_PER_CHUNK: usize = 256;
+/// Small values a commit reads at once to hash the leaves they held (each pins a table block).
+const SMALL_VALUES_AT_ONCE: usize = 32;
 
 /// Sorts `pairs` by key and keeps, for each key, the pair flushed last.
 pub(super) fn keep_last_per_key(pairs: &mut Vec<(Bytes, Bytes)>) {
@@ -91,7 +93,7 @@ impl TrieStore {
     /// The length of the value under `key` without loading the value (so a read can be charged
     /// before it is made); `None` when there is none.
     pub fn value_len(&self, key: &[u8]) -> Result<Option<u64>> {
-        if let Some(record) = self.db.get_pinned_cf(self.cf(LEAVES), key).context("reading a value's length")? {
+        if let Some(record) = self.db.get_pinned_cf(self.cf(RECORDS), key).context("reading a value's length")? {
             return Ok(Some(Record::decode(&record)?.len.into()));
         }
         // No record: the value is smaller than `RECORDED_FROM`, or there is none.
@@ -137,16 +139,19 @@ impl TrieStore {
     /// While this thread puts the pairs into the batch, the other cores look up, a chunk of keys
     /// at a time, the leaves the pairs replace (a record's, or the small value's hashed), hash the
     /// new ones and sum what the block adds to the lattice. What it holds beside the flushed
-    /// pairs: a sort buffer, a leaf (32 bytes) per pair, per chunk a lattice (2 KiB) and the small
-    /// values it replaces (under 64 KiB), then the batch and RocksDB's memtable copy of it. The
+    /// pairs: a sort buffer, a leaf (32 bytes) per pair, per chunk a lattice (2 KiB: 8 bytes a
+    /// pair), per thread 32 small values it replaces (and the table blocks they pin), then the
+    /// batch and RocksDB's memtable copy of it. The
     /// flushed pairs are freed before the memtable copy is made, and a block larger than a
     /// memtable is flushed to disk before the next one starts, so no block's memtable outlives it.
     pub fn commit_block(&self, height: u32, mut pairs: Vec<(Bytes, Bytes)>) -> Result<Hash> {
         keep_last_per_key(&mut pairs);
-        let pair_bytes: usize = pairs.iter().map(|(k, v)| entry_bytes(k, v) + if v.len() >= RECORDED_FROM { entry_bytes(k, &[0; RECORD_BYTES]) } else { 0 }).sum();
+        // Each pair, and its record put (large value) or perhaps deleted (small one).
+        let record_bytes = |k: &[u8], v: &[u8]| entry_bytes(k, if v.len() >= RECORDED_FROM { &[0; RECORD_BYTES] } else { &[] });
+        let pair_bytes: usize = pairs.iter().map(|(k, v)| entry_bytes(k, v) + record_bytes(k, v)).sum();
         let mut batch = WriteBatch::with_capacity_bytes(pair_bytes + 4096);
         let chunks: Vec<&[(Bytes, Bytes)]> = pairs.chunks(PAIRS_PER_CHUNK).collect();
-        let mut hashed: Vec<Result<Hashed>> = chunks.iter().map(|_| Ok(Hashed::default())).collect();
+        let mut hashed: Vec<Result<Hashed>> = chunks.iter().map(|_| Err(anyhow::anyhow!("a chunk of the block was not hashed"))).collect();
         let hash_chunks = |chunks: &[&[(Bytes, Bytes)]], hashed: &mut [Result<Hashed>]| {
             for (chunk, hashed) in chunks.iter().zip(hashed) {
                 *hashed = self.hash_chunk(chunk);
@@ -156,14 +161,14 @@ impl TrieStore {
             pairs.iter().for_each(|(key, value)| batch.put(key, value))
         });
         let mut lattice = self.lattice()?;
-        let leaves = self.cf(LEAVES);
+        let records = self.cf(RECORDS);
         for (chunk, hashed) in chunks.iter().zip(hashed) {
             let hashed = hashed?;
             lattice.merge(&hashed.added);
             for (((key, value), leaf), recorded) in chunk.iter().zip(&hashed.leaves).zip(&hashed.recorded) {
                 match value.len() >= RECORDED_FROM {
-                    true => batch.put_cf(leaves, key, Record { len: value.len() as u32, leaf: *leaf }.encode()),
-                    false if *recorded => batch.delete_cf(leaves, key),
+                    true => batch.put_cf(records, key, Record { len: value.len() as u32, leaf: *leaf }.encode()),
+                    false if *recorded => batch.delete_cf(records, key),
                     false => {}
                 }
             }
@@ -186,22 +191,26 @@ impl TrieStore {
     /// key had a record, and what the chunk adds to the lattice (its leaves, less the stored
     /// leaves they replace).
     fn hash_chunk(&self, pairs: &[(Bytes, Bytes)]) -> Result<Hashed> {
-        let records = self.db.batched_multi_get_cf(self.cf(LEAVES), pairs.iter().map(|(key, _)| key), true);
+        let records = self.db.batched_multi_get_cf(self.cf(RECORDS), pairs.iter().map(|(key, _)| key), true);
         let records: Vec<Option<Record>> = records
             .into_iter()
             .map(|record| record.context("reading the leaves a block replaces")?.map(|record| Record::decode(&record)).transpose())
             .collect::<Result<_>>()?;
-        // A key without a record holds a small value, or none: its leaf is hashed from it.
-        let unrecorded = pairs.iter().zip(&records).filter(|(_, record)| record.is_none()).map(|((key, _), _)| key);
-        let mut small_values = self.db.batched_multi_get_cf(self.cf(DEFAULT), unrecorded, true).into_iter();
+        // A key without a record holds a small value, or none: its leaf is hashed from it, a few
+        // keys at a time so that few of RocksDB's blocks are pinned at once.
+        let unrecorded: Vec<&Bytes> = pairs.iter().zip(&records).filter(|(_, record)| record.is_none()).map(|((key, _), _)| key).collect();
+        let mut small_leaves = Vec::with_capacity(unrecorded.len());
+        for keys in unrecorded.chunks(SMALL_VALUES_AT_ONCE) {
+            for (key, small) in keys.iter().zip(self.db.batched_multi_get_cf(self.cf(DEFAULT), keys, true)) {
+                small_leaves.push(small.context("reading the values a block replaces")?.map(|old| leaf_hash(key, &old)));
+            }
+        }
+        let mut small_leaves = small_leaves.into_iter();
         let mut hashed = Hashed { added: Lattice::default(), leaves: Vec::with_capacity(pairs.len()), recorded: Vec::with_capacity(pairs.len()) };
         for ((key, value), record) in pairs.iter().zip(&records) {
             let replaced = match record {
                 Some(record) => Some(record.leaf),
-                None => {
-                    let small = small_values.next().expect("a lookup per key without a record");
-                    small.context("reading the values a block replaces")?.map(|old| leaf_hash(key, &old))
-                }
+                None => small_leaves.next().expect("a lookup per key without a record"),
             };
             let leaf = leaf_hash(key, value);
             if replaced != Some(leaf) {
@@ -242,7 +251,6 @@ impl TrieStore {
 }
 
 /// A chunk of a block's pairs, hashed.
-#[derive(Default)]
 struct Hashed {
     /// The chunk's leaves less the stored leaves they replace.
     added: Lattice,
@@ -257,7 +265,7 @@ fn entry_bytes(key: &[u8], value: &[u8]) -> usize {
     key.len() + value.len() + BATCH_ENTRY_OVERHEAD
 }
 
-/// A key's record in `leaves`.
+/// A key's record in `records`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Record {
     /// Its value's length.

@@ -52,14 +52,34 @@ fn the_incremental_root_equals_the_root_recomputed_from_scratch() {
                 store = TrieStore::open(&dir.path().join("db")).unwrap();
             }
             let writes = [0, 1, 3, 40, 3000][(rng.next() % 5) as usize];
-            // Values small and large (with a record), so a key may change from one to the other.
-            let value = |rng: &mut Rng| format!("v{}", rng.next() % 3).repeat([1, 200][(rng.next() % 2) as usize]);
+            // Values small and large (with a record), either side of the threshold, so a key
+            // may change from one to the other.
+            let value = |rng: &mut Rng| (rng.next() % 3).to_string().repeat([2, 255, 256, 400][(rng.next() % 4) as usize]);
             let block: Vec<(String, String)> = (0..writes).map(|_| (format!("/k/{}", rng.next() % space), value(&mut rng))).collect();
             state.extend(block.iter().cloned());
             let root = store.commit_block(height, pairs(&block)).unwrap();
             assert_eq!(root, root_of_state(&state), "seed {seed}, height {height}");
             assert_eq!((store.state_root().unwrap(), store.tip().unwrap()), (root, Some(height)), "seed {seed}, height {height}");
         }
+        assert_records_match(&store, &state);
+    }
+}
+
+/// Every key of `state` has a record exactly when its value has `RECORDED_FROM` bytes or more,
+/// holding that value's length and leaf; no other record is left; every length reads back.
+fn assert_records_match(store: &TrieStore, state: &BTreeMap<String, String>) {
+    let records: BTreeMap<Box<[u8]>, Box<[u8]>> = store.db.iterator_cf(store.cf(RECORDS), IteratorMode::Start).map(Result::unwrap).collect();
+    let expected: BTreeMap<Box<[u8]>, Box<[u8]>> = state
+        .iter()
+        .filter(|(_, value)| value.len() >= RECORDED_FROM)
+        .map(|(key, value)| {
+            let record = Record { len: value.len() as u32, leaf: leaf_hash(key.as_bytes(), value.as_bytes()) };
+            (key.as_bytes().into(), record.encode().as_slice().into())
+        })
+        .collect();
+    assert!(records == expected, "{} records, {} expected", records.len(), expected.len());
+    for (key, value) in state {
+        assert_eq!(store.value_len(key.as_bytes()).unwrap(), Some(value.len() as u64), "{key}");
     }
 }
 
@@ -69,7 +89,7 @@ fn the_incremental_root_equals_the_root_recomputed_from_scratch() {
 fn every_value_length_reads_back_and_only_large_values_have_records() {
     let dir = tempfile::tempdir().unwrap();
     let store = TrieStore::open(&dir.path().join("db")).unwrap();
-    let records = || store.db.iterator_cf(store.cf(LEAVES), IteratorMode::Start).count();
+    let records = || store.db.iterator_cf(store.cf(RECORDS), IteratorMode::Start).count();
     let large = "x".repeat(memory::BLOB_FROM as usize);
     let block = [("small", "abc"), ("empty", ""), ("large", large.as_str())];
     store.commit_block(1, pairs(&block.map(|(k, v)| (k.to_string(), v.to_string())))).unwrap();
@@ -114,8 +134,12 @@ fn a_database_of_another_layout_is_refused_with_its_families_named() {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
-    // The families of the layout before this one (a binary Merkle trie in `nodes`).
-    drop(DB::open_cf(&options, dir.path(), ["default", "nodes", "meta"]).unwrap());
-    let error = TrieStore::open(dir.path()).err().unwrap().to_string();
-    assert!(error.contains("\"nodes\"") && error.contains("another version"), "{error}");
+    // The families of the layouts before this one: a binary Merkle trie in `nodes`, and before
+    // it each key's leaf in `leaves`.
+    for (old, family) in [("trie", "nodes"), ("leaves", "leaves")] {
+        let dir = dir.path().join(old);
+        drop(DB::open_cf(&options, &dir, ["default", family, "meta"]).unwrap());
+        let error = TrieStore::open(&dir).err().unwrap().to_string();
+        assert!(error.contains(&format!("\"{family}\"")) && error.contains("another version"), "{error}");
+    }
 }

@@ -99,7 +99,8 @@ fn bench_measures_the_chain_guest_over_the_real_blocks() {
     for (figure, blocks) in [(2, 2), (3, 2), (4, 590), (5, 590)] {
         assert_eq!(figures[figure]["details"]["blocks"], blocks);
     }
-    // The floor reads and writes a plain RocksDB: never faster than bare wasmtime alone.
-    let floor = |figure: usize, field: &str| figures[figure]["details"][field][0].as_f64().unwrap();
-    assert!(floor(3, "floor_secs") > 0.0 && floor(3, "bare_secs") > 0.0);
+    // The floor is bare wasmtime that also reads and writes a plain RocksDB (here 1.3x the bare
+    // run): never clearly faster than bare wasmtime alone.
+    let secs = |field: &str| figures[3]["details"][field][0].as_f64().unwrap();
+    assert!(secs("bare_secs") > 0.0 && secs("floor_secs") > 0.9 * secs("bare_secs"), "{}", figures[3]["details"]);
 }
