@@ -2,9 +2,8 @@
 //! bare wasmtime, and each block's pairs in a plain RocksDB `WriteBatch`.
 
 use std::path::Path;
-use std::time::Instant;
-
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use blocks::{Block, BlockStream};

@@ -87,8 +87,7 @@ fn remaining(extent: &blocks::map::Extent, after: Option<u32>) -> u64 {
 pub fn commit_block(store: &Database, block: &Block, execution: Execution<()>, root: &mut Hash) -> Result<BlockReport> {
     let started = Instant::now();
     let flushed_pairs = execution.pairs.len() as u64;
-    // The commit runs after the guest's memory is freed: its pairs take at most twice their
-    // charge.
+    // The commit runs after the guest's memory is freed: its pairs take at most twice their charge.
     let (pairs, failed) = match execution.failed {
         Some(why) => (Vec::new(), Some(why)),
         None => (execution.pairs, None),

@@ -141,9 +141,9 @@ impl TrieStore {
     /// new ones and sum what the block adds to the lattice. What it holds beside the flushed
     /// pairs: a sort buffer, a leaf (32 bytes) per pair, per chunk a lattice (2 KiB: 8 bytes a
     /// pair), per thread 32 small values it replaces (and the table blocks they pin), then the
-    /// batch and RocksDB's memtable copy of it. The
-    /// flushed pairs are freed before the memtable copy is made, and a block larger than a
-    /// memtable is flushed to disk before the next one starts, so no block's memtable outlives it.
+    /// batch and RocksDB's memtable copy of it. The flushed pairs are freed before the memtable
+    /// copy is made, and a block larger than a memtable is flushed to disk before the next one
+    /// starts, so no block's memtable outlives it.
     pub fn commit_block(&self, height: u32, mut pairs: Vec<(Bytes, Bytes)>) -> Result<Hash> {
         keep_last_per_key(&mut pairs);
         // Each pair, and its record put (large value) or perhaps deleted (small one).
@@ -165,7 +165,7 @@ impl TrieStore {
         for (chunk, hashed) in chunks.iter().zip(hashed) {
             let hashed = hashed?;
             lattice.merge(&hashed.added);
-            for (((key, value), leaf), recorded) in chunk.iter().zip(&hashed.leaves).zip(&hashed.recorded) {
+            for ((key, value), (leaf, recorded)) in chunk.iter().zip(&hashed.leaves) {
                 match value.len() >= RECORDED_FROM {
                     true => batch.put_cf(records, key, Record { len: value.len() as u32, leaf: *leaf }.encode()),
                     false if *recorded => batch.delete_cf(records, key),
@@ -187,8 +187,8 @@ impl TrieStore {
         Ok(root)
     }
 
-    /// A chunk of a block's pairs (sorted, distinct keys) hashed: each pair's leaf, whether its
-    /// key had a record, and what the chunk adds to the lattice (its leaves, less the stored
+    /// A chunk of a block's pairs (sorted, distinct keys) hashed: each pair's leaf and whether
+    /// its key had a record, and what the chunk adds to the lattice (its leaves, less the stored
     /// leaves they replace).
     fn hash_chunk(&self, pairs: &[(Bytes, Bytes)]) -> Result<Hashed> {
         let records = self.db.batched_multi_get_cf(self.cf(RECORDS), pairs.iter().map(|(key, _)| key), true);
@@ -206,7 +206,7 @@ impl TrieStore {
             }
         }
         let mut small_leaves = small_leaves.into_iter();
-        let mut hashed = Hashed { added: Lattice::default(), leaves: Vec::with_capacity(pairs.len()), recorded: Vec::with_capacity(pairs.len()) };
+        let mut hashed = Hashed { added: Lattice::default(), leaves: Vec::with_capacity(pairs.len()) };
         for ((key, value), record) in pairs.iter().zip(&records) {
             let replaced = match record {
                 Some(record) => Some(record.leaf),
@@ -219,8 +219,7 @@ impl TrieStore {
                     hashed.added.remove(&replaced);
                 }
             }
-            hashed.leaves.push(leaf);
-            hashed.recorded.push(record.is_some());
+            hashed.leaves.push((leaf, record.is_some()));
         }
         Ok(hashed)
     }
@@ -254,10 +253,8 @@ impl TrieStore {
 struct Hashed {
     /// The chunk's leaves less the stored leaves they replace.
     added: Lattice,
-    /// Each pair's leaf, in order.
-    leaves: Vec<Hash>,
-    /// Whether each pair's key had a record.
-    recorded: Vec<bool>,
+    /// Each pair's leaf, and whether its key had a record, in order.
+    leaves: Vec<(Hash, bool)>,
 }
 
 /// What a pair takes in a batch.
