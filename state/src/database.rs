@@ -7,37 +7,19 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use rocksdb::DBPinnableSlice;
 
 use crate::files::{directory_of, write_atomically_with};
 use crate::layout::DbLayout;
 use crate::rocks::holds_a_metashrew_layout;
 use crate::metashrew::{MetashrewStore, RolledBack};
 use crate::trie::{Hash, TrieStore};
+use crate::value::{Found, Value};
 
 /// An open database of either layout (clones share it).
 #[derive(Clone)]
 pub enum Database {
     Trie(TrieStore),
     Metashrew(Arc<MetashrewStore>),
-}
-
-/// A value read for the guest: pinned in RocksDB (this runner's layout) or decoded from a
-/// history entry (metashrew's).
-pub enum Value<'a> {
-    Pinned(DBPinnableSlice<'a>),
-    Decoded(Vec<u8>),
-}
-
-impl std::ops::Deref for Value<'_> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            Value::Pinned(slice) => slice,
-            Value::Decoded(bytes) => bytes,
-        }
-    }
 }
 
 impl Database {
@@ -52,6 +34,10 @@ impl Database {
     /// Opens the existing database in `dir`, of whichever layout (told by its column families,
     /// and for metashrew's by its histories), without writing to it.
     pub fn open_read_only(dir: &Path, label: Option<String>) -> Result<Database> {
+        // Before the families are told apart: ours, half made, holds `default` alone.
+        if dir.join(crate::trie::CREATING).exists() {
+            return Ok(Database::Trie(TrieStore::open_read_only(dir)?));
+        }
         Ok(match holds_a_metashrew_layout(dir)? {
             false => Database::Trie(TrieStore::open_read_only(dir)?),
             true => Database::Metashrew(Arc::new(MetashrewStore::open_read_only(dir, label.as_deref())?)),
@@ -108,11 +94,12 @@ impl Database {
         }
     }
 
-    /// The length of [`Database::value`], without loading a value where the layout can avoid it.
-    pub fn value_len(&self, key: &[u8], height: u32, block: bool) -> Result<Option<u64>> {
+    /// What [`Database::value`] finds, the value itself unless it is large enough that its
+    /// layout can tell its length without loading it (so a read is charged before it is made).
+    pub fn find(&self, key: &[u8], height: u32, block: bool) -> Result<Option<Found<'_>>> {
         match self {
-            Database::Trie(store) => store.value_len(key),
-            Database::Metashrew(_) => Ok(self.value(key, height, block)?.map(|value| value.len() as u64)),
+            Database::Trie(store) => store.find(key),
+            Database::Metashrew(_) => Ok(self.value(key, height, block)?.map(Found::Value)),
         }
     }
 
@@ -153,6 +140,26 @@ impl Database {
             Database::Trie(store) => store.get(key),
             Database::Metashrew(store) => store.value_as_of(key, u32::MAX),
         }
+    }
+
+    /// Makes the committed state durable, then [`Database::dump_inline_or_to`]. Ours writes its
+    /// memtables out on another thread while the dump reads them.
+    pub fn sync_and_dump(self, file: Option<&Path>) -> Result<(Vec<String>, Option<schema::DumpFile>)> {
+        let Database::Trie(store) = &self else {
+            self.sync()?;
+            return self.dump_inline_or_to(file);
+        };
+        let syncing = store.clone();
+        std::thread::scope(|scope| {
+            // The thread holds the database open until its memtables are written.
+            let Ok(synced) = std::thread::Builder::new().spawn_scoped(scope, move || syncing.sync()) else {
+                self.sync()?;
+                return self.dump_inline_or_to(file);
+            };
+            let dumped = self.dump_inline_or_to(file);
+            synced.join().map_err(|_| anyhow::anyhow!("writing the memtables out panicked"))??;
+            dumped
+        })
     }
 
     /// The dump of the latest state, inline or streamed to `file`. Closes the store.

@@ -7,6 +7,7 @@
 //!   for it, and two nodes compared;
 //! - [`Database`]: any layout behind one type, which the host reads and the runner commits
 //!   through; [`DbLayout`] names the layouts;
+//! - [`Value`] and [`Found`]: what a read hands the host;
 //! - [`dump`]: the state as the dump text (`schema::dump`), streamed; [`files`]: writing a file
 //!   atomically; [`parallel`]: a commit's hashing and reads spread over the cores; [`rocks`]: what
 //!   every RocksDB open asks of a directory and of the process's file limit.
@@ -19,7 +20,9 @@ pub mod metashrew;
 pub mod parallel;
 pub mod rocks;
 pub mod trie;
+mod value;
 
-pub use database::{Database, Value};
+pub use database::Database;
+pub use value::{Found, Value};
 pub use layout::DbLayout;
 pub use rocksdb;

@@ -17,6 +17,9 @@ pub struct HostState {
     /// A block's `_start` (it sees the state before it), not a view.
     pub(super) block: bool,
     pub(super) store: Database,
+    /// The small value `__get_len` last found, and its key: the `__get` that follows takes it
+    /// instead of reading it again (reads see the committed state, which a call never changes).
+    pub(super) found: Option<(Vec<u8>, Vec<u8>)>,
     pub(super) limiter: MemoryLimiter,
     /// Under the deterministic policy, the most the host may hold for the guest by the charge
     /// rule ([`pair_charge`]).
@@ -43,6 +46,7 @@ impl HostState {
             height,
             block,
             store,
+            found: None,
             limiter: MemoryLimiter::new(policy),
             host_budget: policy.budget(),
             pairs: Vec::new(),
@@ -81,7 +85,7 @@ pub(super) fn within_budget(budget: Option<u64>, bytes: u64, what: &str) -> wasm
 /// A value read back for the guest is held twice for a moment (RocksDB's read of it, then the
 /// pinned copy handed over: measured, a 180 MiB value read back peaked 2 × its size above the
 /// guest's memory), on top of what the block's flushes are charged. Its length comes from the
-/// store (`Database::value_len`), so the charge is checked before anything is read.
+/// store (`Database::find`), so the charge is checked before anything is read.
 pub(super) fn value_read_charge(host: &HostState, len: u64) -> u64 {
     host.charged_bytes + 2 * len
 }

@@ -11,6 +11,11 @@ use super::flush::decode_flush;
 use super::guest_memory::{self, address};
 use super::host_state::{fail_block, pair_charge, value_read_charge, within_budget, HostState};
 use schema::EngineKind;
+use state::Found;
+
+/// The largest value `__get_len` keeps for the `__get` that follows (ours finds values below 256
+/// bytes with their length; metashrew's layout decodes every value it finds).
+const KEPT_VALUE_MAX: usize = 4096;
 
 /// Defines every import in `linker`, with the host semantics of `kind`.
 pub fn define_imports(linker: &mut Linker<HostState>, kind: EngineKind) -> Result<()> {
@@ -54,28 +59,45 @@ fn log(mut caller: Caller<'_, HostState>, ptr: i32) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// `__get_len(key_ptr) -> i32`: the stored value's length (0 without one), read without loading
-/// the value and charged before it is read.
+/// `__get_len(key_ptr) -> i32`: the stored value's length (0 without one), charged before the
+/// value is read. A small value is found with its length.
 fn get_len(mut caller: Caller<'_, HostState>, key_ptr: i32) -> wasmtime::Result<i32> {
     let memory = guest_memory_of(&mut caller)?;
-    let key = guest_memory::arraybuffer(memory.data(&caller), key_ptr, "__get_len key")?;
-    let host = caller.data();
-    let len = host.store.value_len(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?.unwrap_or(0);
+    let (data, host) = memory.data_and_store_mut(&mut caller);
+    let key = guest_memory::arraybuffer(data, key_ptr, "__get_len key")?;
+    let store = host.store.clone();
+    let found = store.find(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?;
+    let len = found.as_ref().map_or(0, Found::len);
     within_budget(host.host_budget, value_read_charge(host, len), "__get_len: reading the value")?;
+    // Kept for the `__get` that follows: a small value, or none (the guest asks anyway).
+    host.found = match found {
+        None => Some((key.to_vec(), Vec::new())),
+        Some(Found::Value(value)) if value.len() <= KEPT_VALUE_MAX => Some((key.to_vec(), value.to_vec())),
+        Some(_) => None,
+    };
     i32::try_from(len).or_else(|_| bail!("__get_len: value of {len} bytes does not fit an i32"))
 }
 
-/// `__get(key_ptr, value_ptr)`: the stored value written at `value_ptr`. Charged from the stored
-/// length before the value is read; then copied from RocksDB's pinned slice straight into guest
-/// memory.
+/// `__get(key_ptr, value_ptr)`: the stored value written at `value_ptr`. The value `__get_len`
+/// just found for the same key, or else one read now, charged from its length before a large
+/// one is loaded; copied from RocksDB's pinned slice straight into guest memory.
 fn get(mut caller: Caller<'_, HostState>, key_ptr: i32, value_ptr: i32) -> wasmtime::Result<()> {
     let memory = guest_memory_of(&mut caller)?;
     let (data, host) = memory.data_and_store_mut(&mut caller);
-    let store = host.store.clone();
     let key = guest_memory::arraybuffer(data, key_ptr, "__get key")?;
-    let len = store.value_len(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?.unwrap_or(0);
-    within_budget(host.host_budget, value_read_charge(host, len), "__get: reading the value")?;
-    let value = store.value(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?;
+    if let Some((_, value)) = host.found.take_if(|(found_key, _)| found_key == key) {
+        within_budget(host.host_budget, value_read_charge(host, value.len() as u64), "__get: reading the value")?;
+        guest_memory::span_mut(data, address(value_ptr), value.len() as u64, "__get value")?.copy_from_slice(&value);
+        return Ok(());
+    }
+    let store = host.store.clone();
+    let found = store.find(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?;
+    within_budget(host.host_budget, value_read_charge(host, found.as_ref().map_or(0, Found::len)), "__get: reading the value")?;
+    let value = match found {
+        None => None,
+        Some(Found::Value(value)) => Some(value),
+        Some(Found::Large(_)) => store.value(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?,
+    };
     let value: &[u8] = value.as_deref().unwrap_or_default();
     guest_memory::span_mut(data, address(value_ptr), value.len() as u64, "__get value")?.copy_from_slice(value);
     Ok(())

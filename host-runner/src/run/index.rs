@@ -33,8 +33,6 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     let preflight_ms = elapsed_ms(started);
     let store = Database::open(&request.db, &request.db_layout)?;
     let indexed = index_blocks(request, &guest, &store)?;
-    // Durable before the result says what was committed.
-    store.sync()?;
     Finished { request, guest: &guest, wasm_bytes: &wasm_bytes, preflight_ms, indexed, identity }.into_result(store)
 }
 

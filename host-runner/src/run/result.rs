@@ -10,7 +10,7 @@ use super::request::{Indexed, RunRequest};
 use crate::engine::{stack_limit, Guest};
 use crate::process::memory_report;
 
-/// A run whose blocks are done and synced: what its result is made of.
+/// A run whose blocks are done: what its result is made of.
 pub struct Finished<'a> {
     pub request: &'a RunRequest,
     pub guest: &'a Guest,
@@ -23,13 +23,13 @@ pub struct Finished<'a> {
 }
 
 impl Finished<'_> {
-    /// The result, with the state's dump (inline or streamed to the requested file); closes
-    /// `store`.
+    /// The result, with the state's dump (inline or streamed to the requested file), once the
+    /// state is durable; closes `store`.
     pub fn into_result(self, store: Database) -> Result<RunResult> {
         let Finished { request, guest, wasm_bytes, preflight_ms, indexed, identity: hashing } = self;
         let (blocks, block_reports, totals) = indexed.reports.finish();
         let stress_result = stress_result(&store, totals.last_height)?;
-        let (dump, dump_file) = store.dump_inline_or_to(request.dump_file.as_deref())?;
+        let (dump, dump_file) = store.sync_and_dump(request.dump_file.as_deref())?;
         let extent = request.blocks.extent();
         Ok(RunResult {
             schema_version: schema::SCHEMA_VERSION,

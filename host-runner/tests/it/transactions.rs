@@ -107,6 +107,36 @@ fn get_reads_the_committed_state_of_earlier_blocks() -> TestResult {
     Ok(())
 }
 
+/// `__get_len` keeps the small value it found for the `__get` that follows; a `__get` of another
+/// key reads that key.
+#[test]
+fn get_after_get_len_of_another_key_reads_its_own_key() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("db");
+    assert_eq!(run_block(guest_wasm(), &db, 4, b"four").code(), Some(0));
+    assert_eq!(run_block(guest_wasm(), &db, 6, b"sixes!").code(), Some(0));
+    // The length of /blocks/4, then /blocks/6 read and stored under "copy".
+    let wasm = wat_guest(dir.path(), "other-key", r#"
+(module
+  (import "env" "__get_len" (func $get_len (param i32) (result i32)))
+  (import "env" "__get" (func $get (param i32 i32)))
+  (import "env" "__flush" (func $flush (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\09\00\00\00/blocks/4")
+  (data (i32.const 48) "\09\00\00\00/blocks/6")
+  ;; flush message at 100: 0a 04 "copy" 0a 06 <the 6 bytes at 108>
+  (data (i32.const 96) "\0e\00\00\00\0a\04copy\0a\06")
+  (func (export "_start")
+    (drop (call $get_len (i32.const 20)))
+    (call $get (i32.const 52) (i32.const 108))
+    (call $flush (i32.const 100))))
+"#);
+    let run = run_block(&wasm, &db, 7, b"");
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.result().dump, [r#""/blocks/4" = "four""#, r#""/blocks/6" = "sixes!""#, r#""copy" = "sixes!""#]);
+    Ok(())
+}
+
 #[test]
 fn a_flush_from_above_2_gib_is_committed() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -24,4 +24,4 @@ mod tests;
 
 pub use options::{memory, open_plain_db};
 pub use root::{leaf_hash, root_of, Hash, Lattice, EMPTY};
-pub use store::TrieStore;
+pub use store::{TrieStore, CREATING};

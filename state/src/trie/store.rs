@@ -10,6 +10,7 @@ use rocksdb::{IteratorMode, WriteBatch, DB};
 use super::options::{check_families, memory, open_options, DEFAULT, FAMILIES, RECORDS, META};
 use super::root::{leaf_hash, Hash, Lattice};
 use crate::parallel;
+use crate::value::{Found, Value};
 
 pub(super) const TIP: &[u8] = b"tip";
 /// In `meta`: the state's lattice (see [`super::root`]), 2,048 bytes.
@@ -44,6 +45,23 @@ pub(super) fn keep_last_per_key(pairs: &mut Vec<(Bytes, Bytes)>) {
     pairs.truncate(kept);
 }
 
+/// Beside a store's files while it is being created: a process killed before all its column
+/// families exist leaves it there, and the next open completes the creation instead of
+/// refusing a database with families missing.
+pub const CREATING: &str = "memrepro-creating";
+
+/// Marks `dir` (new, empty, or a creation that was interrupted) as a store being created.
+/// Refuses a directory that holds other files and no database.
+fn mark_creation(dir: &Path, marker: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !marker.exists() {
+        let mut entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+        anyhow::ensure!(entries.next().is_none(), "{} holds files but no database (no CURRENT file): give an empty or new directory", dir.display());
+        std::fs::write(marker, b"").with_context(|| format!("writing {}", marker.display()))?;
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct TrieStore {
     pub(super) db: Arc<DB>,
@@ -52,28 +70,22 @@ pub struct TrieStore {
 impl TrieStore {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        if !dir.join("CURRENT").exists() {
-            Self::create(dir)?;
+        let marker = dir.join(CREATING);
+        let creating = !dir.join("CURRENT").exists() || marker.exists();
+        if creating {
+            mark_creation(dir, &marker)?;
+        } else {
+            check_families(dir)?;
         }
-        check_families(dir)?;
-        let (options, families) = open_options()?;
+        let (mut options, families) = open_options()?;
+        options.create_if_missing(creating);
+        options.create_missing_column_families(creating);
         let db = DB::open_cf_descriptors(&options, dir, families)
             .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
+        if creating {
+            std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+        }
         Ok(Self { db: Arc::new(db) })
-    }
-
-    /// Creates an empty store with all its column families beside `dir` and renames it into
-    /// place, so a process killed while creating it never leaves a half-made database at `dir`.
-    pub(super) fn create(dir: &Path) -> Result<()> {
-        let creating = dir.with_extension("creating");
-        let _ = std::fs::remove_dir_all(&creating);
-        let (mut options, families) = open_options()?;
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        let db = DB::open_cf_descriptors(&options, &creating, families)
-            .with_context(|| format!("creating RocksDB in {}", creating.display()))?;
-        drop(db);
-        std::fs::rename(&creating, dir).with_context(|| format!("moving the new database into {}", dir.display()))
     }
 
     /// Opens an existing store without taking the write lock (for `dump` and `view`).
@@ -83,6 +95,11 @@ impl TrieStore {
             "{} is not a RocksDB directory (no CURRENT file)",
             dir.display()
         );
+        anyhow::ensure!(
+            !dir.join(CREATING).exists(),
+            "{} was not finished being created (a run was killed while creating it): index into it to complete it",
+            dir.display()
+        );
         check_families(dir)?;
         let (options, families) = open_options()?;
         let db = DB::open_cf_descriptors_read_only(&options, dir, families, false)
@@ -90,14 +107,14 @@ impl TrieStore {
         Ok(Self { db: Arc::new(db) })
     }
 
-    /// The length of the value under `key` without loading the value (so a read can be charged
-    /// before it is made); `None` when there is none.
-    pub fn value_len(&self, key: &[u8]) -> Result<Option<u64>> {
-        if let Some(record) = self.db.get_pinned_cf(self.cf(RECORDS), key).context("reading a value's length")? {
-            return Ok(Some(Record::decode(&record)?.len.into()));
+    /// The value under `key` if it is small; a large one's length from its record, without
+    /// loading the value (so a read can be charged before it is made); `None` when there is none.
+    pub fn find(&self, key: &[u8]) -> Result<Option<Found<'_>>> {
+        if let Some(record) = self.db.get_pinned_cf(self.cf(RECORDS), key).context("reading a value's record")? {
+            return Ok(Some(Found::Large(Record::decode(&record)?.len.into())));
         }
         // No record: the value is smaller than `RECORDED_FROM`, or there is none.
-        Ok(self.get_pinned(key)?.map(|value| value.len() as u64))
+        Ok(self.get_pinned(key)?.map(|value| Found::Value(Value::Pinned(value))))
     }
 
     /// The value under `key`, pinned in RocksDB (not copied out of it).

@@ -6,6 +6,7 @@ use super::options::*;
 use super::root::*;
 use super::store::*;
 use bytes::Bytes;
+use crate::Found;
 use rocksdb::{IteratorMode, Options, DB};
 
 #[test]
@@ -79,7 +80,7 @@ fn assert_records_match(store: &TrieStore, state: &BTreeMap<String, String>) {
         .collect();
     assert!(records == expected, "{} records, {} expected", records.len(), expected.len());
     for (key, value) in state {
-        assert_eq!(store.value_len(key.as_bytes()).unwrap(), Some(value.len() as u64), "{key}");
+        assert_eq!(store.find(key.as_bytes()).unwrap().map(|found| found.len()), Some(value.len() as u64), "{key}");
     }
 }
 
@@ -93,9 +94,12 @@ fn every_value_length_reads_back_and_only_large_values_have_records() {
     let large = "x".repeat(memory::BLOB_FROM as usize);
     let block = [("small", "abc"), ("empty", ""), ("large", large.as_str())];
     store.commit_block(1, pairs(&block.map(|(k, v)| (k.to_string(), v.to_string())))).unwrap();
-    let lengths = |keys: &[&str]| keys.iter().map(|key| store.value_len(key.as_bytes()).unwrap()).collect::<Vec<_>>();
+    let lengths = |keys: &[&str]| keys.iter().map(|key| store.find(key.as_bytes()).unwrap().map(|found| found.len())).collect::<Vec<_>>();
     assert_eq!(lengths(&["small", "empty", "large", "missing"]), [Some(3), Some(0), Some(memory::BLOB_FROM), None]);
     assert_eq!(records(), 1);
+    // A small value is found with its bytes; a large one by its record alone.
+    assert!(matches!(store.find(b"small").unwrap(), Some(Found::Value(value)) if &*value == b"abc"));
+    assert!(matches!(store.find(b"large").unwrap(), Some(Found::Large(_))));
     store.commit_block(2, pairs(&[("large".into(), "now small".into())])).unwrap();
     assert_eq!((lengths(&["large"]), records()), (vec![Some(9)], 0));
     store.commit_block(3, pairs(&[("small".into(), "y".repeat(RECORDED_FROM))])).unwrap();
@@ -142,4 +146,38 @@ fn a_database_of_another_layout_is_refused_with_its_families_named() {
         let error = TrieStore::open(&dir).err().unwrap().to_string();
         assert!(error.contains(&format!("\"{family}\"")) && error.contains("another version"), "{error}");
     }
+}
+
+/// A store is created in place, marked until all its families exist: a creation killed after
+/// RocksDB made its first family is completed by the next open; a directory holding other files
+/// and no database is refused untouched.
+#[test]
+fn an_interrupted_creation_is_completed_and_a_foreign_directory_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new");
+    let store = TrieStore::open(&new).unwrap();
+    let root = store.commit_block(1, pairs(&[("a".into(), "1".into())])).unwrap();
+    drop(store);
+    assert!(!new.join(CREATING).exists(), "a finished creation leaves its marker");
+
+    // Killed after RocksDB created the database with its default family alone.
+    let interrupted = dir.path().join("interrupted");
+    std::fs::create_dir(&interrupted).unwrap();
+    std::fs::write(interrupted.join(CREATING), b"").unwrap();
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    drop(DB::open(&options, &interrupted).unwrap());
+    assert!(TrieStore::open_read_only(&interrupted).err().unwrap().to_string().contains("not finished being created"));
+    let store = TrieStore::open(&interrupted).unwrap();
+    assert_eq!(store.commit_block(1, pairs(&[("a".into(), "1".into())])).unwrap(), root);
+    drop(store);
+    assert!(!interrupted.join(CREATING).exists());
+    assert_eq!(TrieStore::open_read_only(&interrupted).unwrap().state_root().unwrap(), root);
+
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
+    let error = TrieStore::open(&foreign).err().unwrap().to_string();
+    assert!(error.contains("holds files but no database"), "{error}");
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1);
 }

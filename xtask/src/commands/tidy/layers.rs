@@ -24,7 +24,7 @@ pub const TABLE: &[Layers] = &[
     Layers { folder: "guest-abi", ranks: &[] },
     Layers { folder: "host-runner", ranks: &[&["process"], &["engine"], &["run"], &["node", "bench", "fuzzing"], &["cli"]] },
     Layers { folder: "schema", ranks: &[&["size", "policy", "dump", "log_files"], &["engine"]] },
-    Layers { folder: "state", ranks: &[&["files", "parallel", "rocks"], &["dump"], &["trie"], &["metashrew"], &["layout"], &["database"]] },
+    Layers { folder: "state", ranks: &[&["files", "parallel", "rocks", "value"], &["dump"], &["trie"], &["metashrew"], &["layout"], &["database"]] },
     Layers {
         folder: "xtask",
         ranks: &[
