@@ -15,17 +15,22 @@ use wasmtime::{Caller, Engine, Linker, Module, Store};
 
 use super::timing::TIME_LIMIT;
 
+use crate::engine::config::epoch_ticks;
 use crate::engine::flush::decode_flush;
+use crate::engine::{engine, LinearMemory, MemoryPolicy};
 use crate::engine::guest_memory::{address, arraybuffer, span_mut};
 use crate::run::{run, RunRequest};
 
 /// The runner (compile, open RocksDB, run, commit, state root, dump) over `blocks` against bare
 /// wasmtime and against its floor ([`bare_run`]: the same `_start`s on bare wasmtime, and plain
-/// batches of their pairs), `runs` times each, in turn so all see the same machine.
+/// batches of their pairs), and against that floor on the runner's own engine settings (the time
+/// limit's epoch checks, canonical NaNs: [`Floor::RunnerEngine`]), `runs` times each, in turn so
+/// all see the same machine.
 pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
     let mut runner_secs = Vec::new();
     let mut bare_secs = Vec::new();
     let mut floor_secs = Vec::new();
+    let mut runner_engine_floor_secs = Vec::new();
     let mut last = None;
     for _ in 0..runs {
         let dir = tempfile::tempdir()?;
@@ -36,13 +41,12 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
         anyhow::ensure!(result.outcome == schema::RunOutcome::Completed, "the guest did not complete: {:?}", result.outcome);
         last = Some(result);
 
-        let started = Instant::now();
-        bare_run(wasm, blocks, None)?;
-        bare_secs.push(started.elapsed().as_secs_f64());
-
-        let started = Instant::now();
-        bare_run(wasm, blocks, Some(&dir.path().join("plain")))?;
-        floor_secs.push(started.elapsed().as_secs_f64());
+        for (floor, secs) in [(Floor::Bare, &mut bare_secs), (Floor::Plain, &mut floor_secs), (Floor::RunnerEngine, &mut runner_engine_floor_secs)] {
+            let plain = dir.path().join(format!("plain-{}", secs.len()));
+            let started = Instant::now();
+            bare_run(wasm, blocks, floor, &plain)?;
+            secs.push(started.elapsed().as_secs_f64());
+        }
     }
     let result = last.context("no runs")?;
     let sum = |ms: fn(&schema::BlockReport) -> f64| result.blocks.iter().map(ms).sum::<f64>();
@@ -51,6 +55,7 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
         "runner_secs": runner_secs,
         "bare_secs": bare_secs,
         "floor_secs": floor_secs,
+        "runner_engine_floor_secs": runner_engine_floor_secs,
         "stored": result.stress_result,
         "wasm_memory_bytes": result.blocks.iter().map(|b| b.wasm_memory_bytes).max(),
         "flushed_pairs": result.blocks.iter().map(|b| b.flushed_pairs).sum::<u64>(),
@@ -70,14 +75,34 @@ struct Bare {
     pairs: Vec<(Bytes, Bytes)>,
 }
 
-/// Each block's `_start` in a fresh instance of one module compiled on wasmtime's default engine,
-/// with the metashrew imports at their plainest. With `plain_db`, the run's floor (issue 27):
-/// reads straight from a RocksDB with the store's options, and each block's flushes decoded and
-/// written in one plain `WriteBatch` (no policy, no charge, no root, no reports). Without, bare
-/// wasmtime alone: an empty state, flushes dropped.
-fn bare_run(wasm: &Path, blocks: &[Block], plain_db: Option<&Path>) -> Result<()> {
-    let db = plain_db.map(open_plain_db).transpose()?.map(Arc::new);
-    let engine = Engine::default();
+/// What a bare run is.
+#[derive(Clone, Copy)]
+enum Floor {
+    /// Bare wasmtime alone: wasmtime's default engine, an empty state, flushes dropped.
+    Bare,
+    /// The runner's floor (issue 27): wasmtime's default engine, reads straight from a RocksDB
+    /// with the store's options, each block's flushes decoded and written in one plain
+    /// `WriteBatch` (no policy, no charge, no root, no reports).
+    Plain,
+    /// [`Floor::Plain`] on the runner's engine: the epoch checks behind its time limit and the
+    /// settings that make a guest's floats the same on every CPU.
+    RunnerEngine,
+}
+
+/// Each block's `_start` in a fresh instance of one module, with the metashrew imports at their
+/// plainest, as `floor` says; a plain database, when it has one, in `plain_db`.
+fn bare_run(wasm: &Path, blocks: &[Block], floor: Floor, plain_db: &Path) -> Result<()> {
+    let (engine, deadline) = match floor {
+        Floor::Bare | Floor::Plain => (Engine::default(), None),
+        Floor::RunnerEngine => {
+            let kind = schema::EngineKind::Memrepro;
+            (engine(kind, MemoryPolicy::Unbounded, LinearMemory::Reserved, None)?, Some(epoch_ticks(TIME_LIMIT)))
+        }
+    };
+    let db = match floor {
+        Floor::Bare => None,
+        Floor::Plain | Floor::RunnerEngine => Some(Arc::new(open_plain_db(plain_db)?)),
+    };
     let module = Module::from_file(&engine, wasm).map_err(anyhow::Error::from)?;
     let mut linker: Linker<Bare> = Linker::new(&engine);
     bare_imports(&mut linker)?;
@@ -85,6 +110,9 @@ fn bare_run(wasm: &Path, blocks: &[Block], plain_db: Option<&Path>) -> Result<()
     for block in blocks {
         let input = [&block.height.to_le_bytes()[..], &block.payload].concat();
         let mut store = Store::new(&engine, Bare { input, db: db.clone(), pairs: Vec::new() });
+        if let Some(deadline) = deadline {
+            store.set_epoch_deadline(deadline);
+        }
         let instance = linker.instantiate(&mut store, &module).map_err(anyhow::Error::from)?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(anyhow::Error::from)?;
         start.call(&mut store, ()).map_err(anyhow::Error::from).with_context(|| format!("bare _start trapped at height {}", block.height))?;
