@@ -35,8 +35,9 @@ pub struct CommitBench {
 
 /// Each block's pairs, exactly as the guest flushes them in `Guest::run_block`, committed by
 /// `TrieStore::commit_block` (pairs, records, lattice, root, one batch) against one plain
-/// `WriteBatch` of the same pairs into a second database with the store's options, and against
-/// the hashing the state root asks of the pairs alone ([`root_from_scratch`]). Every run
+/// `WriteBatch` of the same pairs into a second database with the store's options, against
+/// the hashing the state root asks of the pairs alone ([`root_from_scratch`]), and against the
+/// lookup of the values they replace ([`former_values_lookup`]). Every run
 /// starts from new databases holding the same pairs (the plain one without the records and the
 /// lattice); the two writes alternate which goes first, and after each block both flush their
 /// memtables and finish their compactions (untimed) so the next block finds them alike.
@@ -90,8 +91,9 @@ fn bench_guest(bench: &CommitBench, dir: &std::path::Path) -> Result<Guest> {
 /// The heights the timed synthetic blocks are committed at (after any real block's).
 const SYNTHETIC_HEIGHTS: u32 = 1 << 30;
 
-/// One block's times in milliseconds: the commit, the plain batch, the root's hashing alone.
-type Times = [f64; 3];
+/// One block's times in milliseconds: the commit, the plain batch, the root's hashing alone, the
+/// lookup of the values the pairs replace.
+type Times = [f64; 4];
 
 /// The store a commit writes and the plain database its floor writes, holding the same pairs.
 struct Stores {
@@ -131,11 +133,16 @@ impl Stores {
             Ok(elapsed_ms(started))
         };
         let times = match commit_last {
-            false => [commit(pairs.clone())?, plain_write(&pairs)?, root_from_scratch(&pairs)],
+            false => {
+                let commit_ms = commit(pairs.clone())?;
+                let lookup_ms = former_values_lookup(&self.plain, &pairs)?;
+                [commit_ms, plain_write(&pairs)?, root_from_scratch(&pairs), lookup_ms]
+            }
             true => {
                 let hash_ms = root_from_scratch(&pairs);
+                let lookup_ms = former_values_lookup(&self.plain, &pairs)?;
                 let plain_ms = plain_write(&pairs)?;
-                [commit(pairs.clone())?, plain_ms, hash_ms]
+                [commit(pairs.clone())?, plain_ms, hash_ms, lookup_ms]
             }
         };
         self.flush()?;
@@ -164,12 +171,13 @@ fn shape(height: u32, pairs: &[(Bytes, Bytes)]) -> Value {
 /// A block's `shape` with the medians of its runs' times and the times themselves.
 fn summary(mut shape: Value, times: &[Times]) -> Value {
     let column = |i: usize| times.iter().map(|t| t[i]).collect::<Vec<f64>>();
-    let (commit_ms, plain_ms, hash_ms) = (column(0), column(1), column(2));
+    let (commit_ms, plain_ms, hash_ms, lookup_ms) = (column(0), column(1), column(2), column(3));
     let ratios: Vec<f64> = times.iter().map(|t| t[0] / t[1]).collect();
     shape["commit_ms"] = json!(median(&commit_ms));
     shape["plain_ms"] = json!(median(&plain_ms));
     shape["ratio"] = json!(median(&ratios));
     shape["hash_ms"] = json!(median(&hash_ms));
+    shape["lookup_ms"] = json!(median(&lookup_ms));
     shape["commit_ms_runs"] = json!(commit_ms);
     shape["plain_ms_runs"] = json!(plain_ms);
     shape
@@ -184,6 +192,22 @@ fn root_from_scratch(pairs: &[(Bytes, Bytes)]) -> f64 {
     let started = Instant::now();
     std::hint::black_box(root_of(last));
     elapsed_ms(started)
+}
+
+/// What any commit that updates a root incrementally must also do: read the value each key held
+/// before (here from the plain database, before the plain batch is written, a chunk of keys at a
+/// time on one thread), in milliseconds.
+fn former_values_lookup(db: &rocksdb::DB, pairs: &[(Bytes, Bytes)]) -> Result<f64> {
+    let mut keys: Vec<&[u8]> = pairs.iter().map(|(key, _)| key.as_ref()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let started = Instant::now();
+    for chunk in keys.chunks(256) {
+        for value in db.batched_multi_get_cf(&db.cf_handle("default").context("the default family")?, chunk, true) {
+            std::hint::black_box(value.context("looking up a former value")?);
+        }
+    }
+    Ok(elapsed_ms(started))
 }
 
 /// The pairs `_start` flushes for `block` against `store`.
@@ -236,7 +260,7 @@ mod tests {
                 let runs = block[field].as_array().unwrap();
                 assert!(runs.len() == 2 && runs.iter().all(|ms| ms.as_f64().unwrap() > 0.0), "{block}");
             }
-            for field in ["commit_ms", "plain_ms", "ratio", "hash_ms"] {
+            for field in ["commit_ms", "plain_ms", "ratio", "hash_ms", "lookup_ms"] {
                 assert!(block[field].as_f64().unwrap() > 0.0, "{block}");
             }
         }

@@ -41,8 +41,10 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
         anyhow::ensure!(result.outcome == schema::RunOutcome::Completed, "the guest did not complete: {:?}", result.outcome);
         last = Some(result);
 
-        for (floor, secs) in [(Floor::Bare, &mut bare_secs), (Floor::Plain, &mut floor_secs), (Floor::RunnerEngine, &mut runner_engine_floor_secs)] {
-            let plain = dir.path().join(format!("plain-{}", secs.len()));
+        let floors = [(Floor::Bare, &mut bare_secs), (Floor::Plain, &mut floor_secs), (Floor::RunnerEngine, &mut runner_engine_floor_secs)];
+        for (i, (floor, secs)) in floors.into_iter().enumerate() {
+            // Each floor's own new database.
+            let plain = dir.path().join(format!("plain-{i}"));
             let started = Instant::now();
             bare_run(wasm, blocks, floor, &plain)?;
             secs.push(started.elapsed().as_secs_f64());

@@ -120,6 +120,16 @@ fn floor_ratio(block: &serde_json::Value) -> f64 {
     block["commit_ms"].as_f64().unwrap_or(f64::NAN) / floor_ms(block)
 }
 
+/// [`floor_ms`] plus what any commit that updates a root incrementally must also do, spread the
+/// same way: look up the value each key held before (once, in one family).
+fn floor_with_lookup_ms(block: &serde_json::Value) -> f64 {
+    floor_ms(block) + block["lookup_ms"].as_f64().unwrap_or(f64::NAN) / cores()
+}
+
+fn floor_with_lookup_ratio(block: &serde_json::Value) -> f64 {
+    block["commit_ms"].as_f64().unwrap_or(f64::NAN) / floor_with_lookup_ms(block)
+}
+
 /// The synthetic blocks' commits against their floors: in all, and the worst block.
 fn synthetic_against_their_floor(commits: &serde_json::Value) -> Result<Figure> {
     let blocks = commits["blocks"].as_array().context("bench commit: no blocks")?;
@@ -127,8 +137,9 @@ fn synthetic_against_their_floor(commits: &serde_json::Value) -> Result<Figure> 
     let floor: f64 = blocks.iter().map(floor_ms).sum();
     let worst = blocks.iter().map(floor_ratio).fold(0.0, f64::max);
     let last = blocks.last().map_or(f64::NAN, floor_ratio);
+    let worst_with_lookup = blocks.iter().map(floor_with_lookup_ratio).fold(0.0, f64::max);
     let figure = format!(
-        "{} blocks: commits {:.0} ms in all = {:.2}x their floor {:.0} ms (plain batches {:.0} ms + the root's hashing {:.0} ms on one core / {}); worst block {worst:.2}x, the last (into {} keys) {last:.2}x",
+        "{} blocks: commits {:.0} ms in all = {:.2}x their floor {:.0} ms (plain batches {:.0} ms + the root's hashing {:.0} ms on one core / {}); worst block {worst:.2}x, the last (into {} keys) {last:.2}x; with the lookup of each key's former value ({:.0} ms on one core / {}) in the floor, worst block {worst_with_lookup:.2}x",
         blocks.len(),
         total("commit_ms"),
         total("commit_ms") / floor,
@@ -137,6 +148,8 @@ fn synthetic_against_their_floor(commits: &serde_json::Value) -> Result<Figure> 
         total("hash_ms"),
         cores(),
         blocks.len().saturating_sub(1) * 100_000,
+        total("lookup_ms"),
+        cores(),
     );
     Ok(goal("commit vs its floor (1M keys, 100k a block)", figure, "<= 1.5x each", worst <= 1.5, commits.clone()))
 }
@@ -150,7 +163,7 @@ fn commit_against_its_floor(commits: &serde_json::Value) -> Result<Figure> {
         .map(|b| {
             let number = |field: &str| b[field].as_f64().unwrap_or(f64::NAN);
             format!(
-                "{} ({} keys) {:.1} ms = {:.1}x its floor {:.1} ms (plain batch {:.1} ms + the root's hashing {:.1} ms on one core / {cores})",
+                "{} ({} keys) {:.1} ms = {:.2}x its floor {:.1} ms (plain batch {:.1} ms + the root's hashing {:.1} ms on one core / {cores}), {:.2}x with the lookup of each key's former value ({:.1} ms on one core / {cores})",
                 b["height"],
                 b["keys"],
                 number("commit_ms"),
@@ -158,6 +171,8 @@ fn commit_against_its_floor(commits: &serde_json::Value) -> Result<Figure> {
                 floor_ms(b),
                 number("plain_ms"),
                 number("hash_ms"),
+                floor_with_lookup_ratio(b),
+                number("lookup_ms"),
             )
         })
         .collect();
