@@ -19,7 +19,8 @@ use crate::engine::config::epoch_ticks;
 use crate::engine::flush::decode_flush;
 use crate::engine::{engine, LinearMemory, MemoryPolicy};
 use crate::engine::guest_memory::{address, arraybuffer, span_mut};
-use crate::run::{run, RunRequest};
+use crate::run::index::run_timed;
+use crate::run::RunRequest;
 
 /// The runner (compile, open RocksDB, run, commit, state root, dump) over `blocks` against bare
 /// wasmtime and against its floor ([`bare_run`]: the same `_start`s on bare wasmtime, and plain
@@ -31,13 +32,15 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
     let mut bare_secs = Vec::new();
     let mut floor_secs = Vec::new();
     let mut runner_engine_floor_secs = Vec::new();
+    let (mut runner_phases, mut floor_compile_secs) = (Vec::new(), Vec::new());
     let mut last = None;
     for _ in 0..runs {
         let dir = tempfile::tempdir()?;
         let request = RunRequest::unbounded(wasm.to_path_buf(), dir.path().join("db"), BlockStream::Held(blocks.to_vec()), TIME_LIMIT);
         let started = Instant::now();
-        let result = run(&request)?;
+        let (result, phases) = run_timed(&request)?;
         runner_secs.push(started.elapsed().as_secs_f64());
+        runner_phases.push(phases);
         anyhow::ensure!(result.outcome == schema::RunOutcome::Completed, "the guest did not complete: {:?}", result.outcome);
         last = Some(result);
 
@@ -46,8 +49,11 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
             // Each floor's own new database.
             let plain = dir.path().join(format!("plain-{i}"));
             let started = Instant::now();
-            bare_run(wasm, blocks, floor, &plain)?;
+            let compile_secs = bare_run(wasm, blocks, floor, &plain)?;
             secs.push(started.elapsed().as_secs_f64());
+            if matches!(floor, Floor::Plain) {
+                floor_compile_secs.push(compile_secs);
+            }
         }
     }
     let result = last.context("no runs")?;
@@ -58,6 +64,8 @@ pub fn overhead(wasm: &Path, blocks: &[Block], runs: usize) -> Result<Value> {
         "bare_secs": bare_secs,
         "floor_secs": floor_secs,
         "runner_engine_floor_secs": runner_engine_floor_secs,
+        "runner_phases": runner_phases,
+        "floor_compile_secs": floor_compile_secs,
         "stored": result.stress_result,
         "wasm_memory_bytes": result.blocks.iter().map(|b| b.wasm_memory_bytes).max(),
         "flushed_pairs": result.blocks.iter().map(|b| b.flushed_pairs).sum::<u64>(),
@@ -92,8 +100,9 @@ enum Floor {
 }
 
 /// Each block's `_start` in a fresh instance of one module, with the metashrew imports at their
-/// plainest, as `floor` says; a plain database, when it has one, in `plain_db`.
-fn bare_run(wasm: &Path, blocks: &[Block], floor: Floor, plain_db: &Path) -> Result<()> {
+/// plainest, as `floor` says; a plain database, when it has one, in `plain_db`. Returns the
+/// seconds it took to compile the guest.
+fn bare_run(wasm: &Path, blocks: &[Block], floor: Floor, plain_db: &Path) -> Result<f64> {
     let (engine, deadline) = match floor {
         Floor::Bare | Floor::Plain => (Engine::default(), None),
         Floor::RunnerEngine => {
@@ -105,7 +114,9 @@ fn bare_run(wasm: &Path, blocks: &[Block], floor: Floor, plain_db: &Path) -> Res
         Floor::Bare => None,
         Floor::Plain | Floor::RunnerEngine => Some(Arc::new(open_plain_db(plain_db)?)),
     };
+    let started = Instant::now();
     let module = Module::from_file(&engine, wasm).map_err(anyhow::Error::from)?;
+    let compile_secs = started.elapsed().as_secs_f64();
     let mut linker: Linker<Bare> = Linker::new(&engine);
     bare_imports(&mut linker)?;
     linker.define_unknown_imports_as_traps(&module)?;
@@ -126,7 +137,7 @@ fn bare_run(wasm: &Path, blocks: &[Block], floor: Floor, plain_db: &Path) -> Res
             db.write(batch).context("writing the bare run's batch")?;
         }
     }
-    Ok(())
+    Ok(compile_secs)
 }
 
 /// `__host_len`, `__load_input`, `__log`, `__get_len`, `__get` and `__flush`, with no checks

@@ -18,7 +18,26 @@ use crate::process::{current_rss, elapsed_ms, limit_address_space};
 /// Runs the blocks. Fails with a [`crate::engine::Refusal`] before anything is written when this
 /// host cannot back the policy's budget.
 pub fn run(request: &RunRequest) -> Result<RunResult> {
+    run_timed(request).map(|(result, _)| result)
+}
+
+/// Where a run's time went, in milliseconds (`host-runner bench overhead` prints it).
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Phases {
+    /// Reading and compiling the guest, and the preflight.
+    pub compile_ms: f64,
+    /// Opening the store (creating it when new).
+    pub open_ms: f64,
+    /// Running and committing the blocks, with their reports.
+    pub blocks_ms: f64,
+    /// The store made durable and dumped, and the result put together.
+    pub finish_ms: f64,
+}
+
+/// [`run`], timed by [`Phases`].
+pub fn run_timed(request: &RunRequest) -> Result<(RunResult, Phases)> {
     let identity = std::thread::Builder::new().spawn(identity).ok();
+    let (mut phases, mut lap) = (Phases::default(), Instant::now());
     check_engine_settings(request.engine, request.policy, request.linear_memory, request.native_stack)?;
     if let Some(limit) = request.address_space_limit {
         limit_address_space(limit)?;
@@ -31,9 +50,21 @@ pub fn run(request: &RunRequest) -> Result<RunResult> {
     let started = Instant::now();
     preflight(request.policy, guest.code_bytes())?;
     let preflight_ms = elapsed_ms(started);
+    phases.compile_ms = next_lap(&mut lap);
     let store = Database::open(&request.db, &request.db_layout)?;
+    phases.open_ms = next_lap(&mut lap);
     let indexed = index_blocks(request, &guest, &store)?;
-    Finished { request, guest: &guest, wasm_bytes: &wasm_bytes, preflight_ms, indexed, identity }.into_result(store)
+    phases.blocks_ms = next_lap(&mut lap);
+    let result = Finished { request, guest: &guest, wasm_bytes: &wasm_bytes, preflight_ms, indexed, identity }.into_result(store)?;
+    phases.finish_ms = next_lap(&mut lap);
+    Ok((result, phases))
+}
+
+/// Milliseconds since `lap`, which starts the next lap.
+fn next_lap(lap: &mut Instant) -> f64 {
+    let ms = elapsed_ms(*lap);
+    *lap = Instant::now();
+    ms
 }
 
 /// Runs and commits the blocks in order, up to the first that fails; under `resume`, after the

@@ -106,5 +106,9 @@ fn bench_measures_the_chain_guest_over_the_real_blocks() {
     assert!(secs("bare_secs") > 0.0 && secs("floor_secs") > 0.9 * secs("bare_secs"), "{}", figures[3]["details"]);
     assert!(secs("runner_engine_floor_secs") > 0.9 * secs("floor_secs"), "{}", figures[3]["details"]);
     let floor = figures[3]["figure"].as_str().unwrap();
-    assert!(floor.contains("the floor on the runner's engine settings") && floor.contains("the rest"), "{floor}");
+    assert!(floor.contains("the floor on the runner's engine settings") && floor.contains("its floor: compile"), "{floor}");
+    let phases = figures[3]["details"]["runner_phases"][0].clone();
+    for phase in ["compile_ms", "open_ms", "blocks_ms", "finish_ms"] {
+        assert!(phases[phase].as_f64().unwrap() > 0.0, "{phases}");
+    }
 }

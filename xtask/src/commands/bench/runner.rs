@@ -62,46 +62,57 @@ pub(super) fn real_blocks(sh: &Shell, runner: &Path, root: &Path, runs: usize) -
     let synthetic = runner_bench(runner, &["commit", "--synthetic", "1000000", "--runs", "3"])?;
     let synthetic = synthetic_against_their_floor(&synthetic)?;
 
-    let runs = runs.to_string();
-    let overhead_over = |what: &str, blocks: &str| -> Result<([Figure; 2], f64)> {
-        section(&format!("real blocks: runner against bare wasmtime and against its floor, chain guest over {what}, {runs} runs each"));
-        let figures = runner_bench(runner, &["overhead", "--wasm", &chain_guest, "--blocks", blocks, "--runs", &runs])?;
-        let (runner_secs, bare_secs, floor_secs) = (median(&figures["runner_secs"])?, median(&figures["bare_secs"])?, median(&figures["floor_secs"])?);
-        let ratio = runner_secs / bare_secs;
-        let ms = |field: &str| figures["last_run_ms"][field].as_f64().unwrap_or(f64::NAN);
-        let figure = format!(
-            "runner {:.0} ms / bare wasmtime {:.0} ms = {ratio:.2}x (medians; runner's execute alone {:.0} ms = {:.2}x the whole bare run, commit {:.0} ms)",
-            runner_secs * 1e3,
-            bare_secs * 1e3,
-            ms("execute"),
-            ms("execute") / (bare_secs * 1e3),
-            ms("commit")
-        );
-        let overhead = goal(&format!("runner overhead (chain guest, {what})"), figure, "<= 1.10x", ratio <= 1.10, figures.clone());
-        let floor_ratio = runner_secs / floor_secs;
-        let engine_floor_secs = median(&figures["runner_engine_floor_secs"])?;
-        let blocks_ms = ms("instantiate") + ms("execute") + ms("commit");
-        let figure = format!(
-            "runner {:.0} ms / its floor {:.0} ms = {floor_ratio:.2}x; / the floor on the runner's engine settings (the time limit's epoch checks, canonical NaNs) {:.0} ms = {:.2}x (medians; the floor: bare wasmtime reading a plain RocksDB, each block's pairs in one plain WriteBatch); the runner's blocks {blocks_ms:.0} ms (execute {:.0}, commit {:.0}), the rest {:.0} ms (compile, store creation, the dump, the final flush)",
-            runner_secs * 1e3,
-            floor_secs * 1e3,
-            engine_floor_secs * 1e3,
-            runner_secs / engine_floor_secs,
-            ms("execute"),
-            ms("commit"),
-            runner_secs * 1e3 - blocks_ms
-        );
-        let floor = goal(&format!("runner vs its floor (chain guest, {what})"), figure, "<= 1.2x", floor_ratio <= 1.2, figures);
-        Ok(([overhead, floor], runner_secs))
-    };
-    let ([large_overhead, large_floor], _) = overhead_over("the large blocks", &large)?;
-    let ([chain_overhead, chain_floor], chain_secs) = overhead_over("mainnet 0..589", &chain)?;
+    let ([large_overhead, large_floor], _) = runner_against_its_floors(runner, &chain_guest, "the large blocks", &large, runs)?;
+    let ([chain_overhead, chain_floor], chain_secs) = runner_against_its_floors(runner, &chain_guest, "mainnet 0..589", &chain, runs)?;
     let per_second = info(
         "blocks/s (chain guest, mainnet 0..589)",
         format!("{:.0} blocks/s: 590 blocks in {:.0} ms, compile, RocksDB open, commits and dump included", 590.0 / chain_secs, chain_secs * 1e3),
         json!({ "blocks": 590, "secs": chain_secs }),
     );
     Ok(vec![commit, synthetic, large_overhead, large_floor, chain_overhead, chain_floor, per_second])
+}
+
+/// The chain guest over `blocks` (`what`): the runner against bare wasmtime and against its
+/// floors, with the runner's phases; and the runner's median seconds.
+fn runner_against_its_floors(runner: &Path, chain_guest: &str, what: &str, blocks: &str, runs: usize) -> Result<([Figure; 2], f64)> {
+    let runs = runs.to_string();
+    section(&format!("real blocks: runner against bare wasmtime and against its floor, chain guest over {what}, {runs} runs each"));
+    let figures = runner_bench(runner, &["overhead", "--wasm", &chain_guest, "--blocks", blocks, "--runs", &runs])?;
+    let (runner_secs, bare_secs, floor_secs) = (median(&figures["runner_secs"])?, median(&figures["bare_secs"])?, median(&figures["floor_secs"])?);
+    let ratio = runner_secs / bare_secs;
+    let ms = |field: &str| figures["last_run_ms"][field].as_f64().unwrap_or(f64::NAN);
+    let figure = format!(
+        "runner {:.0} ms / bare wasmtime {:.0} ms = {ratio:.2}x (medians; runner's execute alone {:.0} ms = {:.2}x the whole bare run, commit {:.0} ms)",
+        runner_secs * 1e3,
+        bare_secs * 1e3,
+        ms("execute"),
+        ms("execute") / (bare_secs * 1e3),
+        ms("commit")
+    );
+    let overhead = goal(&format!("runner overhead (chain guest, {what})"), figure, "<= 1.10x", ratio <= 1.10, figures.clone());
+    let floor_ratio = runner_secs / floor_secs;
+    let engine_floor_secs = median(&figures["runner_engine_floor_secs"])?;
+    let phase = |name: &str| -> Result<f64> {
+        let runs: Vec<serde_json::Value> = figures["runner_phases"].as_array().context("no runner phases")?.iter().map(|p| p[name].clone()).collect();
+        median(&serde_json::Value::Array(runs))
+    };
+    let floor_compile_ms = median(&figures["floor_compile_secs"])? * 1e3;
+    let figure = format!(
+        "runner {:.0} ms / its floor {:.0} ms = {floor_ratio:.2}x; / the floor on the runner's engine settings (the time limit's epoch checks, canonical NaNs) {:.0} ms = {:.2}x (medians; the floor: bare wasmtime reading a plain RocksDB, each block's pairs in one plain WriteBatch); the runner: compile {:.0} ms, store creation {:.1}, blocks {:.0} (execute {:.0}, commit {:.0}), durable store, dump and result {:.1}; its floor: compile {floor_compile_ms:.0} ms, the rest {:.0}",
+        runner_secs * 1e3,
+        floor_secs * 1e3,
+        engine_floor_secs * 1e3,
+        runner_secs / engine_floor_secs,
+        phase("compile_ms")?,
+        phase("open_ms")?,
+        phase("blocks_ms")?,
+        ms("execute"),
+        ms("commit"),
+        phase("finish_ms")?,
+        floor_secs * 1e3 - floor_compile_ms,
+    );
+    let floor = goal(&format!("runner vs its floor (chain guest, {what})"), figure, "<= 1.2x", floor_ratio <= 1.2, figures);
+    Ok(([overhead, floor], runner_secs))
 }
 
 /// The cores of this machine, over which a commit's floor spreads its hashing.
