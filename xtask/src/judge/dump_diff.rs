@@ -7,7 +7,7 @@
 //! and `similar` lays out just those regions as hunks. A million-key state diffs in constant memory.
 
 use std::cmp::Ordering;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::BufRead;
 use std::path::Path;
@@ -260,15 +260,19 @@ pub struct Divergence {
     pub key: Option<String>,
 }
 
-/// The first height at which two runs' per-block state roots differ, or one run stopped.
+/// The first height at which two runs' per-block state roots differ, or past which one run
+/// stopped. Reports are matched by height: a height one run has no report for, below its last
+/// report (a run killed between a block's commit and its report, then resumed), is not compared.
 pub fn first_diverging_height(old: Option<&[BlockReport]>, new: Option<&[BlockReport]>) -> Option<u32> {
-    let (old, new) = (old?, new?);
-    match old.iter().zip(new).find(|(a, b)| a.height != b.height || a.state_root != b.state_root) {
-        Some((a, _)) => Some(a.height),
-        // One run went further than the other.
-        None if old.len() != new.len() => old.get(new.len()).or(new.get(old.len())).map(|b| b.height),
-        None => None,
-    }
+    let roots = |reports: &[BlockReport]| reports.iter().map(|r| (r.height, r.state_root.clone())).collect::<BTreeMap<u32, String>>();
+    let (old, new) = (roots(old?), roots(new?));
+    let differing = old.iter().find(|(height, root)| new.get(*height).is_some_and(|other| other != *root)).map(|(height, _)| *height);
+    // The first height one run reported past the other's last report.
+    let past_the_end = |run: &BTreeMap<u32, String>, other: &BTreeMap<u32, String>| {
+        let last = other.keys().next_back().copied();
+        run.keys().copied().find(|height| last.is_none_or(|last| *height > last))
+    };
+    [differing, past_the_end(&old, &new), past_the_end(&new, &old)].into_iter().flatten().min()
 }
 
 #[cfg(test)]
@@ -361,13 +365,21 @@ mod tests {
     }
 
     #[test]
-    fn multi_block_runs_diverge_at_the_first_differing_root_or_missing_block() {
+    fn multi_block_runs_diverge_at_the_first_differing_root_or_where_one_stopped() {
         let a = [block(1, "r1"), block(2, "r2"), block(3, "r3")];
         let b = [block(1, "r1"), block(2, "XX"), block(3, "r3")];
         assert_eq!(first_diverging_height(Some(&a), Some(&b)), Some(2));
         assert_eq!(first_diverging_height(Some(&a), Some(&a[..1])), Some(2));
         assert_eq!(first_diverging_height(Some(&a), Some(&a)), None);
         assert_eq!(first_diverging_height(None, Some(&a)), None);
+        // A report lost to a kill and a resume is not a divergence; a later root still is.
+        let lost = [block(1, "r1"), block(3, "r3")];
+        assert_eq!(first_diverging_height(Some(&a), Some(&lost)), None);
+        assert_eq!(first_diverging_height(Some(&lost), Some(&a)), None);
+        assert_eq!(first_diverging_height(Some(&b), Some(&lost)), None);
+        assert_eq!(first_diverging_height(Some(&[block(1, "r1"), block(3, "XX")]), Some(&a)), Some(3));
+        // One run with no block reported stopped before the other's first.
+        assert_eq!(first_diverging_height(Some(&a), Some(&[])), Some(1));
     }
 
     #[test]
