@@ -13,9 +13,10 @@ use super::host_state::{fail_block, pair_charge, value_read_charge, within_budge
 use schema::EngineKind;
 use state::Found;
 
-/// The largest value `__get_len` keeps for the `__get` that follows (ours finds values below 256
-/// bytes with their length; metashrew's layout decodes every value it finds).
-const KEPT_VALUE_MAX: usize = 4096;
+/// The most `__get_len` keeps for the `__get` that follows, key and value together (ours finds
+/// values below 256 bytes with their length; metashrew's layout decodes every value it finds).
+/// Fixed and small, so the host never holds a copy the charge rule does not count.
+const KEPT_BYTES_MAX: usize = 4096;
 
 /// Defines every import in `linker`, with the host semantics of `kind`.
 pub fn define_imports(linker: &mut Linker<HostState>, kind: EngineKind) -> Result<()> {
@@ -71,9 +72,9 @@ fn get_len(mut caller: Caller<'_, HostState>, key_ptr: i32) -> wasmtime::Result<
     within_budget(host.host_budget, value_read_charge(host, len), "__get_len: reading the value")?;
     // Kept for the `__get` that follows: a small value, or none (the guest asks anyway).
     host.found = match found {
-        None => Some((key.to_vec(), Vec::new())),
-        Some(Found::Value(value)) if value.len() <= KEPT_VALUE_MAX => Some((key.to_vec(), value.to_vec())),
-        Some(_) => None,
+        None if key.len() <= KEPT_BYTES_MAX => Some((key.to_vec(), Vec::new())),
+        Some(Found::Value(value)) if key.len() + value.len() <= KEPT_BYTES_MAX => Some((key.to_vec(), value.to_vec())),
+        _ => None,
     };
     i32::try_from(len).or_else(|_| bail!("__get_len: value of {len} bytes does not fit an i32"))
 }
