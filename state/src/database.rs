@@ -145,19 +145,20 @@ impl Database {
     /// Makes the committed state durable, then [`Database::dump_inline_or_to`]. Ours writes its
     /// memtables out on another thread while the dump reads them.
     pub fn sync_and_dump(self, file: Option<&Path>) -> Result<(Vec<String>, Option<schema::DumpFile>)> {
-        let Database::Trie(store) = &self else {
-            self.sync()?;
-            return self.dump_inline_or_to(file);
+        let syncing = match &self {
+            Database::Trie(store) => Some(store.clone()),
+            Database::Metashrew(_) => None,
         };
-        let syncing = store.clone();
         std::thread::scope(|scope| {
             // The thread holds the database open until its memtables are written.
-            let Ok(synced) = std::thread::Builder::new().spawn_scoped(scope, move || syncing.sync()) else {
+            let synced = syncing.and_then(|store| std::thread::Builder::new().spawn_scoped(scope, move || store.sync()).ok());
+            if synced.is_none() {
                 self.sync()?;
-                return self.dump_inline_or_to(file);
-            };
+            }
             let dumped = self.dump_inline_or_to(file);
-            synced.join().map_err(|_| anyhow::anyhow!("writing the memtables out panicked"))??;
+            if let Some(synced) = synced {
+                synced.join().map_err(|_| anyhow::anyhow!("writing the memtables out panicked"))??;
+            }
             dumped
         })
     }

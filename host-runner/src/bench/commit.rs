@@ -201,9 +201,10 @@ fn former_values_lookup(db: &rocksdb::DB, pairs: &[(Bytes, Bytes)]) -> Result<f6
     let mut keys: Vec<&[u8]> = pairs.iter().map(|(key, _)| key.as_ref()).collect();
     keys.sort_unstable();
     keys.dedup();
+    let values = db.cf_handle("default").context("the default family")?;
     let started = Instant::now();
     for chunk in keys.chunks(256) {
-        for value in db.batched_multi_get_cf(&db.cf_handle("default").context("the default family")?, chunk, true) {
+        for value in db.batched_multi_get_cf(&values, chunk, true) {
             std::hint::black_box(value.context("looking up a former value")?);
         }
     }

@@ -11,7 +11,7 @@ use super::flush::decode_flush;
 use super::guest_memory::{self, address};
 use super::host_state::{fail_block, pair_charge, value_read_charge, within_budget, HostState};
 use schema::EngineKind;
-use state::Found;
+use state::{Found, Value};
 
 /// The most `__get_len` keeps for the `__get` that follows, key and value together (ours finds
 /// values below 256 bytes with their length; metashrew's layout decodes every value it finds).
@@ -86,13 +86,11 @@ fn get(mut caller: Caller<'_, HostState>, key_ptr: i32, value_ptr: i32) -> wasmt
     let memory = guest_memory_of(&mut caller)?;
     let (data, host) = memory.data_and_store_mut(&mut caller);
     let key = guest_memory::arraybuffer(data, key_ptr, "__get key")?;
-    if let Some((_, value)) = host.found.take_if(|(found_key, _)| found_key == key) {
-        within_budget(host.host_budget, value_read_charge(host, value.len() as u64), "__get: reading the value")?;
-        guest_memory::span_mut(data, address(value_ptr), value.len() as u64, "__get value")?.copy_from_slice(&value);
-        return Ok(());
-    }
     let store = host.store.clone();
-    let found = store.find(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?;
+    let found = match host.found.take_if(|(found_key, _)| found_key == key) {
+        Some((_, kept)) => Some(Found::Value(Value::Decoded(kept))),
+        None => store.find(key, host.height, host.block).map_err(wasmtime::Error::from_anyhow)?,
+    };
     within_budget(host.host_budget, value_read_charge(host, found.as_ref().map_or(0, Found::len)), "__get: reading the value")?;
     let value = match found {
         None => None,

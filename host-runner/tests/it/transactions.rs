@@ -79,19 +79,27 @@ fn a_later_pair_for_the_same_key_wins_within_a_block() -> TestResult {
     Ok(())
 }
 
+/// A guest that reads through `__get_len`/`__get` and flushes: its imports, a page of memory and
+/// the key `/blocks/4` (data at 20), then `rest`: more data and `_start`, whose body it closes.
+fn reading_guest(rest: &str) -> String {
+    format!(
+        r#"(module
+  (import "env" "__get_len" (func $get_len (param i32) (result i32)))
+  (import "env" "__get" (func $get (param i32 i32)))
+  (import "env" "__flush" (func $flush (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\09\00\00\00/blocks/4")
+{rest}))"#
+    )
+}
+
 #[test]
 fn get_reads_the_committed_state_of_earlier_blocks() -> TestResult {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("db");
     assert_eq!(run_block(guest_wasm(), &db, 4, b"four").code(), Some(0));
     // Reads /blocks/4 through __get_len/__get and re-stores it under "copy".
-    let wasm = wat_guest(dir.path(), "copy", r#"
-(module
-  (import "env" "__get_len" (func $get_len (param i32) (result i32)))
-  (import "env" "__get" (func $get (param i32 i32)))
-  (import "env" "__flush" (func $flush (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "\09\00\00\00/blocks/4")
+    let wasm = wat_guest(dir.path(), "copy", &reading_guest(r#"
   ;; flush message at 100: 0a 04 "copy" 0a <len> <value at 110>
   (data (i32.const 96) "\00\00\00\00\0a\04copy\0a")
   (func (export "_start") (local $len i32)
@@ -99,8 +107,8 @@ fn get_reads_the_committed_state_of_earlier_blocks() -> TestResult {
     (i32.store8 (i32.const 107) (local.get $len))
     (call $get (i32.const 20) (i32.const 108))
     (i32.store (i32.const 96) (i32.add (i32.const 8) (local.get $len)))
-    (call $flush (i32.const 100))))
-"#);
+    (call $flush (i32.const 100))
+"#));
     let run = run_block(&wasm, &db, 5, b"");
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.result().dump, [r#""/blocks/4" = "four""#, r#""copy" = "four""#]);
@@ -116,21 +124,15 @@ fn get_after_get_len_of_another_key_reads_its_own_key() -> TestResult {
     assert_eq!(run_block(guest_wasm(), &db, 4, b"four").code(), Some(0));
     assert_eq!(run_block(guest_wasm(), &db, 6, b"sixes!").code(), Some(0));
     // The length of /blocks/4, then /blocks/6 read and stored under "copy".
-    let wasm = wat_guest(dir.path(), "other-key", r#"
-(module
-  (import "env" "__get_len" (func $get_len (param i32) (result i32)))
-  (import "env" "__get" (func $get (param i32 i32)))
-  (import "env" "__flush" (func $flush (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "\09\00\00\00/blocks/4")
+    let wasm = wat_guest(dir.path(), "other-key", &reading_guest(r#"
   (data (i32.const 48) "\09\00\00\00/blocks/6")
   ;; flush message at 100: 0a 04 "copy" 0a 06 <the 6 bytes at 108>
   (data (i32.const 96) "\0e\00\00\00\0a\04copy\0a\06")
   (func (export "_start")
     (drop (call $get_len (i32.const 20)))
     (call $get (i32.const 52) (i32.const 108))
-    (call $flush (i32.const 100))))
-"#);
+    (call $flush (i32.const 100))
+"#));
     let run = run_block(&wasm, &db, 7, b"");
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.result().dump, [r#""/blocks/4" = "four""#, r#""/blocks/6" = "sixes!""#, r#""copy" = "sixes!""#]);
